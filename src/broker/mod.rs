@@ -1,0 +1,318 @@
+//! The broker's shared state: configuration, the topic registry with its partitions, and the
+//! producer-id allocator. Protocol handlers reach everything through [`Broker`].
+//!
+//! The registry is persisted to `<data>/__chronik/topics.json` on every change (atomically); this
+//! is the interim home of topic metadata until the metadata WAL takes it over. Partition logs live
+//! in `<data>/<topic>-<partition>/`.
+
+pub mod partition;
+pub mod producer_ids;
+pub mod topics;
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::config::Config;
+use crate::config::topic::TopicConfigs;
+pub use partition::Partition;
+pub use topics::{Topic, TopicError};
+
+const META_DIR: &str = "__chronik";
+
+#[derive(Debug, Serialize, Deserialize)]
+struct ClusterMeta {
+    cluster_id: String,
+    node_id: i32,
+}
+
+pub struct Broker {
+    pub config: Config,
+    pub cluster_id: String,
+    pub node_id: i32,
+    /// Host and port given to clients.
+    pub advertised: (String, i32),
+    data_dir: PathBuf,
+    meta_dir: PathBuf,
+    topics: RwLock<HashMap<String, Arc<Topic>>>,
+    /// Serialises topic creation, deletion and config changes with their persistence.
+    admin_lock: tokio::sync::Mutex<()>,
+    pub producer_ids: producer_ids::ProducerIdAllocator,
+}
+
+impl Broker {
+    /// Opens the data directory: cluster identity, topics and every partition log.
+    pub fn open(config: Config, bound: SocketAddr) -> io::Result<Arc<Self>> {
+        let data_dir = config.data_dir.clone();
+        let meta_dir = data_dir.join(META_DIR);
+        std::fs::create_dir_all(&meta_dir)?;
+        let meta_path = meta_dir.join("cluster.json");
+        let meta = match std::fs::read(&meta_path) {
+            Ok(raw) => serde_json::from_slice::<ClusterMeta>(&raw)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let meta = ClusterMeta {
+                    cluster_id: random_cluster_id(),
+                    node_id: config.node_id,
+                };
+                crate::util::write_atomically(&meta_path, &serde_json::to_vec_pretty(&meta)?)?;
+                meta
+            }
+            Err(e) => return Err(e),
+        };
+        if meta.node_id != config.node_id {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "data directory belongs to node {} but node_id is {}",
+                    meta.node_id, config.node_id
+                ),
+            ));
+        }
+        let producer_ids = producer_ids::ProducerIdAllocator::open(&meta_dir)?;
+        let topics = topics::load_registry(&meta_dir, &data_dir, &config)?;
+        let advertised = config.advertised(bound);
+        Ok(Arc::new(Self {
+            cluster_id: meta.cluster_id,
+            node_id: config.node_id,
+            advertised,
+            data_dir,
+            meta_dir,
+            topics: RwLock::new(topics),
+            admin_lock: tokio::sync::Mutex::new(()),
+            producer_ids,
+            config,
+        }))
+    }
+
+    pub fn topic(&self, name: &str) -> Option<Arc<Topic>> {
+        self.topics
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    pub fn topic_by_id(&self, id: Uuid) -> Option<Arc<Topic>> {
+        self.topics
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .find(|t| t.id == id)
+            .cloned()
+    }
+
+    pub fn topics(&self) -> Vec<Arc<Topic>> {
+        let mut all: Vec<_> = self
+            .topics
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
+    }
+
+    pub fn partition(&self, topic: &str, index: i32) -> Option<Arc<Partition>> {
+        self.topic(topic)?.partition(index)
+    }
+
+    /// Creates a topic. With `validate_only` everything is checked but nothing is created.
+    pub async fn create_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        replication_factor: i16,
+        configs: TopicConfigs,
+        validate_only: bool,
+    ) -> Result<Arc<Topic>, TopicError> {
+        let _guard = self.admin_lock.lock().await;
+        topics::validate_name(name)?;
+        if self.topic(name).is_some() {
+            return Err(TopicError::AlreadyExists(name.to_string()));
+        }
+        if let Some(other) = self
+            .topics()
+            .into_iter()
+            .find(|t| topics::collides(&t.name, name))
+        {
+            return Err(TopicError::InvalidName(format!(
+                "topic '{name}' collides with existing topic '{}'",
+                other.name
+            )));
+        }
+        let partitions = if partitions == -1 {
+            self.config.log.num_partitions
+        } else {
+            partitions
+        };
+        if partitions < 1 {
+            return Err(TopicError::InvalidPartitions(
+                "number of partitions must be larger than 0".into(),
+            ));
+        }
+        if partitions > topics::MAX_PARTITIONS {
+            return Err(TopicError::InvalidPartitions(format!(
+                "number of partitions must not exceed {}",
+                topics::MAX_PARTITIONS
+            )));
+        }
+        if replication_factor != -1 && replication_factor != 1 {
+            return Err(TopicError::InvalidReplicationFactor(format!(
+                "replication factor {replication_factor} is larger than the 1 available broker"
+            )));
+        }
+        let log_config = configs.resolve(&self.config.log)?;
+        if validate_only {
+            return Ok(Arc::new(Topic::new_unopened(name, partitions, configs)));
+        }
+        let topic = Topic::create(
+            &self.data_dir,
+            name,
+            Uuid::new_v4(),
+            partitions,
+            configs,
+            log_config,
+        )?;
+        let topic = Arc::new(topic);
+        self.topics
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_string(), topic.clone());
+        self.persist()?;
+        Ok(topic)
+    }
+
+    /// Creates a topic with broker defaults if auto-creation is on and the name is valid.
+    pub async fn auto_create(&self, name: &str) -> Result<Arc<Topic>, TopicError> {
+        match self
+            .create_topic(name, -1, -1, TopicConfigs::default(), false)
+            .await
+        {
+            Err(TopicError::AlreadyExists(_)) => self
+                .topic(name)
+                .ok_or_else(|| TopicError::UnknownTopic(name.to_string())),
+            other => other,
+        }
+    }
+
+    pub async fn delete_topic(&self, name: &str) -> Result<Uuid, TopicError> {
+        let _guard = self.admin_lock.lock().await;
+        let topic = self
+            .topics
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name)
+            .ok_or_else(|| TopicError::UnknownTopic(name.to_string()))?;
+        self.persist()?;
+        let id = topic.id;
+        topic.delete_logs(&self.data_dir)?;
+        Ok(id)
+    }
+
+    /// Grows a topic to `count` partitions.
+    pub async fn create_partitions(
+        &self,
+        name: &str,
+        count: i32,
+        validate_only: bool,
+    ) -> Result<(), TopicError> {
+        let _guard = self.admin_lock.lock().await;
+        let topic = self
+            .topic(name)
+            .ok_or_else(|| TopicError::UnknownTopic(name.to_string()))?;
+        let current = topic.partition_count();
+        if count <= current {
+            return Err(TopicError::InvalidPartitions(format!(
+                "topic currently has {current} partitions, {count} would not be an increase"
+            )));
+        }
+        if count > topics::MAX_PARTITIONS {
+            return Err(TopicError::InvalidPartitions(format!(
+                "number of partitions must not exceed {}",
+                topics::MAX_PARTITIONS
+            )));
+        }
+        if validate_only {
+            return Ok(());
+        }
+        let grown = topic.with_partitions(&self.data_dir, count, &self.config.log)?;
+        self.topics
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_string(), Arc::new(grown));
+        self.persist()?;
+        Ok(())
+    }
+
+    /// Replaces a topic's explicit configs (already validated) and applies them to its logs.
+    pub async fn set_topic_configs(
+        &self,
+        name: &str,
+        configs: TopicConfigs,
+        validate_only: bool,
+    ) -> Result<(), TopicError> {
+        let _guard = self.admin_lock.lock().await;
+        let topic = self
+            .topic(name)
+            .ok_or_else(|| TopicError::UnknownTopic(name.to_string()))?;
+        let log_config = configs.resolve(&self.config.log)?;
+        if validate_only {
+            return Ok(());
+        }
+        let updated = topic.with_configs(configs, log_config);
+        self.topics
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_string(), Arc::new(updated));
+        self.persist()?;
+        Ok(())
+    }
+
+    fn persist(&self) -> io::Result<()> {
+        let snapshot = self.topics();
+        topics::save_registry(&self.meta_dir, &snapshot)
+    }
+
+    /// Applies retention to every partition.
+    pub fn enforce_retention(&self, now_ms: i64) {
+        for topic in self.topics() {
+            for p in topic.partitions() {
+                p.enforce_retention(now_ms);
+            }
+        }
+    }
+
+    /// Runs time-based flushes that are due.
+    pub fn flush_due(&self, now_ms: i64) {
+        for topic in self.topics() {
+            for p in topic.partitions() {
+                p.flush_if_due(now_ms);
+            }
+        }
+    }
+
+    /// Flushes and closes every log cleanly (graceful shutdown).
+    pub fn close(&self) {
+        for topic in self.topics() {
+            for p in topic.partitions() {
+                p.close();
+            }
+        }
+    }
+}
+
+fn random_cluster_id() -> String {
+    // Kafka cluster ids are 22-character URL-safe base64 of a UUID.
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let bits = Uuid::new_v4().as_u128();
+    (0..22)
+        .map(|i| ALPHABET[((bits >> (i * 6)) & 63) as usize] as char)
+        .collect()
+}

@@ -1,0 +1,253 @@
+//! Topics: names, ids, partitions and explicit configs, and the registry file that keeps them.
+
+use std::collections::HashMap;
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::partition::Partition;
+use crate::config::Config;
+use crate::config::LogDefaults;
+use crate::config::topic::{TopicConfigError, TopicConfigs};
+use crate::log::LogConfig;
+
+/// Kafka's limit: a topic name plus `-<partition>` must stay a valid file name.
+pub const MAX_NAME_LEN: usize = 249;
+/// A guard against requests that would create absurd numbers of directories.
+pub const MAX_PARTITIONS: i32 = 10_000;
+const REGISTRY_FILE: &str = "topics.json";
+
+#[derive(Debug, thiserror::Error)]
+pub enum TopicError {
+    #[error("topic '{0}' already exists")]
+    AlreadyExists(String),
+    #[error("{0}")]
+    InvalidName(String),
+    #[error("{0}")]
+    InvalidPartitions(String),
+    #[error("{0}")]
+    InvalidReplicationFactor(String),
+    #[error("unknown topic '{0}'")]
+    UnknownTopic(String),
+    #[error(transparent)]
+    Config(#[from] TopicConfigError),
+    #[error("storage error: {0}")]
+    Io(#[from] io::Error),
+}
+
+pub fn validate_name(name: &str) -> Result<(), TopicError> {
+    if name.is_empty() {
+        return Err(TopicError::InvalidName(
+            "topic name is illegal, it can't be empty".into(),
+        ));
+    }
+    if name == "." || name == ".." {
+        return Err(TopicError::InvalidName(
+            "topic name cannot be \".\" or \"..\"".into(),
+        ));
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err(TopicError::InvalidName(format!(
+            "topic name is illegal, it can't be longer than {MAX_NAME_LEN} characters"
+        )));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || *c == '.' || *c == '_' || *c == '-'))
+    {
+        return Err(TopicError::InvalidName(format!(
+            "topic name '{name}' is illegal, it contains '{c}'; valid characters are ASCII alphanumerics, '.', '_' and '-'"
+        )));
+    }
+    Ok(())
+}
+
+/// Kafka refuses names that differ only by '.' versus '_' (they collide in metric names).
+pub fn collides(a: &str, b: &str) -> bool {
+    a != b && a.replace('.', "_") == b.replace('.', "_")
+}
+
+pub struct Topic {
+    pub name: String,
+    pub id: Uuid,
+    pub configs: TopicConfigs,
+    partition_count: i32,
+    partitions: Vec<Arc<Partition>>,
+}
+
+impl Topic {
+    /// A topic as it would be created, without touching disk (for `validate_only`).
+    pub fn new_unopened(name: &str, partitions: i32, configs: TopicConfigs) -> Self {
+        Self {
+            name: name.to_string(),
+            id: Uuid::nil(),
+            configs,
+            partition_count: partitions,
+            partitions: Vec::new(),
+        }
+    }
+
+    pub fn create(
+        data_dir: &Path,
+        name: &str,
+        id: Uuid,
+        partitions: i32,
+        configs: TopicConfigs,
+        log_config: LogConfig,
+    ) -> io::Result<Self> {
+        let mut opened = Vec::with_capacity(partitions as usize);
+        for index in 0..partitions {
+            opened.push(Arc::new(Partition::open(
+                data_dir,
+                name,
+                index,
+                log_config.clone(),
+            )?));
+        }
+        Ok(Self {
+            name: name.to_string(),
+            id,
+            configs,
+            partition_count: partitions,
+            partitions: opened,
+        })
+    }
+
+    pub fn partition(&self, index: i32) -> Option<Arc<Partition>> {
+        if index < 0 {
+            return None;
+        }
+        self.partitions.get(index as usize).cloned()
+    }
+
+    pub fn partitions(&self) -> &[Arc<Partition>] {
+        &self.partitions
+    }
+
+    pub fn partition_count(&self) -> i32 {
+        self.partition_count
+    }
+
+    pub fn is_internal(&self) -> bool {
+        self.name.starts_with("__")
+    }
+
+    /// The same topic with more partitions; existing partitions are shared, not reopened.
+    pub fn with_partitions(
+        &self,
+        data_dir: &Path,
+        count: i32,
+        defaults: &LogDefaults,
+    ) -> Result<Self, TopicError> {
+        let log_config = self.configs.resolve(defaults)?;
+        let mut partitions = self.partitions.clone();
+        for index in self.partition_count..count {
+            partitions.push(Arc::new(Partition::open(
+                data_dir,
+                &self.name,
+                index,
+                log_config.clone(),
+            )?));
+        }
+        Ok(Self {
+            name: self.name.clone(),
+            id: self.id,
+            configs: self.configs.clone(),
+            partition_count: count,
+            partitions,
+        })
+    }
+
+    /// The same topic with new configs, applied to every open log.
+    pub fn with_configs(&self, configs: TopicConfigs, log_config: LogConfig) -> Self {
+        for p in &self.partitions {
+            p.set_config(log_config.clone());
+        }
+        Self {
+            name: self.name.clone(),
+            id: self.id,
+            configs,
+            partition_count: self.partition_count,
+            partitions: self.partitions.clone(),
+        }
+    }
+
+    pub fn delete_logs(&self, _data_dir: &Path) -> io::Result<()> {
+        for p in &self.partitions {
+            p.delete()?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct TopicRecord {
+    name: String,
+    id: Uuid,
+    partitions: i32,
+    configs: TopicConfigs,
+}
+
+pub fn save_registry(meta_dir: &Path, topics: &[Arc<Topic>]) -> io::Result<()> {
+    let records: Vec<TopicRecord> = topics
+        .iter()
+        .map(|t| TopicRecord {
+            name: t.name.clone(),
+            id: t.id,
+            partitions: t.partition_count,
+            configs: t.configs.clone(),
+        })
+        .collect();
+    let raw = serde_json::to_vec_pretty(&records)?;
+    crate::util::write_atomically(&meta_dir.join(REGISTRY_FILE), &raw)
+}
+
+pub fn load_registry(
+    meta_dir: &Path,
+    data_dir: &Path,
+    config: &Config,
+) -> io::Result<HashMap<String, Arc<Topic>>> {
+    // Finish deletions a crash interrupted.
+    for entry in std::fs::read_dir(data_dir)? {
+        let entry = entry?;
+        if entry.file_name().to_string_lossy().ends_with("-delete") {
+            std::fs::remove_dir_all(entry.path())?;
+        }
+    }
+    let records: Vec<TopicRecord> = match std::fs::read(meta_dir.join(REGISTRY_FILE)) {
+        Ok(raw) => serde_json::from_slice(&raw)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(e),
+    };
+    let mut out = HashMap::new();
+    for r in records {
+        let log_config = r
+            .configs
+            .resolve(&config.log)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+        let topic = Topic::create(data_dir, &r.name, r.id, r.partitions, r.configs, log_config)?;
+        out.insert(r.name, Arc::new(topic));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_kafka_rules() {
+        assert!(validate_name("orders.v1_eu-west").is_ok());
+        for bad in ["", ".", "..", "a b", "ä", "x/y"] {
+            assert!(validate_name(bad).is_err(), "{bad:?}");
+        }
+        assert!(validate_name(&"a".repeat(250)).is_err());
+        assert!(validate_name(&"a".repeat(249)).is_ok());
+        assert!(collides("a.b", "a_b"));
+        assert!(!collides("a.b", "a.b"));
+    }
+}

@@ -1,0 +1,358 @@
+//! Broker configuration: one TOML file, overridable by `CHRONIK_*` environment variables and by
+//! command-line flags, in that order of precedence (flags win).
+//!
+//! Every key has a default, so an empty file runs a complete single-node broker. Unknown keys,
+//! in the file or in the environment, are an error that names the key: a typo must never be
+//! silently ignored.
+
+pub mod topic;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+    #[error("unknown environment variable {0}: no configuration key matches it")]
+    UnknownEnv(String),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// This broker's id in the cluster.
+    pub node_id: i32,
+    /// Where partition logs and broker metadata live.
+    pub data_dir: PathBuf,
+    pub kafka: KafkaConfig,
+    pub log: LogDefaults,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    /// Address the Kafka listener binds to.
+    pub listen: String,
+    /// `host:port` given to clients in Metadata; empty means the bound address.
+    pub advertised: String,
+    /// Connections beyond this wait in the accept queue (`max.connections`).
+    pub max_connections: usize,
+    /// Largest request frame accepted (`socket.request.max.bytes`).
+    pub request_max_bytes: u32,
+    /// Connections idle this long are closed (`connections.max.idle.ms`).
+    pub idle_timeout_ms: u64,
+}
+
+/// Broker-wide defaults for topic configurations (Kafka's `log.*` settings).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogDefaults {
+    pub num_partitions: i32,
+    pub auto_create_topics: bool,
+    pub segment_bytes: i64,
+    pub segment_ms: i64,
+    pub retention_ms: i64,
+    pub retention_bytes: i64,
+    pub index_interval_bytes: i64,
+    pub max_message_bytes: i64,
+    pub message_timestamp_type: String,
+    pub message_timestamp_before_max_ms: i64,
+    pub message_timestamp_after_max_ms: i64,
+    pub flush_interval_messages: i64,
+    pub flush_interval_ms: i64,
+    pub min_insync_replicas: i64,
+    /// How often retention is applied.
+    pub retention_check_interval_ms: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            node_id: 1,
+            data_dir: PathBuf::from("./data"),
+            kafka: KafkaConfig::default(),
+            log: LogDefaults::default(),
+        }
+    }
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:9092".into(),
+            advertised: String::new(),
+            max_connections: 10_000,
+            request_max_bytes: 100 * 1024 * 1024,
+            idle_timeout_ms: 600_000,
+        }
+    }
+}
+
+impl Default for LogDefaults {
+    fn default() -> Self {
+        Self {
+            num_partitions: 1,
+            auto_create_topics: true,
+            segment_bytes: 1 << 30,
+            segment_ms: 7 * 24 * 3600 * 1000,
+            retention_ms: 7 * 24 * 3600 * 1000,
+            retention_bytes: -1,
+            index_interval_bytes: 4096,
+            max_message_bytes: 1_048_588,
+            message_timestamp_type: "CreateTime".into(),
+            message_timestamp_before_max_ms: i64::MAX,
+            message_timestamp_after_max_ms: 3_600_000,
+            flush_interval_messages: i64::MAX,
+            flush_interval_ms: i64::MAX,
+            min_insync_replicas: 1,
+            retention_check_interval_ms: 300_000,
+        }
+    }
+}
+
+/// Command-line overrides; `None` leaves the file/env value alone.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub listen: Option<String>,
+    pub advertised: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub node_id: Option<i32>,
+}
+
+/// The environment variable that names a config file when `--config` is not given.
+pub const CONFIG_ENV: &str = "CHRONIK_CONFIG";
+
+impl Config {
+    /// Loads the file (if any), applies `CHRONIK_*` variables from `env`, then `overrides`.
+    pub fn load(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        overrides: &Overrides,
+    ) -> Result<Self, ConfigError> {
+        let mut table = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    path: p.to_path_buf(),
+                    source,
+                })?;
+                text.parse::<toml::Table>()
+                    .map_err(|e| ConfigError::Invalid(format!("{}: {e}", p.display())))?
+            }
+            None => toml::Table::new(),
+        };
+        apply_env(&mut table, env)?;
+        let mut config: Config = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Invalid(e.message().to_string()))?;
+        if let Some(v) = &overrides.listen {
+            config.kafka.listen = v.clone();
+        }
+        if let Some(v) = &overrides.advertised {
+            config.kafka.advertised = v.clone();
+        }
+        if let Some(v) = &overrides.data_dir {
+            config.data_dir = v.clone();
+        }
+        if let Some(v) = overrides.node_id {
+            config.node_id = v;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.kafka.listen.parse::<SocketAddr>().map_err(|e| {
+            ConfigError::Invalid(format!("kafka.listen {:?}: {e}", self.kafka.listen))
+        })?;
+        if !self.kafka.advertised.is_empty() {
+            parse_host_port(&self.kafka.advertised).ok_or_else(|| {
+                ConfigError::Invalid(format!(
+                    "kafka.advertised {:?} is not host:port",
+                    self.kafka.advertised
+                ))
+            })?;
+        }
+        if self.node_id < 0 {
+            return Err(ConfigError::Invalid("node_id must be >= 0".into()));
+        }
+        if self.kafka.request_max_bytes < 1024 {
+            return Err(ConfigError::Invalid(
+                "kafka.request_max_bytes must be at least 1024".into(),
+            ));
+        }
+        if self.kafka.max_connections == 0 {
+            return Err(ConfigError::Invalid(
+                "kafka.max_connections must be > 0".into(),
+            ));
+        }
+        if self.log.num_partitions < 1 {
+            return Err(ConfigError::Invalid(
+                "log.num_partitions must be >= 1".into(),
+            ));
+        }
+        // The topic-level rules check every broker default too.
+        topic::TopicConfigs::default()
+            .resolve(&self.log)
+            .map_err(|e| ConfigError::Invalid(format!("log defaults: {e}")))?;
+        Ok(())
+    }
+
+    /// The `(host, port)` clients are told to connect to.
+    pub fn advertised(&self, bound: SocketAddr) -> (String, i32) {
+        if let Some((h, p)) = parse_host_port(&self.kafka.advertised) {
+            return (h, p);
+        }
+        (bound.ip().to_string(), bound.port() as i32)
+    }
+}
+
+fn parse_host_port(s: &str) -> Option<(String, i32)> {
+    let (host, port) = s.rsplit_once(':')?;
+    let port: u16 = port.parse().ok()?;
+    if host.is_empty() {
+        return None;
+    }
+    Some((host.trim_matches(['[', ']']).to_string(), port as i32))
+}
+
+/// Maps `CHRONIK_SECTION_KEY=value` onto `[section] key = value`, e.g. `CHRONIK_LOG_SEGMENT_BYTES`
+/// onto `log.segment_bytes` and `CHRONIK_DATA_DIR` onto `data_dir`.
+fn apply_env(
+    table: &mut toml::Table,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<(), ConfigError> {
+    let defaults = toml::Value::try_from(Config::default())
+        .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+    let Some(defaults) = defaults.as_table() else {
+        return Ok(());
+    };
+    // Known keys as (ENV_NAME, section, key).
+    let mut known = Vec::new();
+    for (k, v) in defaults {
+        match v.as_table() {
+            Some(section) => {
+                for key in section.keys() {
+                    known.push((
+                        format!("CHRONIK_{}_{}", k.to_uppercase(), key.to_uppercase()),
+                        Some(k.clone()),
+                        key.clone(),
+                    ));
+                }
+            }
+            None => known.push((format!("CHRONIK_{}", k.to_uppercase()), None, k.clone())),
+        }
+    }
+    for (name, raw) in env {
+        if !name.starts_with("CHRONIK_") || name == CONFIG_ENV {
+            continue;
+        }
+        let Some((_, section, key)) = known.iter().find(|(n, _, _)| *n == name) else {
+            return Err(ConfigError::UnknownEnv(name));
+        };
+        let value = format!("v = {raw}")
+            .parse::<toml::Table>()
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or(toml::Value::String(raw));
+        let target = match section {
+            Some(s) => table
+                .entry(s.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+                .as_table_mut()
+                .ok_or_else(|| ConfigError::Invalid(format!("{s} must be a table")))?,
+            None => &mut *table,
+        };
+        target.insert(key.clone(), value);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let c = Config::load(None, env(&[]), &Overrides::default()).expect("defaults");
+        assert_eq!(c.kafka.listen, "127.0.0.1:9092");
+        assert_eq!(c.data_dir, PathBuf::from("./data"));
+    }
+
+    #[test]
+    fn file_env_and_flags_layer_in_order() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("chronik.toml");
+        std::fs::write(
+            &path,
+            "node_id = 3\n[log]\nsegment_bytes = 2048\nnum_partitions = 4\n",
+        )
+        .expect("write");
+        let c = Config::load(
+            Some(&path),
+            env(&[
+                ("CHRONIK_LOG_NUM_PARTITIONS", "6"),
+                ("CHRONIK_KAFKA_LISTEN", "127.0.0.1:19092"),
+                ("PATH", "/bin"),
+            ]),
+            &Overrides {
+                node_id: Some(7),
+                ..Default::default()
+            },
+        )
+        .expect("load");
+        assert_eq!(c.node_id, 7);
+        assert_eq!(c.log.segment_bytes, 2048);
+        assert_eq!(c.log.num_partitions, 6);
+        assert_eq!(c.kafka.listen, "127.0.0.1:19092");
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("chronik.toml");
+        std::fs::write(&path, "[log]\nsegment_byte = 1\n").expect("write");
+        let err =
+            Config::load(Some(&path), env(&[]), &Overrides::default()).expect_err("unknown key");
+        assert!(err.to_string().contains("segment_byte"), "{err}");
+        let err = Config::load(
+            None,
+            env(&[("CHRONIK_LOG_SEGMNT_BYTES", "1")]),
+            &Overrides::default(),
+        )
+        .expect_err("unknown env");
+        assert!(
+            err.to_string().contains("CHRONIK_LOG_SEGMNT_BYTES"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        for (k, v) in [
+            ("CHRONIK_KAFKA_LISTEN", "nonsense"),
+            ("CHRONIK_LOG_MESSAGE_TIMESTAMP_TYPE", "Sometimes"),
+            ("CHRONIK_LOG_SEGMENT_BYTES", "5"),
+            ("CHRONIK_KAFKA_ADVERTISED", "nohostport"),
+        ] {
+            assert!(
+                Config::load(None, env(&[(k, v)]), &Overrides::default()).is_err(),
+                "{k}={v} must be refused"
+            );
+        }
+    }
+}

@@ -1,0 +1,210 @@
+//! Fetch: reads whole batches from segment files and hands their file ranges to the network
+//! layer, which sends them with `sendfile`. Long polls wait on the partitions' high-watermark
+//! channels, so an append wakes a waiting consumer at once and an idle one costs nothing.
+//!
+//! Limits follow Kafka (KIP-74): `partition_max_bytes` per partition and `max_bytes` per
+//! response, except that the first batch found is always returned whole so a consumer can make
+//! progress past a batch larger than its limits.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::select_all;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::FetchRequest;
+use tokio::sync::watch;
+
+use super::code;
+use crate::broker::{Broker, Partition};
+use crate::log::ReadError;
+use crate::protocol::fetch_encoder::{self, FetchOut, PartitionOut, RecordsOut, TopicOut};
+use crate::protocol::{ProtocolError, RequestContext, Response};
+
+/// One requested partition, resolved.
+struct Wanted {
+    topic_slot: usize,
+    partition_index: i32,
+    partition: Option<Arc<Partition>>,
+    fetch_offset: i64,
+    partition_max_bytes: i32,
+    /// Error decided before reading (unknown topic/partition, fenced epoch).
+    error: Option<i16>,
+}
+
+pub async fn handle(
+    broker: &Arc<Broker>,
+    ctx: &RequestContext,
+    req: FetchRequest,
+) -> Result<Response, ProtocolError> {
+    let version = ctx.version;
+    // Sessions (KIP-227) are declined: every fetch is a full one, which clients handle.
+    let session_error = if req.session_id != 0 {
+        Some(code(ResponseError::FetchSessionIdNotFound))
+    } else if req.session_epoch > 0 {
+        Some(code(ResponseError::InvalidFetchSessionEpoch))
+    } else {
+        None
+    };
+    if let Some(error_code) = session_error {
+        let out = FetchOut {
+            error_code,
+            ..Default::default()
+        };
+        return Ok(fetch_encoder::encode(ctx.correlation_id, version, &out));
+    }
+    let read_committed = req.isolation_level == 1;
+    let mut topics: Vec<TopicOut> = Vec::with_capacity(req.topics.len());
+    let mut wanted: Vec<Wanted> = Vec::new();
+    for ft in &req.topics {
+        let by_id = version >= 13;
+        let topic = if by_id {
+            broker.topic_by_id(ft.topic_id)
+        } else {
+            broker.topic(ft.topic.0.as_str())
+        };
+        let slot = topics.len();
+        topics.push(TopicOut {
+            name: ft.topic.0.to_string(),
+            topic_id: ft.topic_id,
+            partitions: Vec::with_capacity(ft.partitions.len()),
+        });
+        for fp in &ft.partitions {
+            let partition = topic.as_ref().and_then(|t| t.partition(fp.partition));
+            let error = match (&topic, &partition) {
+                (None, _) if by_id => Some(code(ResponseError::UnknownTopicId)),
+                (None, _) | (_, None) => Some(code(ResponseError::UnknownTopicOrPartition)),
+                (Some(_), Some(p)) => epoch_error(fp.current_leader_epoch, p.leader_epoch()),
+            };
+            wanted.push(Wanted {
+                topic_slot: slot,
+                partition_index: fp.partition,
+                partition,
+                fetch_offset: fp.fetch_offset,
+                partition_max_bytes: fp.partition_max_bytes,
+                error,
+            });
+        }
+    }
+
+    // Subscribe before the first read so an append between read and wait is not missed.
+    let mut watchers: Vec<watch::Receiver<i64>> = wanted
+        .iter()
+        .filter(|w| w.error.is_none())
+        .filter_map(|w| w.partition.as_ref().map(|p| p.subscribe()))
+        .collect();
+    for w in &mut watchers {
+        w.borrow_and_update();
+    }
+    let max_wait = Duration::from_millis(req.max_wait_ms.max(0) as u64);
+    let deadline = tokio::time::Instant::now() + max_wait;
+    loop {
+        let (parts, total, any_error) = read_all(&wanted, req.max_bytes, read_committed);
+        let satisfied = total >= req.min_bytes.max(0) as usize && (total > 0 || req.min_bytes <= 0);
+        let now = tokio::time::Instant::now();
+        if satisfied || any_error || now >= deadline || watchers.is_empty() {
+            for (slot, p) in parts {
+                topics[slot].partitions.push(p);
+            }
+            let out = FetchOut {
+                topics,
+                ..Default::default()
+            };
+            return Ok(fetch_encoder::encode(ctx.correlation_id, version, &out));
+        }
+        let changes = watchers.iter_mut().map(|w| Box::pin(w.changed()));
+        match tokio::time::timeout_at(deadline, select_all(changes)).await {
+            Ok((Ok(()), _, _)) => {}
+            // A sender dropped (topic deleted) or the wait timed out: answer with what is there.
+            Ok((Err(_), _, _)) | Err(_) => {
+                let (parts, _, _) = read_all(&wanted, req.max_bytes, read_committed);
+                for (slot, p) in parts {
+                    topics[slot].partitions.push(p);
+                }
+                let out = FetchOut {
+                    topics,
+                    ..Default::default()
+                };
+                return Ok(fetch_encoder::encode(ctx.correlation_id, version, &out));
+            }
+        }
+        for w in &mut watchers {
+            w.borrow_and_update();
+        }
+    }
+}
+
+fn epoch_error(requested: i32, current: i32) -> Option<i16> {
+    if requested < 0 || requested == current {
+        None
+    } else if requested > current {
+        Some(code(ResponseError::UnknownLeaderEpoch))
+    } else {
+        Some(code(ResponseError::FencedLeaderEpoch))
+    }
+}
+
+/// Reads every wanted partition once within the response budget.
+fn read_all(
+    wanted: &[Wanted],
+    max_bytes: i32,
+    read_committed: bool,
+) -> (Vec<(usize, PartitionOut)>, usize, bool) {
+    let mut budget = max_bytes.max(0) as u64;
+    let mut total = 0usize;
+    let mut any_error = false;
+    let mut out = Vec::with_capacity(wanted.len());
+    for w in wanted {
+        let mut p = PartitionOut {
+            partition_index: w.partition_index,
+            error_code: 0,
+            high_watermark: -1,
+            last_stable_offset: -1,
+            log_start_offset: -1,
+            read_committed,
+            records: RecordsOut::Empty,
+        };
+        match (&w.partition, w.error) {
+            (_, Some(e)) => {
+                p.error_code = e;
+                any_error = true;
+            }
+            (None, None) => {
+                p.error_code = code(ResponseError::UnknownTopicOrPartition);
+                any_error = true;
+            }
+            (Some(partition), None) => {
+                let limit = (w.partition_max_bytes.max(0) as u64).min(budget) as u32;
+                // Only the first data in the response may exceed the limits (KIP-74).
+                let at_least_one = total == 0;
+                match partition.read(w.fetch_offset, limit, at_least_one) {
+                    Ok(info) => {
+                        p.high_watermark = info.high_watermark;
+                        p.last_stable_offset = info.high_watermark;
+                        p.log_start_offset = info.log_start_offset;
+                        if let Some(region) = info.region {
+                            total += region.len as usize;
+                            budget = budget.saturating_sub(region.len as u64);
+                            p.records = RecordsOut::File(region);
+                        }
+                    }
+                    Err(ReadError::OffsetOutOfRange {
+                        log_start, log_end, ..
+                    }) => {
+                        p.error_code = code(ResponseError::OffsetOutOfRange);
+                        p.high_watermark = log_end;
+                        p.last_stable_offset = log_end;
+                        p.log_start_offset = log_start;
+                        any_error = true;
+                    }
+                    Err(ReadError::Io(e)) => {
+                        tracing::error!(topic = %partition.topic, partition = partition.index, error = %e, "fetch read failed");
+                        p.error_code = code(ResponseError::KafkaStorageError);
+                        any_error = true;
+                    }
+                }
+            }
+        }
+        out.push((w.topic_slot, p));
+    }
+    (out, total, any_error)
+}

@@ -1,0 +1,41 @@
+//! One module per family of Kafka APIs. A handler takes the decoded request and returns the
+//! decoded response; it reports every per-topic and per-partition failure with the Kafka error
+//! code a client expects and never fails the whole request for one bad partition.
+
+pub mod api_versions;
+pub mod configs;
+pub mod fetch;
+pub mod metadata;
+pub mod offsets;
+pub mod produce;
+pub mod topics;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::protocol::StrBytes;
+
+use crate::broker::TopicError;
+use crate::config::topic::TopicConfigError;
+
+pub(crate) fn code(e: ResponseError) -> i16 {
+    e.code()
+}
+
+pub(crate) fn msg(s: impl Into<String>) -> Option<StrBytes> {
+    Some(StrBytes::from_string(s.into()))
+}
+
+/// The Kafka error code for a topic administration failure.
+pub(crate) fn topic_error_code(e: &TopicError) -> i16 {
+    code(match e {
+        TopicError::AlreadyExists(_) => ResponseError::TopicAlreadyExists,
+        TopicError::InvalidName(_) => ResponseError::InvalidTopicException,
+        TopicError::InvalidPartitions(_) => ResponseError::InvalidPartitions,
+        TopicError::InvalidReplicationFactor(_) => ResponseError::InvalidReplicationFactor,
+        TopicError::UnknownTopic(_) => ResponseError::UnknownTopicOrPartition,
+        TopicError::Config(TopicConfigError::Unknown(_) | TopicConfigError::Invalid { .. }) => {
+            ResponseError::InvalidConfig
+        }
+        TopicError::Config(TopicConfigError::Unsupported { .. }) => ResponseError::InvalidConfig,
+        TopicError::Io(_) => ResponseError::KafkaStorageError,
+    })
+}

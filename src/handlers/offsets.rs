@@ -1,0 +1,189 @@
+//! ListOffsets, OffsetForLeaderEpoch and DeleteRecords: questions and changes about positions in
+//! a partition's log.
+
+use std::sync::Arc;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::delete_records_response::{
+    DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
+};
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
+use kafka_protocol::messages::offset_for_leader_epoch_response::{
+    EpochEndOffset, OffsetForLeaderTopicResult,
+};
+use kafka_protocol::messages::{
+    DeleteRecordsRequest, DeleteRecordsResponse, ListOffsetsRequest, ListOffsetsResponse,
+    OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse,
+};
+
+use super::code;
+use crate::broker::{Broker, Partition};
+use crate::protocol::RequestContext;
+
+const LATEST: i64 = -1;
+const EARLIEST: i64 = -2;
+const MAX_TIMESTAMP: i64 = -3;
+const EARLIEST_LOCAL: i64 = -4;
+const LATEST_TIERED: i64 = -5;
+
+fn epoch_check(requested: i32, current: i32) -> Result<(), i16> {
+    if requested < 0 || requested == current {
+        Ok(())
+    } else if requested > current {
+        Err(code(ResponseError::UnknownLeaderEpoch))
+    } else {
+        Err(code(ResponseError::FencedLeaderEpoch))
+    }
+}
+
+fn lookup(p: &Partition, timestamp: i64) -> std::io::Result<(i64, i64)> {
+    let (start, end) = p.offsets();
+    Ok(match timestamp {
+        LATEST => (end, -1),
+        EARLIEST | EARLIEST_LOCAL => (start, -1),
+        MAX_TIMESTAMP => p.max_timestamp_offset()?,
+        // Nothing is tiered yet, so there is no tiered offset to name.
+        LATEST_TIERED => (-1, -1),
+        ts => match p.offset_for_timestamp(ts)? {
+            Some((offset, ts)) => (offset, ts),
+            None => (-1, -1),
+        },
+    })
+}
+
+pub async fn list_offsets(
+    broker: &Arc<Broker>,
+    ctx: &RequestContext,
+    req: ListOffsetsRequest,
+) -> ListOffsetsResponse {
+    let mut topics = Vec::with_capacity(req.topics.len());
+    for t in req.topics {
+        let topic = broker.topic(t.name.0.as_str());
+        let mut partitions = Vec::with_capacity(t.partitions.len());
+        for lp in t.partitions {
+            let mut r = ListOffsetsPartitionResponse::default()
+                .with_partition_index(lp.partition_index)
+                .with_timestamp(-1)
+                .with_offset(-1);
+            let Some(p) = topic.as_ref().and_then(|t| t.partition(lp.partition_index)) else {
+                partitions.push(r.with_error_code(code(ResponseError::UnknownTopicOrPartition)));
+                continue;
+            };
+            if let Err(e) = epoch_check(lp.current_leader_epoch, p.leader_epoch()) {
+                partitions.push(r.with_error_code(e));
+                continue;
+            }
+            let unsupported = (lp.timestamp == MAX_TIMESTAMP && ctx.version < 7)
+                || (lp.timestamp == EARLIEST_LOCAL && ctx.version < 8)
+                || (lp.timestamp == LATEST_TIERED && ctx.version < 9)
+                || lp.timestamp < LATEST_TIERED;
+            if unsupported {
+                partitions.push(r.with_error_code(code(ResponseError::UnsupportedVersion)));
+                continue;
+            }
+            match lookup(&p, lp.timestamp) {
+                Ok((offset, ts)) => {
+                    r = r
+                        .with_offset(offset)
+                        .with_timestamp(ts)
+                        .with_leader_epoch(p.leader_epoch());
+                }
+                Err(e) => {
+                    tracing::error!(topic = %p.topic, partition = p.index, error = %e, "offset lookup failed");
+                    r = r.with_error_code(code(ResponseError::KafkaStorageError));
+                }
+            }
+            partitions.push(r);
+        }
+        topics.push(
+            ListOffsetsTopicResponse::default()
+                .with_name(t.name)
+                .with_partitions(partitions),
+        );
+    }
+    ListOffsetsResponse::default().with_topics(topics)
+}
+
+pub async fn offset_for_leader_epoch(
+    broker: &Arc<Broker>,
+    _ctx: &RequestContext,
+    req: OffsetForLeaderEpochRequest,
+) -> OffsetForLeaderEpochResponse {
+    let mut topics = Vec::with_capacity(req.topics.len());
+    for t in req.topics {
+        let topic = broker.topic(t.topic.0.as_str());
+        let mut partitions = Vec::with_capacity(t.partitions.len());
+        for op in t.partitions {
+            let r = EpochEndOffset::default()
+                .with_partition(op.partition)
+                .with_leader_epoch(-1)
+                .with_end_offset(-1);
+            let Some(p) = topic.as_ref().and_then(|t| t.partition(op.partition)) else {
+                partitions.push(r.with_error_code(code(ResponseError::UnknownTopicOrPartition)));
+                continue;
+            };
+            let current = p.leader_epoch();
+            if let Err(e) = epoch_check(op.current_leader_epoch, current) {
+                partitions.push(r.with_error_code(e));
+                continue;
+            }
+            // One epoch has ever led: it ends at the log end. Later epochs are unknown.
+            if op.leader_epoch <= current && op.leader_epoch >= 0 {
+                partitions.push(
+                    r.with_leader_epoch(current)
+                        .with_end_offset(p.high_watermark()),
+                );
+            } else {
+                partitions.push(r);
+            }
+        }
+        topics.push(
+            OffsetForLeaderTopicResult::default()
+                .with_topic(t.topic)
+                .with_partitions(partitions),
+        );
+    }
+    OffsetForLeaderEpochResponse::default().with_topics(topics)
+}
+
+pub async fn delete_records(
+    broker: &Arc<Broker>,
+    _ctx: &RequestContext,
+    req: DeleteRecordsRequest,
+) -> DeleteRecordsResponse {
+    let mut topics = Vec::with_capacity(req.topics.len());
+    for t in req.topics {
+        let topic = broker.topic(t.name.0.as_str());
+        let mut partitions = Vec::with_capacity(t.partitions.len());
+        for dp in t.partitions {
+            let r = DeleteRecordsPartitionResult::default()
+                .with_partition_index(dp.partition_index)
+                .with_low_watermark(-1);
+            let Some(p) = topic.as_ref().and_then(|t| t.partition(dp.partition_index)) else {
+                partitions.push(r.with_error_code(code(ResponseError::UnknownTopicOrPartition)));
+                continue;
+            };
+            let hw = p.high_watermark();
+            let target = if dp.offset == -1 { hw } else { dp.offset };
+            if target < 0 || target > hw {
+                partitions.push(r.with_error_code(code(ResponseError::OffsetOutOfRange)));
+                continue;
+            }
+            match p.delete_records_before(target) {
+                Ok(low) => partitions.push(r.with_low_watermark(low)),
+                Err(e) => {
+                    tracing::error!(topic = %p.topic, partition = p.index, error = %e, "delete records failed");
+                    partitions.push(r.with_error_code(code(ResponseError::KafkaStorageError)));
+                }
+            }
+        }
+        topics.push(
+            DeleteRecordsTopicResult::default()
+                .with_name(t.name)
+                .with_partitions(partitions),
+        );
+    }
+    DeleteRecordsResponse::default().with_topics(topics)
+}

@@ -1,0 +1,204 @@
+//! Produce and InitProducerId.
+//!
+//! Batches are validated (sizes, magic, CRC32C, record counts) before the partition lock is
+//! taken, then appended as received. A partition's failure is reported with its precise Kafka
+//! error and never counts as a success: an error code of 0 always means the data is in the log.
+
+use std::sync::Arc;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{
+    InitProducerIdRequest, InitProducerIdResponse, ProduceRequest, ProduceResponse, ProducerId,
+};
+
+use super::{code, msg};
+use crate::broker::Broker;
+use crate::log::batch::{self, BatchError};
+use crate::log::producer_state::ProducerError;
+use crate::log::{AppendError, AppendInfo};
+use crate::protocol::RequestContext;
+
+fn batch_error_code(e: &BatchError) -> i16 {
+    code(match e {
+        BatchError::Truncated(..)
+        | BatchError::InvalidLength(_)
+        | BatchError::CrcMismatch { .. } => ResponseError::CorruptMessage,
+        BatchError::UnsupportedMagic(_) => ResponseError::UnsupportedForMessageFormat,
+        BatchError::InvalidRecordCount { .. } | BatchError::ControlBatch => {
+            ResponseError::InvalidRecord
+        }
+        BatchError::UnknownCompression(_) => ResponseError::UnsupportedCompressionType,
+    })
+}
+
+fn append_error_code(e: &AppendError) -> i16 {
+    match e {
+        AppendError::Batch(b) => batch_error_code(b),
+        AppendError::TooLarge { .. } => code(ResponseError::MessageTooLarge),
+        AppendError::Producer(ProducerError::OutOfOrder { .. }) => {
+            code(ResponseError::OutOfOrderSequenceNumber)
+        }
+        AppendError::Producer(ProducerError::StaleEpoch { .. }) => {
+            code(ResponseError::InvalidProducerEpoch)
+        }
+        AppendError::InvalidTimestamp { .. } => code(ResponseError::InvalidTimestamp),
+        AppendError::Io(_) => code(ResponseError::KafkaStorageError),
+    }
+}
+
+fn partition_error(index: i32, error: i16, message: String) -> PartitionProduceResponse {
+    PartitionProduceResponse::default()
+        .with_index(index)
+        .with_error_code(error)
+        .with_base_offset(-1)
+        .with_log_append_time_ms(-1)
+        .with_log_start_offset(-1)
+        .with_error_message(msg(message))
+}
+
+fn partition_ok(index: i32, info: AppendInfo) -> PartitionProduceResponse {
+    PartitionProduceResponse::default()
+        .with_index(index)
+        .with_base_offset(info.base_offset)
+        .with_log_append_time_ms(info.log_append_time)
+        .with_log_start_offset(info.log_start_offset)
+}
+
+pub async fn handle(
+    broker: &Arc<Broker>,
+    ctx: &RequestContext,
+    req: ProduceRequest,
+) -> ProduceResponse {
+    let now = crate::util::now_ms();
+    let acks_valid = matches!(req.acks, -1..=1);
+    let mut responses = Vec::with_capacity(req.topic_data.len());
+    for td in req.topic_data {
+        let by_id = ctx.version >= 13;
+        let topic = if by_id {
+            broker.topic_by_id(td.topic_id)
+        } else {
+            broker.topic(td.name.0.as_str())
+        };
+        let mut partitions = Vec::with_capacity(td.partition_data.len());
+        for pd in td.partition_data {
+            let index = pd.index;
+            if !acks_valid {
+                partitions.push(partition_error(
+                    index,
+                    code(ResponseError::InvalidRequiredAcks),
+                    format!("acks must be -1, 0 or 1, not {}", req.acks),
+                ));
+                continue;
+            }
+            if req.transactional_id.is_some() {
+                partitions.push(partition_error(
+                    index,
+                    code(ResponseError::InvalidRecord),
+                    "transactions are not supported by this broker".into(),
+                ));
+                continue;
+            }
+            let Some(topic) = &topic else {
+                let e = if by_id {
+                    ResponseError::UnknownTopicId
+                } else {
+                    ResponseError::UnknownTopicOrPartition
+                };
+                partitions.push(partition_error(index, code(e), "unknown topic".into()));
+                continue;
+            };
+            let Some(partition) = topic.partition(index) else {
+                partitions.push(partition_error(
+                    index,
+                    code(ResponseError::UnknownTopicOrPartition),
+                    format!("topic {} has no partition {index}", topic.name),
+                ));
+                continue;
+            };
+            let records = pd.records.unwrap_or_default();
+            if records.is_empty() {
+                partitions.push(partition_error(
+                    index,
+                    code(ResponseError::InvalidRecord),
+                    "produce request holds no record batch".into(),
+                ));
+                continue;
+            }
+            let batches = match batch::split_batches(&records) {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::debug!(topic = %topic.name, partition = index, error = %e, "refused batch");
+                    partitions.push(partition_error(index, batch_error_code(&e), e.to_string()));
+                    continue;
+                }
+            };
+            if batches.iter().any(|(h, _)| h.is_transactional()) {
+                partitions.push(partition_error(
+                    index,
+                    code(ResponseError::InvalidRecord),
+                    "transactional batches are not supported by this broker".into(),
+                ));
+                continue;
+            }
+            if req.acks == -1 && topic.configs.min_insync_replicas(&broker.config.log) > 1 {
+                partitions.push(partition_error(
+                    index,
+                    code(ResponseError::NotEnoughReplicas),
+                    "min.insync.replicas exceeds the single in-sync replica".into(),
+                ));
+                continue;
+            }
+            match partition.append(&batches, now) {
+                Ok(info) => partitions.push(partition_ok(index, info)),
+                Err(e) => {
+                    let c = if partition.is_deleted() {
+                        code(ResponseError::UnknownTopicOrPartition)
+                    } else {
+                        append_error_code(&e)
+                    };
+                    if matches!(e, AppendError::Io(_)) && !partition.is_deleted() {
+                        tracing::error!(topic = %topic.name, partition = index, error = %e, "append failed");
+                    }
+                    partitions.push(partition_error(index, c, e.to_string()));
+                }
+            }
+        }
+        responses.push(
+            TopicProduceResponse::default()
+                .with_name(td.name)
+                .with_topic_id(td.topic_id)
+                .with_partition_responses(partitions),
+        );
+    }
+    ProduceResponse::default().with_responses(responses)
+}
+
+pub async fn init_producer_id(
+    broker: &Arc<Broker>,
+    _ctx: &RequestContext,
+    req: InitProducerIdRequest,
+) -> InitProducerIdResponse {
+    if req.transactional_id.is_some() {
+        tracing::warn!(
+            "refused InitProducerId with a transactional id: transactions are not supported"
+        );
+        return InitProducerIdResponse::default()
+            .with_error_code(code(ResponseError::InvalidRequest))
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1);
+    }
+    // Without a transactional id Kafka always hands out a fresh id at epoch 0.
+    match broker.producer_ids.next() {
+        Ok(id) => InitProducerIdResponse::default()
+            .with_producer_id(ProducerId(id))
+            .with_producer_epoch(0),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot persist producer id block");
+            InitProducerIdResponse::default()
+                .with_error_code(code(ResponseError::KafkaStorageError))
+                .with_producer_id(ProducerId(-1))
+                .with_producer_epoch(-1)
+        }
+    }
+}

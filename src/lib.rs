@@ -1,0 +1,76 @@
+//! Chronik Stream: a Kafka-compatible broker.
+//!
+//! `serve` runs a complete single-node broker on an already-bound listener until the shutdown
+//! future resolves, then closes every log cleanly. Tests bind `127.0.0.1:0` and run the real
+//! server in-process; the `chronik` binary does the same with the configured address.
+
+pub mod broker;
+pub mod config;
+pub mod handlers;
+pub mod log;
+pub mod network;
+pub mod protocol;
+pub mod util;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub use broker::Broker;
+pub use config::Config;
+
+/// Runs the broker on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let bound = listener.local_addr()?;
+    let broker = Broker::open(config, bound)?;
+    tracing::info!(
+        listen = %bound,
+        advertised = %format!("{}:{}", broker.advertised.0, broker.advertised.1),
+        cluster_id = %broker.cluster_id,
+        topics = broker.topics().len(),
+        "broker ready"
+    );
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let acceptor = tokio::spawn(network::accept_loop(
+        listener,
+        broker.clone(),
+        stop_rx.clone(),
+    ));
+    let housekeeping = tokio::spawn(housekeeping(broker.clone(), stop_rx));
+    shutdown.await;
+    tracing::info!("shutting down");
+    let _ = stop_tx.send(true);
+    let _ = acceptor.await;
+    let _ = housekeeping.await;
+    let closing = broker.clone();
+    tokio::task::spawn_blocking(move || closing.close())
+        .await
+        .map_err(std::io::Error::other)?;
+    tracing::info!("logs closed cleanly");
+    Ok(())
+}
+
+/// Periodic work: retention and time-based flushes.
+async fn housekeeping(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
+    let retention_every =
+        Duration::from_millis(broker.config.log.retention_check_interval_ms.max(100));
+    let mut retention = tokio::time::interval(retention_every);
+    let mut flush = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        tokio::select! {
+            _ = retention.tick() => {
+                let b = broker.clone();
+                let _ = tokio::task::spawn_blocking(move || b.enforce_retention(util::now_ms())).await;
+            }
+            _ = flush.tick() => broker.flush_due(util::now_ms()),
+            _ = stop.changed() => return,
+        }
+    }
+}

@@ -1,0 +1,794 @@
+//! The partition log on local disk, in Kafka's own layout.
+//!
+//! `<data>/<topic>-<partition>/` holds `<base_offset:020>.log|.index|.timeindex` segments,
+//! `<offset:020>.snapshot` producer-state snapshots and a `log-start-offset` checkpoint. Batches
+//! are written exactly as producers sent them apart from the base offset and leader epoch, which
+//! sit outside the CRC. This module owns appending, reading by offset and timestamp, rolling,
+//! retention and crash recovery. It knows nothing about sockets or the Kafka protocol: callers
+//! validate requests and serialise access (one writer per partition).
+
+pub mod batch;
+pub mod index;
+pub mod producer_state;
+pub mod segment;
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use batch::{BatchError, BatchHeader};
+use producer_state::{ProducerError, ProducerStateManager, SequenceCheck};
+use segment::{LogSegment, RecoveryReport};
+
+const CLEAN_SHUTDOWN_FILE: &str = ".clean-shutdown";
+const LOG_START_FILE: &str = "log-start-offset";
+
+/// How timestamps of appended batches are treated (`message.timestamp.type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimestampType {
+    CreateTime,
+    LogAppendTime,
+}
+
+/// The settings of one partition's log, resolved from topic and broker configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogConfig {
+    pub segment_bytes: u32,
+    pub segment_ms: i64,
+    /// `-1` keeps data forever.
+    pub retention_ms: i64,
+    /// `-1` means no size limit.
+    pub retention_bytes: i64,
+    pub index_interval_bytes: u32,
+    pub max_message_bytes: u32,
+    pub timestamp_type: TimestampType,
+    pub timestamp_before_max_ms: i64,
+    pub timestamp_after_max_ms: i64,
+    /// fsync after this many messages (`i64::MAX`: leave it to the OS, as Kafka does).
+    pub flush_messages: i64,
+    /// fsync when the oldest unflushed append is this old.
+    pub flush_ms: i64,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            segment_bytes: 1 << 30,
+            segment_ms: 7 * 24 * 3600 * 1000,
+            retention_ms: 7 * 24 * 3600 * 1000,
+            retention_bytes: -1,
+            index_interval_bytes: 4096,
+            max_message_bytes: 1_048_588,
+            timestamp_type: TimestampType::CreateTime,
+            timestamp_before_max_ms: i64::MAX,
+            timestamp_after_max_ms: 3_600_000,
+            flush_messages: i64::MAX,
+            flush_ms: i64::MAX,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    #[error(transparent)]
+    Batch(#[from] BatchError),
+    #[error("record batch of {size} bytes exceeds max.message.bytes {max}")]
+    TooLarge { size: usize, max: u32 },
+    #[error(transparent)]
+    Producer(#[from] ProducerError),
+    #[error("timestamp {timestamp} of the batch is out of the accepted range")]
+    InvalidTimestamp { timestamp: i64 },
+    #[error("log i/o failed: {0}")]
+    Io(#[from] io::Error),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("offset {offset} is out of range [{log_start}, {log_end}]")]
+    OffsetOutOfRange {
+        offset: i64,
+        log_start: i64,
+        log_end: i64,
+    },
+    #[error("log i/o failed: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// What an append did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendInfo {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    /// The broker's timestamp when `LogAppendTime` applies, else `-1`.
+    pub log_append_time: i64,
+    pub log_start_offset: i64,
+    /// The batch was a producer retry; nothing was written.
+    pub duplicate: bool,
+}
+
+/// A byte range of a segment file that holds whole batches. It keeps the file open, so a
+/// segment deleted by retention while the range is being sent still reads correctly.
+#[derive(Debug, Clone)]
+pub struct FileRegion {
+    pub file: Arc<File>,
+    pub position: u64,
+    pub len: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct ReadInfo {
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
+    pub region: Option<FileRegion>,
+}
+
+/// One partition's log.
+#[derive(Debug)]
+pub struct PartitionLog {
+    dir: PathBuf,
+    config: LogConfig,
+    segments: BTreeMap<i64, LogSegment>,
+    log_start_offset: i64,
+    producers: ProducerStateManager,
+    leader_epoch: i32,
+    unflushed_messages: i64,
+    first_unflushed_ms: Option<i64>,
+}
+
+/// What opening a partition log found, for the start-up log line.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct OpenReport {
+    pub segments: usize,
+    pub clean_shutdown: bool,
+    pub recovery: RecoveryReport,
+    pub replayed_batches: u64,
+}
+
+impl PartitionLog {
+    /// Opens (or creates) the log in `dir`. After an unclean shutdown the last segment is
+    /// scanned batch by batch and a torn or corrupt tail is truncated.
+    pub fn open(dir: &Path, config: LogConfig, now_ms: i64) -> io::Result<(Self, OpenReport)> {
+        fs::create_dir_all(dir)?;
+        let clean_marker = dir.join(CLEAN_SHUTDOWN_FILE);
+        let clean = clean_marker.exists();
+        let mut bases = Vec::new();
+        for entry in fs::read_dir(dir)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.ends_with(".tmp") || name.ends_with(".deleted") {
+                fs::remove_file(entry.path())?;
+            } else if let Some(stem) = name.strip_suffix(".log")
+                && let Ok(base) = stem.parse::<i64>()
+            {
+                bases.push(base);
+            }
+        }
+        bases.sort_unstable();
+        let checkpoint = read_log_start(dir)?;
+        let mut report = OpenReport {
+            clean_shutdown: clean,
+            ..Default::default()
+        };
+        let mut segments = BTreeMap::new();
+        let last = bases.last().copied();
+        for base in bases {
+            let recover = !clean && Some(base) == last;
+            let (seg, r) = LogSegment::open(dir, base, config.index_interval_bytes, recover)?;
+            if recover {
+                report.recovery = r;
+            }
+            segments.insert(base, seg);
+        }
+        if segments.is_empty() {
+            let base = checkpoint.unwrap_or(0);
+            segments.insert(
+                base,
+                LogSegment::create(dir, base, config.index_interval_bytes, now_ms)?,
+            );
+        }
+        report.segments = segments.len();
+        let first_base = *segments.keys().next().unwrap_or(&0);
+        let log_end = segments.values().next_back().map_or(0, |s| s.next_offset());
+        let log_start_offset = checkpoint
+            .unwrap_or(first_base)
+            .max(first_base)
+            .min(log_end);
+
+        let (mut producers, from) = match ProducerStateManager::load_latest(dir, log_end)? {
+            Some((p, at)) => (p, at),
+            None => (ProducerStateManager::default(), first_base),
+        };
+        for seg in segments.values() {
+            if seg.next_offset() <= from {
+                continue;
+            }
+            let start = seg
+                .find_batch(from, seg.size())?
+                .map_or(seg.size(), |b| b.position);
+            for b in seg.batches_from(start, seg.size())? {
+                if b.header.base_offset >= from {
+                    producers.update(&b.header);
+                    report.replayed_batches += 1;
+                }
+            }
+        }
+        if clean {
+            fs::remove_file(&clean_marker)?;
+        }
+        Ok((
+            Self {
+                dir: dir.to_path_buf(),
+                config,
+                segments,
+                log_start_offset,
+                producers,
+                leader_epoch: 0,
+                unflushed_messages: 0,
+                first_unflushed_ms: None,
+            },
+            report,
+        ))
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+
+    pub fn set_config(&mut self, config: LogConfig) {
+        self.config = config;
+    }
+
+    fn active(&self) -> &LogSegment {
+        self.segments
+            .values()
+            .next_back()
+            .expect("a partition log always has an active segment")
+    }
+
+    fn active_mut(&mut self) -> &mut LogSegment {
+        self.segments
+            .values_mut()
+            .next_back()
+            .expect("a partition log always has an active segment")
+    }
+
+    /// The offset the next appended record gets; on a single node also the high watermark.
+    pub fn log_end_offset(&self) -> i64 {
+        self.active().next_offset()
+    }
+
+    pub fn log_start_offset(&self) -> i64 {
+        self.log_start_offset
+    }
+
+    pub fn leader_epoch(&self) -> i32 {
+        self.leader_epoch
+    }
+
+    pub fn size_bytes(&self) -> u64 {
+        self.segments.values().map(|s| s.size() as u64).sum()
+    }
+
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+
+    /// Checks that `batches` can be appended (size, timestamps, producer sequences) without
+    /// writing anything. A producer retry of a single batch is answered with its offsets.
+    fn check_append(
+        &self,
+        batches: &[(BatchHeader, Bytes)],
+        now_ms: i64,
+    ) -> Result<Option<AppendInfo>, AppendError> {
+        for (h, bytes) in batches {
+            if bytes.len() > self.config.max_message_bytes as usize {
+                return Err(AppendError::TooLarge {
+                    size: bytes.len(),
+                    max: self.config.max_message_bytes,
+                });
+            }
+            if self.config.timestamp_type == TimestampType::CreateTime {
+                let ts = h.max_timestamp;
+                let too_old = ts < now_ms.saturating_sub(self.config.timestamp_before_max_ms);
+                let too_new = ts > now_ms.saturating_add(self.config.timestamp_after_max_ms);
+                if ts >= 0 && (too_old || too_new) {
+                    return Err(AppendError::InvalidTimestamp { timestamp: ts });
+                }
+            }
+            if let SequenceCheck::Duplicate { base_offset } = self.producers.check(h)? {
+                if batches.len() != 1 {
+                    // A retry can only be recognised batch by batch; Kafka's producers send one
+                    // batch per partition, so a mixed request is not a retry.
+                    return Err(AppendError::Producer(ProducerError::OutOfOrder {
+                        producer_id: h.producer_id,
+                        expected: -1,
+                        received: h.base_sequence,
+                    }));
+                }
+                return Ok(Some(AppendInfo {
+                    base_offset,
+                    last_offset: base_offset + h.last_offset_delta as i64,
+                    log_append_time: -1,
+                    log_start_offset: self.log_start_offset,
+                    duplicate: true,
+                }));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Appends validated producer batches (see [`batch::split_batches`]), assigning offsets.
+    pub fn append(
+        &mut self,
+        batches: &[(BatchHeader, Bytes)],
+        now_ms: i64,
+    ) -> Result<AppendInfo, AppendError> {
+        if let Some(dup) = self.check_append(batches, now_ms)? {
+            return Ok(dup);
+        }
+        let log_append_time = match self.config.timestamp_type {
+            TimestampType::LogAppendTime => now_ms,
+            TimestampType::CreateTime => -1,
+        };
+        let base_offset = self.log_end_offset();
+        let mut records = 0i64;
+        for (h, bytes) in batches {
+            self.maybe_roll(bytes.len(), h.last_offset_delta, now_ms)?;
+            let offset = self.log_end_offset();
+            let mut header = *h;
+            header.base_offset = offset;
+            header.partition_leader_epoch = self.leader_epoch;
+            let rewritten;
+            let body: &[u8] = if log_append_time >= 0 {
+                rewritten = batch::with_log_append_time(bytes, now_ms);
+                header.max_timestamp = now_ms;
+                header.first_timestamp = now_ms;
+                &rewritten
+            } else {
+                bytes
+            };
+            let prefix = batch::stored_prefix(body, offset, self.leader_epoch);
+            self.active_mut()
+                .append(&header, &prefix, &body[prefix.len()..])?;
+            self.producers.update(&header);
+            records += h.record_count as i64;
+        }
+        let last_offset = self.log_end_offset() - 1;
+        self.maybe_flush(records, now_ms)?;
+        Ok(AppendInfo {
+            base_offset,
+            last_offset,
+            log_append_time,
+            log_start_offset: self.log_start_offset,
+            duplicate: false,
+        })
+    }
+
+    fn maybe_roll(
+        &mut self,
+        batch_len: usize,
+        last_offset_delta: i32,
+        now_ms: i64,
+    ) -> io::Result<()> {
+        let active = self.active();
+        if active.is_empty() {
+            return Ok(());
+        }
+        let full = active.size() as u64 + batch_len as u64 > self.config.segment_bytes as u64;
+        let old = now_ms.saturating_sub(active.created_ms()) > self.config.segment_ms;
+        let next = active.next_offset();
+        let offsets_overflow =
+            next + last_offset_delta as i64 - active.base_offset() > i32::MAX as i64;
+        if full || old || offsets_overflow {
+            self.roll(now_ms)?;
+        }
+        Ok(())
+    }
+
+    /// Seals the active segment and starts a new one at the log end.
+    pub fn roll(&mut self, now_ms: i64) -> io::Result<()> {
+        let next = self.log_end_offset();
+        if self.active().is_empty() {
+            return Ok(());
+        }
+        self.active().flush()?;
+        self.producers.write_snapshot(&self.dir, next)?;
+        let seg = LogSegment::create(&self.dir, next, self.config.index_interval_bytes, now_ms)?;
+        self.segments.insert(next, seg);
+        Ok(())
+    }
+
+    fn maybe_flush(&mut self, records: i64, now_ms: i64) -> io::Result<()> {
+        self.unflushed_messages += records;
+        let since = *self.first_unflushed_ms.get_or_insert(now_ms);
+        if self.unflushed_messages >= self.config.flush_messages
+            || now_ms.saturating_sub(since) >= self.config.flush_ms
+        {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Forces everything written so far to disk.
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.active().flush()?;
+        self.unflushed_messages = 0;
+        self.first_unflushed_ms = None;
+        Ok(())
+    }
+
+    /// Whether a time-based flush is due (for the background flusher).
+    pub fn flush_due(&self, now_ms: i64) -> bool {
+        self.first_unflushed_ms
+            .is_some_and(|t| now_ms.saturating_sub(t) >= self.config.flush_ms)
+    }
+
+    /// Finds the bytes to return for a fetch at `offset`: whole batches, at most `max_bytes`
+    /// unless `at_least_one` and the first batch alone is larger.
+    pub fn read(
+        &self,
+        offset: i64,
+        max_bytes: u32,
+        at_least_one: bool,
+    ) -> Result<ReadInfo, ReadError> {
+        let log_end = self.log_end_offset();
+        let mut info = ReadInfo {
+            high_watermark: log_end,
+            log_start_offset: self.log_start_offset,
+            region: None,
+        };
+        if offset < self.log_start_offset || offset > log_end {
+            return Err(ReadError::OffsetOutOfRange {
+                offset,
+                log_start: self.log_start_offset,
+                log_end,
+            });
+        }
+        if offset == log_end {
+            return Ok(info);
+        }
+        let floor = self
+            .segments
+            .range(..=offset)
+            .next_back()
+            .map_or(i64::MIN, |(b, _)| *b);
+        for seg in self.segments.range(floor..).map(|(_, s)| s) {
+            let limit = seg.size();
+            let Some(first) = seg.find_batch(offset, limit)? else {
+                continue;
+            };
+            let end = seg.read_end(first, max_bytes, limit, at_least_one)?;
+            if end > first.position {
+                info.region = Some(FileRegion {
+                    file: seg.file().clone(),
+                    position: first.position as u64,
+                    len: end - first.position,
+                });
+            }
+            return Ok(info);
+        }
+        Ok(info)
+    }
+
+    /// The earliest offset whose record has a timestamp at or after `timestamp`, with that
+    /// record's timestamp; `None` when every record is older.
+    pub fn offset_for_timestamp(&self, timestamp: i64) -> io::Result<Option<(i64, i64)>> {
+        for seg in self.segments.values() {
+            let Some(b) = seg.find_batch_by_timestamp(timestamp, seg.size())? else {
+                continue;
+            };
+            // Inside the batch the first record that qualifies decides.
+            let raw = seg.read_batch(&b)?;
+            let mut buf = Bytes::from(raw);
+            if let Ok(set) = kafka_protocol::records::RecordBatchDecoder::decode(&mut buf) {
+                for r in set.records {
+                    if r.offset >= self.log_start_offset && r.timestamp >= timestamp {
+                        return Ok(Some((r.offset, r.timestamp)));
+                    }
+                }
+            }
+            // Undecodable or all before log start: fall back to the batch boundary.
+            let base = b.header.base_offset.max(self.log_start_offset);
+            if b.header.last_offset() >= base {
+                return Ok(Some((base, b.header.max_timestamp)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The offset and timestamp of the first record with the largest timestamp
+    /// (ListOffsets -3), or `(-1, -1)` for an empty log.
+    pub fn max_timestamp_offset(&self) -> io::Result<(i64, i64)> {
+        let Some(seg) = self
+            .segments
+            .values()
+            .filter(|s| !s.is_empty())
+            .max_by_key(|s| s.max_timestamp())
+        else {
+            return Ok((-1, -1));
+        };
+        let (batch_offset, max_ts) = (seg.offset_of_max_timestamp(), seg.max_timestamp());
+        // The segment knows the batch; the record inside it is found by decoding.
+        if let Some(b) = seg.find_batch(batch_offset, seg.size())? {
+            let mut buf = Bytes::from(seg.read_batch(&b)?);
+            if let Ok(set) = kafka_protocol::records::RecordBatchDecoder::decode(&mut buf)
+                && let Some(r) = set.records.iter().find(|r| r.timestamp == max_ts)
+            {
+                return Ok((r.offset, max_ts));
+            }
+        }
+        Ok((batch_offset, max_ts))
+    }
+
+    /// Moves the log start to `offset` (DeleteRecords), deleting segments wholly below it.
+    pub fn delete_records_before(&mut self, offset: i64) -> io::Result<i64> {
+        let offset = offset.min(self.log_end_offset());
+        if offset > self.log_start_offset {
+            self.log_start_offset = offset;
+            write_log_start(&self.dir, offset)?;
+            self.delete_segments_below_start()?;
+        }
+        Ok(self.log_start_offset)
+    }
+
+    fn delete_segments_below_start(&mut self) -> io::Result<()> {
+        let doomed: Vec<i64> = self
+            .segments
+            .iter()
+            .filter(|(_, s)| s.next_offset() <= self.log_start_offset)
+            .map(|(b, _)| *b)
+            .collect();
+        for base in doomed {
+            if self.segments.len() == 1 {
+                // The active segment stays, empty or not; roll first so it can go.
+                break;
+            }
+            if let Some(seg) = self.segments.remove(&base) {
+                seg.delete_files()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies `retention.ms` and `retention.bytes` to sealed segments. Returns how many
+    /// segments were deleted.
+    pub fn enforce_retention(&mut self, now_ms: i64) -> io::Result<usize> {
+        let mut deleted = 0;
+        loop {
+            if self.segments.len() < 2 {
+                break;
+            }
+            let Some((&base, oldest)) = self.segments.iter().next() else {
+                break;
+            };
+            let expired = self.config.retention_ms >= 0
+                && oldest.max_timestamp() >= 0
+                && now_ms.saturating_sub(oldest.max_timestamp()) > self.config.retention_ms;
+            let over_size = self.config.retention_bytes >= 0
+                && self.size_bytes() - oldest.size() as u64 >= self.config.retention_bytes as u64;
+            if !expired && !over_size {
+                break;
+            }
+            let next_start = oldest.next_offset();
+            if let Some(seg) = self.segments.remove(&base) {
+                seg.delete_files()?;
+            }
+            if next_start > self.log_start_offset {
+                self.log_start_offset = next_start;
+                write_log_start(&self.dir, next_start)?;
+            }
+            deleted += 1;
+        }
+        Ok(deleted)
+    }
+
+    /// Flushes everything and marks the log cleanly closed, so the next start skips recovery.
+    pub fn close(&mut self) -> io::Result<()> {
+        self.flush()?;
+        let end = self.log_end_offset();
+        self.producers.write_snapshot(&self.dir, end)?;
+        crate::util::write_atomically(&self.dir.join(CLEAN_SHUTDOWN_FILE), b"")?;
+        Ok(())
+    }
+
+    /// Deletes the whole partition directory.
+    pub fn delete(self) -> io::Result<()> {
+        let dir = self.dir.clone();
+        drop(self);
+        fs::remove_dir_all(dir)
+    }
+}
+
+fn read_log_start(dir: &Path) -> io::Result<Option<i64>> {
+    match fs::read_to_string(dir.join(LOG_START_FILE)) {
+        Ok(s) => Ok(s.trim().parse().ok()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+fn write_log_start(dir: &Path, offset: i64) -> io::Result<()> {
+    crate::util::write_atomically(&dir.join(LOG_START_FILE), offset.to_string().as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use batch::tests::{make_batch, make_idempotent_batch};
+
+    fn batches(raw: Vec<u8>) -> Vec<(BatchHeader, Bytes)> {
+        batch::split_batches(&Bytes::from(raw)).expect("valid")
+    }
+
+    fn small_config() -> LogConfig {
+        LogConfig {
+            segment_bytes: 400,
+            index_interval_bytes: 100,
+            ..Default::default()
+        }
+    }
+
+    fn read_all(log: &PartitionLog, from: i64) -> Vec<BatchHeader> {
+        let mut out = Vec::new();
+        let mut offset = from;
+        while offset < log.log_end_offset() {
+            let info = log.read(offset, 1 << 20, true).expect("read");
+            let region = info.region.expect("data");
+            let mut raw = vec![0u8; region.len as usize];
+            std::os::unix::fs::FileExt::read_exact_at(&*region.file, &mut raw, region.position)
+                .expect("read");
+            for (h, _) in batch::split_batches(&Bytes::from(raw)).expect("stored batches valid") {
+                offset = h.last_offset() + 1;
+                out.push(h);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn appends_roll_and_read_back_across_segments() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut log, _) = PartitionLog::open(dir.path(), small_config(), 0).expect("open");
+        for i in 0..30 {
+            let info = log
+                .append(&batches(make_batch(0, 2, 1000 + i)), 1000)
+                .expect("append");
+            assert_eq!(info.base_offset, i * 2);
+        }
+        assert_eq!(log.log_end_offset(), 60);
+        assert!(log.segment_count() > 3);
+        let all = read_all(&log, 0);
+        assert_eq!(all.len(), 30);
+        assert!(
+            all.windows(2)
+                .all(|w| w[1].base_offset == w[0].last_offset() + 1)
+        );
+        // Reads that start mid-batch return the whole batch.
+        let info = log.read(7, 1, true).expect("read");
+        assert!(info.region.is_some());
+        assert!(matches!(
+            log.read(61, 100, true),
+            Err(ReadError::OffsetOutOfRange { .. })
+        ));
+        assert!(log.read(60, 100, true).expect("read").region.is_none());
+        assert_eq!(
+            log.offset_for_timestamp(1010).expect("io"),
+            Some((20, 1010))
+        );
+        assert_eq!(log.offset_for_timestamp(5000).expect("io"), None);
+        assert_eq!(log.max_timestamp_offset().expect("io"), (58, 1029));
+    }
+
+    #[test]
+    fn restart_after_clean_and_unclean_shutdown() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut log, _) = PartitionLog::open(dir.path(), small_config(), 0).expect("open");
+        for i in 0..10 {
+            log.append(&batches(make_idempotent_batch(0, 2, 1, 5, 0, i * 2)), 0)
+                .expect("append");
+        }
+        log.close().expect("close");
+        drop(log);
+        let (log, report) = PartitionLog::open(dir.path(), small_config(), 0).expect("reopen");
+        assert!(report.clean_shutdown);
+        assert_eq!(log.log_end_offset(), 20);
+        // The producer state survived: a retry is recognised, a gap is refused.
+        let mut log = log;
+        let dup = log
+            .append(&batches(make_idempotent_batch(0, 2, 1, 5, 0, 18)), 0)
+            .expect("dup");
+        assert!(dup.duplicate);
+        assert_eq!(dup.base_offset, 18);
+        assert!(matches!(
+            log.append(&batches(make_idempotent_batch(0, 2, 1, 5, 0, 30)), 0),
+            Err(AppendError::Producer(ProducerError::OutOfOrder { .. }))
+        ));
+        log.append(&batches(make_idempotent_batch(0, 2, 1, 5, 0, 20)), 0)
+            .expect("next in sequence");
+        drop(log); // unclean: no close()
+        // Tear the last batch.
+        let active = fs::read_dir(dir.path())
+            .expect("ls")
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "log"))
+            .max()
+            .expect("a segment");
+        let len = fs::metadata(&active).expect("stat").len();
+        fs::OpenOptions::new()
+            .write(true)
+            .open(&active)
+            .expect("open")
+            .set_len(len - 3)
+            .expect("truncate");
+        let (mut log, report) = PartitionLog::open(dir.path(), small_config(), 0).expect("recover");
+        assert!(!report.clean_shutdown);
+        assert!(report.recovery.truncated_bytes > 0);
+        assert_eq!(log.log_end_offset(), 20);
+        // The torn batch is gone, so the producer may write sequence 20 again.
+        let info = log
+            .append(&batches(make_idempotent_batch(0, 2, 1, 5, 0, 20)), 0)
+            .expect("append");
+        assert_eq!(info.base_offset, 20);
+        assert!(!info.duplicate);
+    }
+
+    #[test]
+    fn delete_records_and_retention_move_the_log_start() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut log, _) = PartitionLog::open(dir.path(), small_config(), 0).expect("open");
+        for i in 0..30 {
+            log.append(&batches(make_batch(0, 2, 1000 + i)), 1000)
+                .expect("append");
+        }
+        let segments = log.segment_count();
+        assert_eq!(log.delete_records_before(25).expect("delete"), 25);
+        assert!(log.segment_count() < segments);
+        assert!(matches!(
+            log.read(24, 100, true),
+            Err(ReadError::OffsetOutOfRange { .. })
+        ));
+        assert!(read_all(&log, 25).iter().any(|h| h.last_offset() >= 25));
+        drop(log);
+        let (mut log, _) = PartitionLog::open(dir.path(), small_config(), 0).expect("reopen");
+        assert_eq!(log.log_start_offset(), 25);
+        let mut cfg = small_config();
+        cfg.retention_ms = 10;
+        log.set_config(cfg);
+        let deleted = log.enforce_retention(1_000_000).expect("retention");
+        assert!(deleted > 0);
+        assert_eq!(log.segment_count(), 1);
+        assert_eq!(log.log_start_offset(), log.active().base_offset());
+    }
+
+    #[test]
+    fn refuses_oversized_and_badly_timed_batches() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = LogConfig {
+            max_message_bytes: 80,
+            ..Default::default()
+        };
+        let (mut log, _) = PartitionLog::open(dir.path(), cfg, 0).expect("open");
+        assert!(matches!(
+            log.append(&batches(make_batch(0, 5, 1)), 1),
+            Err(AppendError::TooLarge { .. })
+        ));
+        let mut cfg = LogConfig::default();
+        cfg.timestamp_after_max_ms = 10;
+        log.set_config(cfg);
+        assert!(matches!(
+            log.append(&batches(make_batch(0, 1, 1000)), 1),
+            Err(AppendError::InvalidTimestamp { .. })
+        ));
+        assert_eq!(log.log_end_offset(), 0);
+    }
+}
