@@ -85,10 +85,10 @@ pub async fn list_offsets(
             }
             match lookup(&p, lp.timestamp) {
                 Ok((offset, ts)) => {
-                    r = r
-                        .with_offset(offset)
-                        .with_timestamp(ts)
-                        .with_leader_epoch(p.leader_epoch());
+                    r = r.with_offset(offset).with_timestamp(ts);
+                    if ctx.version >= 4 {
+                        r = r.with_leader_epoch(p.leader_epoch());
+                    }
                 }
                 Err(e) => {
                     tracing::error!(topic = %p.topic, partition = p.index, error = %e, "offset lookup failed");

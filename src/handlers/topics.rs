@@ -31,7 +31,7 @@ fn failed(name: TopicName, error: i16, message: String) -> CreatableTopicResult 
 
 pub async fn create_topics(
     broker: &Arc<Broker>,
-    _ctx: &RequestContext,
+    ctx: &RequestContext,
     req: CreateTopicsRequest,
 ) -> CreateTopicsResponse {
     let mut seen = HashSet::new();
@@ -130,7 +130,7 @@ pub async fn create_topics(
                         .with_topic_id(topic.id)
                         .with_num_partitions(topic.partition_count())
                         .with_replication_factor(1)
-                        .with_configs(Some(described)),
+                        .with_configs((ctx.version >= 5).then_some(described)),
                 );
             }
             Err(e) => {

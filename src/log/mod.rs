@@ -782,9 +782,10 @@ mod tests {
             log.append(&batches(make_batch(0, 5, 1)), 1),
             Err(AppendError::TooLarge { .. })
         ));
-        let mut cfg = LogConfig::default();
-        cfg.timestamp_after_max_ms = 10;
-        log.set_config(cfg);
+        log.set_config(LogConfig {
+            timestamp_after_max_ms: 10,
+            ..Default::default()
+        });
         assert!(matches!(
             log.append(&batches(make_batch(0, 1, 1000)), 1),
             Err(AppendError::InvalidTimestamp { .. })
