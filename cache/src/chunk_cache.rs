@@ -1,0 +1,527 @@
+//! [`ChunkCache`]: the hybrid memory/disk cache itself, built on foyer's `HybridCache`.
+//!
+//! Owns the foyer instance, the layout marker in the cache directory and the counters. Must
+//! never hold a chunk larger than `chunk_bytes` (that is what keeps the byte budgets honest).
+//!
+//! The disk tier survives a restart: foyer recovers its index from the block files when the
+//! cache is opened again with the same `dir` and layout. Call [`ChunkCache::close`] on shutdown
+//! so chunks that are still only in memory or in the write queue reach the disk first. When
+//! `chunk_bytes` or `disk_bytes` change between runs, the old disk tier is discarded, because
+//! foyer cannot read blocks of a different size.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use foyer::DeviceBuilder;
+use foyer::{
+    BlockEngineConfig, FsDeviceBuilder, HybridCache, HybridCacheBuilder, HybridCachePolicy,
+    LruConfig, PsyncIoEngineConfig, Source,
+};
+
+use crate::config::Layout;
+use crate::error::FetchFailure;
+use crate::{CacheConfig, CacheError, ChunkKey};
+
+/// Records the layout the disk tier was written with, so a changed layout is detected.
+const LAYOUT_FILE: &str = "chronik-cache.layout";
+
+/// Prefix of the files foyer's filesystem device creates in the cache directory.
+const FOYER_FILE_PREFIX: &str = "foyer-";
+
+/// Counters since the cache was opened. A request served by a fetch that another reader
+/// started counts as a miss, but only the fetch that actually ran counts in `fetches`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    pub memory_hits: u64,
+    pub disk_hits: u64,
+    pub misses: u64,
+    pub fetches: u64,
+    pub fetch_errors: u64,
+}
+
+impl CacheStats {
+    pub fn hits(&self) -> u64 {
+        self.memory_hits + self.disk_hits
+    }
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    memory_hits: AtomicU64,
+    disk_hits: AtomicU64,
+    misses: AtomicU64,
+    fetches: AtomicU64,
+    fetch_errors: AtomicU64,
+}
+
+impl Counters {
+    fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn record_source(&self, source: Source) {
+        match source {
+            Source::Memory => Self::bump(&self.memory_hits),
+            Source::Disk => Self::bump(&self.disk_hits),
+            Source::Outer => Self::bump(&self.misses),
+        }
+    }
+}
+
+/// A cache of immutable chunks: memory first, then a local disk directory, then the caller's
+/// fetch. Cheap to clone; clones share the same cache.
+#[derive(Debug, Clone)]
+pub struct ChunkCache {
+    inner: HybridCache<ChunkKey, Bytes>,
+    chunk_bytes: usize,
+    memory_bytes: usize,
+    dir: PathBuf,
+    counters: Arc<Counters>,
+}
+
+impl ChunkCache {
+    /// Opens (or creates) the cache. Needs a tokio runtime: foyer runs its disk flushers and
+    /// reclaimers as tasks on the runtime that opens it.
+    pub async fn open(config: CacheConfig) -> Result<Self, CacheError> {
+        let layout = config.layout()?;
+        prepare_dir(&config.dir, &layout).await?;
+
+        let open_err = |source| CacheError::Open {
+            dir: config.dir.clone(),
+            source,
+        };
+        let device = FsDeviceBuilder::new(&config.dir)
+            .with_capacity(layout.disk_bytes)
+            .build()
+            .map_err(open_err)?;
+        let engine = BlockEngineConfig::new(device)
+            .with_block_size(layout.block_bytes)
+            // One block of write buffer: enough for several whole chunks. Under pressure foyer
+            // drops disk writes rather than queueing without bound, which is right for a cache.
+            .with_buffer_pool_size(layout.block_bytes)
+            .with_submit_queue_size_threshold(layout.block_bytes * 2)
+            // `remove` must stay removed after a restart; without the tombstone log a removed
+            // chunk could be recovered from its block.
+            .with_tombstone_log(true);
+
+        let inner = HybridCacheBuilder::new()
+            .with_name("chronik-chunks")
+            // Write to disk when a chunk arrives, not when memory evicts it: the disk tier then
+            // holds everything fetched, which is what makes a restarted broker warm.
+            .with_policy(HybridCachePolicy::WriteOnInsertion)
+            .memory(layout.memory_bytes)
+            .with_shards(layout.memory_shards)
+            .with_eviction_config(LruConfig::default())
+            // foyer counts one unit per entry unless told otherwise; the budget is in bytes.
+            .with_weighter(|_key: &ChunkKey, value: &Bytes| value.len())
+            .storage()
+            .with_io_engine_config(PsyncIoEngineConfig::new())
+            .with_engine_config(engine)
+            .build()
+            .await
+            .map_err(open_err)?;
+
+        tracing::info!(
+            dir = %config.dir.display(),
+            memory_bytes = layout.memory_bytes,
+            disk_bytes = layout.disk_bytes,
+            chunk_bytes = layout.chunk_bytes,
+            "chunk cache opened"
+        );
+        Ok(Self {
+            inner,
+            chunk_bytes: layout.chunk_bytes,
+            memory_bytes: layout.memory_bytes,
+            dir: config.dir,
+            counters: Arc::default(),
+        })
+    }
+
+    /// Returns the chunk from memory or disk, or runs `fetch` to load it and caches the result.
+    ///
+    /// Concurrent calls for the same key while it is missing share one fetch: only the first
+    /// caller's `fetch` runs, the others wait for its result (and their own `fetch` futures are
+    /// dropped unpolled). A failed fetch caches nothing and fails every waiter.
+    pub async fn get_or_fetch<F, E>(&self, key: ChunkKey, fetch: F) -> Result<Bytes, CacheError>
+    where
+        F: Future<Output = Result<Bytes, E>> + Send + 'static,
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        let counters = self.counters.clone();
+        let max = self.chunk_bytes;
+        let fetch = async move {
+            Counters::bump(&counters.fetches);
+            let bytes = fetch.await.map_err(FetchFailure::Source)?;
+            if bytes.len() > max {
+                return Err(FetchFailure::TooLarge {
+                    len: bytes.len(),
+                    max,
+                });
+            }
+            Ok(bytes)
+        };
+
+        match self.inner.get_or_fetch(&key, || fetch).await {
+            Ok(entry) => {
+                self.counters.record_source(entry.source());
+                Ok(entry.value().clone())
+            }
+            Err(source) => {
+                Counters::bump(&self.counters.misses);
+                match source.downcast_ref::<FetchFailure<E>>() {
+                    Some(FetchFailure::TooLarge { len, max }) => {
+                        Counters::bump(&self.counters.fetch_errors);
+                        Err(CacheError::ChunkTooLarge {
+                            key,
+                            len: *len,
+                            max: *max,
+                        })
+                    }
+                    Some(FetchFailure::Source(_)) => {
+                        Counters::bump(&self.counters.fetch_errors);
+                        Err(CacheError::Fetch { key, source })
+                    }
+                    None => Err(CacheError::Read { key, source }),
+                }
+            }
+        }
+    }
+
+    /// Returns the chunk if memory or disk holds it. Never fetches.
+    pub async fn get(&self, key: &ChunkKey) -> Result<Option<Bytes>, CacheError> {
+        match self.inner.get(key).await {
+            Ok(Some(entry)) => {
+                self.counters.record_source(entry.source());
+                Ok(Some(entry.value().clone()))
+            }
+            Ok(None) => {
+                Counters::bump(&self.counters.misses);
+                Ok(None)
+            }
+            Err(source) => Err(CacheError::Read { key: *key, source }),
+        }
+    }
+
+    /// Puts a chunk the caller already has (e.g. just uploaded) into the cache.
+    pub fn insert(&self, key: ChunkKey, chunk: Bytes) -> Result<(), CacheError> {
+        if chunk.len() > self.chunk_bytes {
+            return Err(CacheError::ChunkTooLarge {
+                key,
+                len: chunk.len(),
+                max: self.chunk_bytes,
+            });
+        }
+        self.inner.insert(key, chunk);
+        Ok(())
+    }
+
+    /// Forgets a chunk in both tiers (e.g. its segment was deleted remotely).
+    ///
+    /// foyer serves chunks whose disk write is still queued from that queue, and its delete
+    /// does not cancel a queued write; so this first waits for the queued disk writes, or a
+    /// `get` right after `remove` could still return the chunk.
+    pub async fn remove(&self, key: &ChunkKey) {
+        self.inner.memory().remove(key);
+        self.inner.storage().wait().await;
+        self.inner.remove(key);
+    }
+
+    /// Whether either tier may hold the chunk. May be wrong in both directions for chunks whose
+    /// disk write is still queued; use it as a hint only.
+    pub fn contains(&self, key: &ChunkKey) -> bool {
+        self.inner.contains(key)
+    }
+
+    pub fn stats(&self) -> CacheStats {
+        let c = &self.counters;
+        CacheStats {
+            memory_hits: c.memory_hits.load(Ordering::Relaxed),
+            disk_hits: c.disk_hits.load(Ordering::Relaxed),
+            misses: c.misses.load(Ordering::Relaxed),
+            fetches: c.fetches.load(Ordering::Relaxed),
+            fetch_errors: c.fetch_errors.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Bytes of chunk data in the memory tier now.
+    pub fn memory_usage_bytes(&self) -> usize {
+        self.inner.memory().usage()
+    }
+
+    pub fn memory_capacity_bytes(&self) -> usize {
+        self.memory_bytes
+    }
+
+    pub fn chunk_bytes(&self) -> usize {
+        self.chunk_bytes
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Waits for queued disk writes and closes the disk tier. Without it, dropping the last
+    /// clone closes the cache in a background task, and a process that exits right after may
+    /// lose the most recent chunks from the disk tier (never correctness: they are fetched
+    /// again).
+    pub async fn close(&self) -> Result<(), CacheError> {
+        self.inner.close().await.map_err(CacheError::Close)
+    }
+}
+
+/// Creates the cache directory and discards a disk tier written with a different layout.
+async fn prepare_dir(dir: &Path, layout: &Layout) -> Result<(), CacheError> {
+    let io_err = |source| CacheError::Dir {
+        dir: dir.to_path_buf(),
+        source,
+    };
+    tokio::fs::create_dir_all(dir).await.map_err(io_err)?;
+
+    let marker = dir.join(LAYOUT_FILE);
+    let wanted = format!(
+        "block_bytes={} disk_bytes={}\n",
+        layout.block_bytes, layout.disk_bytes
+    );
+    let found = match tokio::fs::read_to_string(&marker).await {
+        Ok(found) => Some(found),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(io_err(e)),
+    };
+    if found.as_deref() == Some(wanted.as_str()) {
+        return Ok(());
+    }
+
+    let mut entries = tokio::fs::read_dir(dir).await.map_err(io_err)?;
+    let mut discarded = 0usize;
+    while let Some(entry) = entries.next_entry().await.map_err(io_err)? {
+        if entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with(FOYER_FILE_PREFIX)
+        {
+            tokio::fs::remove_file(entry.path()).await.map_err(io_err)?;
+            discarded += 1;
+        }
+    }
+    if found.is_some() || discarded > 0 {
+        tracing::warn!(
+            dir = %dir.display(),
+            discarded,
+            "cache layout changed, discarding the disk tier"
+        );
+    }
+    tokio::fs::write(&marker, wanted).await.map_err(io_err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+    use std::time::Duration;
+
+    const KIB: u64 = 1024;
+
+    fn config(dir: &Path) -> CacheConfig {
+        CacheConfig {
+            memory_bytes: 1024 * KIB,
+            disk_bytes: 8 * 1024 * KIB,
+            dir: dir.to_path_buf(),
+            chunk_bytes: 64 * KIB,
+        }
+    }
+
+    fn chunk(fill: u8, len: usize) -> Bytes {
+        Bytes::from(vec![fill; len])
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("remote store unavailable")]
+    struct RemoteDown;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn round_trip_insert_get_remove() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = ChunkCache::open(config(dir.path())).await.unwrap();
+        let key = ChunkKey::new([1; 16], 0);
+
+        assert_eq!(cache.get(&key).await.unwrap(), None);
+        cache.insert(key, chunk(9, 1000)).unwrap();
+        assert_eq!(cache.get(&key).await.unwrap(), Some(chunk(9, 1000)));
+
+        let other = ChunkKey::new([1; 16], 1);
+        let got = cache
+            .get_or_fetch(other, async { Ok::<_, RemoteDown>(chunk(5, 77)) })
+            .await
+            .unwrap();
+        assert_eq!(got, chunk(5, 77));
+        // Now cached: this fetch must not run.
+        let again = cache
+            .get_or_fetch(other, async { Err::<Bytes, _>(RemoteDown) })
+            .await
+            .unwrap();
+        assert_eq!(again, chunk(5, 77));
+
+        cache.remove(&key).await;
+        assert_eq!(cache.get(&key).await.unwrap(), None);
+
+        let stats = cache.stats();
+        assert_eq!(stats.fetches, 1);
+        assert_eq!(stats.hits(), 2);
+        assert_eq!(stats.misses, 3);
+        cache.close().await.unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_misses_share_one_fetch() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = ChunkCache::open(config(dir.path())).await.unwrap();
+        let key = ChunkKey::new([2; 16], 7);
+        let started = Arc::new(AtomicUsize::new(0));
+
+        let readers: Vec<_> = (0..16)
+            .map(|_| {
+                let cache = cache.clone();
+                let started = started.clone();
+                tokio::spawn(async move {
+                    cache
+                        .get_or_fetch(key, async move {
+                            started.fetch_add(1, Ordering::SeqCst);
+                            // Slow enough that every reader arrives while the fetch runs.
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                            Ok::<_, RemoteDown>(chunk(3, 4096))
+                        })
+                        .await
+                })
+            })
+            .collect();
+        for reader in readers {
+            assert_eq!(reader.await.unwrap().unwrap(), chunk(3, 4096));
+        }
+        assert_eq!(started.load(Ordering::SeqCst), 1);
+        assert_eq!(cache.stats().fetches, 1);
+        cache.close().await.unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn failed_fetch_caches_nothing_and_keeps_the_callers_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = ChunkCache::open(config(dir.path())).await.unwrap();
+        let key = ChunkKey::new([4; 16], 0);
+
+        let err = cache
+            .get_or_fetch(key, async { Err::<Bytes, _>(RemoteDown) })
+            .await
+            .unwrap_err();
+        assert!(matches!(err, CacheError::Fetch { .. }), "{err:?}");
+        assert!(err.fetch_error::<RemoteDown>().is_some());
+        assert_eq!(cache.get(&key).await.unwrap(), None);
+
+        let got = cache
+            .get_or_fetch(key, async { Ok::<_, RemoteDown>(chunk(1, 10)) })
+            .await
+            .unwrap();
+        assert_eq!(got, chunk(1, 10));
+        assert_eq!(cache.stats().fetches, 2);
+        assert_eq!(cache.stats().fetch_errors, 1);
+        cache.close().await.unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn oversized_chunks_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = ChunkCache::open(config(dir.path())).await.unwrap();
+        let too_big = chunk(0, 64 * 1024 + 1);
+        let key = ChunkKey::new([5; 16], 0);
+
+        assert!(matches!(
+            cache.insert(key, too_big.clone()),
+            Err(CacheError::ChunkTooLarge { .. })
+        ));
+        let err = cache
+            .get_or_fetch(key, async move { Ok::<_, RemoteDown>(too_big) })
+            .await
+            .unwrap_err();
+        assert!(matches!(err, CacheError::ChunkTooLarge { .. }), "{err:?}");
+        assert_eq!(cache.get(&key).await.unwrap(), None);
+        cache.close().await.unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn memory_tier_stays_within_its_byte_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(dir.path());
+        let budget = cfg.memory_bytes as usize;
+        let cache = ChunkCache::open(cfg).await.unwrap();
+
+        // Four times the memory budget, in full-size chunks.
+        let chunk_len = cache.chunk_bytes();
+        let count = 4 * budget / chunk_len;
+        for i in 0..count {
+            cache
+                .insert(ChunkKey::new([6; 16], i as u64), chunk(i as u8, chunk_len))
+                .unwrap();
+            assert!(
+                cache.memory_usage_bytes() <= budget,
+                "usage {} over budget {budget} after {} chunks",
+                cache.memory_usage_bytes(),
+                i + 1
+            );
+        }
+        // The budget is used, not just respected by holding nothing.
+        assert!(cache.memory_usage_bytes() >= budget / 2);
+        let last = ChunkKey::new([6; 16], count as u64 - 1);
+        assert_eq!(
+            cache.get(&last).await.unwrap(),
+            Some(chunk((count - 1) as u8, chunk_len))
+        );
+        cache.close().await.unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn disk_tier_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys: Vec<_> = (0..3).map(|i| ChunkKey::new([8; 16], i)).collect();
+        {
+            let cache = ChunkCache::open(config(dir.path())).await.unwrap();
+            for (i, key) in keys.iter().enumerate() {
+                cache.insert(*key, chunk(i as u8 + 1, 50_000)).unwrap();
+            }
+            cache.remove(&keys[2]).await;
+            cache.close().await.unwrap();
+        }
+
+        let cache = ChunkCache::open(config(dir.path())).await.unwrap();
+        for (i, key) in keys.iter().take(2).enumerate() {
+            let got = cache
+                .get_or_fetch(*key, async { Err::<Bytes, _>(RemoteDown) })
+                .await
+                .unwrap();
+            assert_eq!(got, chunk(i as u8 + 1, 50_000));
+        }
+        // Removed before the restart: must not come back from its old block.
+        assert_eq!(cache.get(&keys[2]).await.unwrap(), None);
+        let stats = cache.stats();
+        assert_eq!(stats.disk_hits, 2);
+        assert_eq!(stats.fetches, 0);
+        cache.close().await.unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn changed_layout_discards_the_disk_tier() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = ChunkKey::new([9; 16], 0);
+        {
+            let cache = ChunkCache::open(config(dir.path())).await.unwrap();
+            cache.insert(key, chunk(1, 1000)).unwrap();
+            cache.close().await.unwrap();
+        }
+        let mut bigger_chunks = config(dir.path());
+        bigger_chunks.chunk_bytes = 128 * KIB;
+        let cache = ChunkCache::open(bigger_chunks).await.unwrap();
+        assert_eq!(cache.get(&key).await.unwrap(), None);
+        cache.close().await.unwrap();
+    }
+}
