@@ -8,6 +8,7 @@ pub mod broker;
 pub mod config;
 pub mod handlers;
 pub mod log;
+pub mod metadata;
 pub mod network;
 pub mod protocol;
 pub mod util;

@@ -1,9 +1,9 @@
 //! The broker's shared state: configuration, the topic registry with its partitions, and the
 //! producer-id allocator. Protocol handlers reach everything through [`Broker`].
 //!
-//! The registry is persisted to `<data>/__chronik/topics.json` on every change (atomically); this
-//! is the interim home of topic metadata until the metadata WAL takes it over. Partition logs live
-//! in `<data>/<topic>-<partition>/`.
+//! Every topic change is first made durable in the metadata log (`<data>/__chronik/metadata/`),
+//! then applied to the open partitions; at start the log's state decides which topics exist.
+//! Partition logs live in `<data>/<topic>-<partition>/`.
 
 pub mod partition;
 pub mod producer_ids;
@@ -20,10 +20,13 @@ use uuid::Uuid;
 
 use crate::config::Config;
 use crate::config::topic::TopicConfigs;
+use crate::metadata::{MetadataRecord, MetadataStore};
 pub use partition::Partition;
 pub use topics::{Topic, TopicError};
 
 const META_DIR: &str = "__chronik";
+/// Records between metadata snapshots: bounds replay time at start.
+const SNAPSHOT_EVERY: u64 = 50_000;
 
 #[derive(Debug, Serialize, Deserialize)]
 struct ClusterMeta {
@@ -38,10 +41,10 @@ pub struct Broker {
     /// Host and port given to clients.
     pub advertised: (String, i32),
     data_dir: PathBuf,
-    meta_dir: PathBuf,
     topics: RwLock<HashMap<String, Arc<Topic>>>,
     /// Serialises topic creation, deletion and config changes with their persistence.
     admin_lock: tokio::sync::Mutex<()>,
+    pub metadata: Arc<MetadataStore>,
     pub producer_ids: producer_ids::ProducerIdAllocator,
 }
 
@@ -74,17 +77,27 @@ impl Broker {
                 ),
             ));
         }
-        let producer_ids = producer_ids::ProducerIdAllocator::open(&meta_dir)?;
-        let topics = topics::load_registry(&meta_dir, &data_dir, &config)?;
+        let started = std::time::Instant::now();
+        let (metadata, report) = MetadataStore::open(&meta_dir.join("metadata"), SNAPSHOT_EVERY)?;
+        let metadata = Arc::new(metadata);
+        tracing::info!(
+            snapshot_index = report.snapshot_index,
+            records = report.records,
+            truncated_bytes = report.truncated_bytes,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "metadata log replayed"
+        );
+        let producer_ids = producer_ids::ProducerIdAllocator::new(metadata.clone());
+        let topics = topics::open_topics(&metadata, &data_dir, &config)?;
         let advertised = config.advertised(bound);
         Ok(Arc::new(Self {
             cluster_id: meta.cluster_id,
             node_id: config.node_id,
             advertised,
             data_dir,
-            meta_dir,
             topics: RwLock::new(topics),
             admin_lock: tokio::sync::Mutex::new(()),
+            metadata,
             producer_ids,
             config,
         }))
@@ -172,20 +185,23 @@ impl Broker {
         if validate_only {
             return Ok(Arc::new(Topic::new_unopened(name, partitions, configs)));
         }
-        let topic = Topic::create(
-            &self.data_dir,
-            name,
-            Uuid::new_v4(),
-            partitions,
-            configs,
-            log_config,
-        )?;
+        let id = Uuid::new_v4();
+        self.metadata
+            .append(vec![MetadataRecord::TopicCreated {
+                name: name.to_string(),
+                id,
+                partitions,
+                configs: configs.0.clone(),
+            }])
+            .await?;
+        // Leftovers of an older topic of the same name must not become this topic's data.
+        topics::clear_partition_dirs(&self.data_dir, name, partitions)?;
+        let topic = Topic::create(&self.data_dir, name, id, partitions, configs, log_config)?;
         let topic = Arc::new(topic);
         self.topics
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(name.to_string(), topic.clone());
-        self.persist()?;
         Ok(topic)
     }
 
@@ -204,14 +220,19 @@ impl Broker {
 
     pub async fn delete_topic(&self, name: &str) -> Result<Uuid, TopicError> {
         let _guard = self.admin_lock.lock().await;
+        let id = self
+            .topic(name)
+            .ok_or_else(|| TopicError::UnknownTopic(name.to_string()))?
+            .id;
+        self.metadata
+            .append(vec![MetadataRecord::TopicDeleted { id }])
+            .await?;
         let topic = self
             .topics
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .remove(name)
             .ok_or_else(|| TopicError::UnknownTopic(name.to_string()))?;
-        self.persist()?;
-        let id = topic.id;
         topic.delete_logs(&self.data_dir)?;
         Ok(id)
     }
@@ -242,12 +263,17 @@ impl Broker {
         if validate_only {
             return Ok(());
         }
+        self.metadata
+            .append(vec![MetadataRecord::PartitionsCreated {
+                id: topic.id,
+                count,
+            }])
+            .await?;
         let grown = topic.with_partitions(&self.data_dir, count, &self.config.log)?;
         self.topics
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(name.to_string(), Arc::new(grown));
-        self.persist()?;
         Ok(())
     }
 
@@ -266,18 +292,18 @@ impl Broker {
         if validate_only {
             return Ok(());
         }
+        self.metadata
+            .append(vec![MetadataRecord::TopicConfigsSet {
+                id: topic.id,
+                configs: configs.0.clone(),
+            }])
+            .await?;
         let updated = topic.with_configs(configs, log_config);
         self.topics
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(name.to_string(), Arc::new(updated));
-        self.persist()?;
         Ok(())
-    }
-
-    fn persist(&self) -> io::Result<()> {
-        let snapshot = self.topics();
-        topics::save_registry(&self.meta_dir, &snapshot)
     }
 
     /// Applies retention to every partition.
@@ -298,13 +324,14 @@ impl Broker {
         }
     }
 
-    /// Flushes and closes every log cleanly (graceful shutdown).
+    /// Flushes and closes every log and the metadata log cleanly (graceful shutdown).
     pub fn close(&self) {
         for topic in self.topics() {
             for p in topic.partitions() {
                 p.close();
             }
         }
+        self.metadata.close();
     }
 }
 

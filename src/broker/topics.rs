@@ -5,7 +5,6 @@ use std::io;
 use std::path::Path;
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::partition::Partition;
@@ -13,12 +12,12 @@ use crate::config::Config;
 use crate::config::LogDefaults;
 use crate::config::topic::{TopicConfigError, TopicConfigs};
 use crate::log::LogConfig;
+use crate::metadata::{MetadataStore, TopicState};
 
 /// Kafka's limit: a topic name plus `-<partition>` must stay a valid file name.
 pub const MAX_NAME_LEN: usize = 249;
 /// A guard against requests that would create absurd numbers of directories.
 pub const MAX_PARTITIONS: i32 = 10_000;
-const REGISTRY_FILE: &str = "topics.json";
 
 #[derive(Debug, thiserror::Error)]
 pub enum TopicError {
@@ -183,56 +182,42 @@ impl Topic {
     }
 }
 
-#[derive(Serialize, Deserialize)]
-struct TopicRecord {
-    name: String,
-    id: Uuid,
-    partitions: i32,
-    configs: TopicConfigs,
-}
-
-pub fn save_registry(meta_dir: &Path, topics: &[Arc<Topic>]) -> io::Result<()> {
-    let records: Vec<TopicRecord> = topics
-        .iter()
-        .map(|t| TopicRecord {
-            name: t.name.clone(),
-            id: t.id,
-            partitions: t.partition_count,
-            configs: t.configs.clone(),
-        })
-        .collect();
-    let raw = serde_json::to_vec_pretty(&records)?;
-    crate::util::write_atomically(&meta_dir.join(REGISTRY_FILE), &raw)
-}
-
-pub fn load_registry(
-    meta_dir: &Path,
+/// Opens every topic the metadata state names. Directories of deleted topics whose removal a
+/// crash interrupted are finished off first.
+pub fn open_topics(
+    metadata: &MetadataStore,
     data_dir: &Path,
     config: &Config,
 ) -> io::Result<HashMap<String, Arc<Topic>>> {
-    // Finish deletions a crash interrupted.
     for entry in std::fs::read_dir(data_dir)? {
         let entry = entry?;
         if entry.file_name().to_string_lossy().ends_with("-delete") {
             std::fs::remove_dir_all(entry.path())?;
         }
     }
-    let records: Vec<TopicRecord> = match std::fs::read(meta_dir.join(REGISTRY_FILE)) {
-        Ok(raw) => serde_json::from_slice(&raw)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(e),
-    };
+    let topics: Vec<TopicState> = metadata.read(|s| s.topics.values().cloned().collect());
     let mut out = HashMap::new();
-    for r in records {
-        let log_config = r
-            .configs
+    for t in topics {
+        let configs = TopicConfigs(t.configs);
+        let log_config = configs
             .resolve(&config.log)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
-        let topic = Topic::create(data_dir, &r.name, r.id, r.partitions, r.configs, log_config)?;
-        out.insert(r.name, Arc::new(topic));
+        let topic = Topic::create(data_dir, &t.name, t.id, t.partitions, configs, log_config)?;
+        out.insert(t.name, Arc::new(topic));
     }
     Ok(out)
+}
+
+/// Moves aside any partition directories left under `name` by an earlier topic whose deletion
+/// never completed, so a new topic starts empty.
+pub fn clear_partition_dirs(data_dir: &Path, name: &str, partitions: i32) -> io::Result<()> {
+    for index in 0..partitions.min(MAX_PARTITIONS) {
+        let dir = data_dir.join(super::partition::dir_name(name, index));
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir)?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -189,7 +189,7 @@ pub async fn init_producer_id(
             .with_producer_epoch(-1);
     }
     // Without a transactional id Kafka always hands out a fresh id at epoch 0.
-    match broker.producer_ids.next() {
+    match broker.producer_ids.next().await {
         Ok(id) => InitProducerIdResponse::default()
             .with_producer_id(ProducerId(id))
             .with_producer_epoch(0),

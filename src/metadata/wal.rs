@@ -1,0 +1,279 @@
+//! The metadata write-ahead log on disk: numbered files of CRC-framed records plus snapshots.
+//!
+//! ```text
+//! <dir>/wal-<first_index:020>.log      frames (see record.rs), indexes strictly increasing
+//! <dir>/snapshot-<index:020>.bin       state after <index>: postcard body + crc32c trailer
+//! ```
+//!
+//! Replay loads the newest valid snapshot and applies every later frame. A frame that is torn or
+//! fails its CRC ends the log: the file is truncated there and nothing after it is trusted. A
+//! snapshot is written atomically, then a new WAL file is started and older files are removed.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use super::record::{Decoded, MetadataRecord, decode_frame, encode_frame};
+use super::state::MetadataState;
+
+pub struct Wal {
+    dir: PathBuf,
+    file: File,
+    next_index: u64,
+    records_since_snapshot: u64,
+}
+
+/// What replay found, for the start-up log line.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ReplayReport {
+    pub snapshot_index: u64,
+    pub records: u64,
+    pub truncated_bytes: u64,
+}
+
+fn wal_path(dir: &Path, first: u64) -> PathBuf {
+    dir.join(format!("wal-{first:020}.log"))
+}
+
+fn snapshot_path(dir: &Path, index: u64) -> PathBuf {
+    dir.join(format!("snapshot-{index:020}.bin"))
+}
+
+fn numbered(dir: &Path, prefix: &str, suffix: &str) -> io::Result<Vec<u64>> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(dir)? {
+        let name = e?.file_name();
+        let name = name.to_string_lossy();
+        if let Some(n) = name
+            .strip_prefix(prefix)
+            .and_then(|s| s.strip_suffix(suffix))
+            .and_then(|s| s.parse().ok())
+        {
+            out.push(n);
+        }
+    }
+    out.sort_unstable();
+    Ok(out)
+}
+
+fn read_snapshot(path: &Path) -> Option<MetadataState> {
+    let raw = fs::read(path).ok()?;
+    if raw.len() < 4 {
+        return None;
+    }
+    let (body, crc) = raw.split_at(raw.len() - 4);
+    if crc32c::crc32c(body) != u32::from_be_bytes([crc[0], crc[1], crc[2], crc[3]]) {
+        return None;
+    }
+    postcard::from_bytes(body).ok()
+}
+
+impl Wal {
+    /// Opens the log in `dir`, replaying it into a state.
+    pub fn open(dir: &Path) -> io::Result<(Self, MetadataState, ReplayReport)> {
+        fs::create_dir_all(dir)?;
+        let mut report = ReplayReport::default();
+        let mut state = MetadataState::default();
+        for index in numbered(dir, "snapshot-", ".bin")?.into_iter().rev() {
+            if let Some(s) = read_snapshot(&snapshot_path(dir, index)) {
+                state = s;
+                report.snapshot_index = index;
+                break;
+            }
+            tracing::warn!(index, "ignoring unreadable metadata snapshot");
+        }
+        let files = numbered(dir, "wal-", ".log")?;
+        let mut last_file = None;
+        let mut ended = false;
+        for first in files {
+            let path = wal_path(dir, first);
+            if ended {
+                // Everything after a torn frame is untrusted.
+                fs::remove_file(&path)?;
+                continue;
+            }
+            let raw = fs::read(&path)?;
+            let mut pos = 0;
+            while pos < raw.len() {
+                match decode_frame(&raw[pos..]) {
+                    Decoded::Record(index, record, size) => {
+                        if index <= state.last_index && index <= report.snapshot_index {
+                            pos += size; // already in the snapshot
+                            continue;
+                        }
+                        if index != state.last_index + 1 {
+                            ended = true;
+                            break;
+                        }
+                        state.apply(index, &record);
+                        report.records += 1;
+                        pos += size;
+                    }
+                    Decoded::Torn => {
+                        ended = true;
+                        break;
+                    }
+                }
+            }
+            if pos < raw.len() {
+                report.truncated_bytes += (raw.len() - pos) as u64;
+                OpenOptions::new()
+                    .write(true)
+                    .open(&path)?
+                    .set_len(pos as u64)?;
+                ended = true;
+            }
+            last_file = Some(path);
+        }
+        let next_index = state.last_index + 1;
+        let path = match last_file {
+            Some(p) => p,
+            None => wal_path(dir, next_index),
+        };
+        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        File::open(dir)?.sync_all()?;
+        Ok((
+            Self {
+                dir: dir.to_path_buf(),
+                file,
+                next_index,
+                records_since_snapshot: report.records,
+            },
+            state,
+            report,
+        ))
+    }
+
+    /// Writes `records` durably, one fsync for all of them, and returns the index of the first.
+    /// The caller applies them to its state in order once this returns.
+    pub fn write(&mut self, records: &[MetadataRecord]) -> io::Result<u64> {
+        let first = self.next_index;
+        let mut buf = Vec::with_capacity(records.len() * 64);
+        let mut index = first;
+        for r in records {
+            encode_frame(&mut buf, index, r).map_err(io::Error::other)?;
+            index += 1;
+        }
+        self.file.write_all(&buf)?;
+        self.file.sync_data()?;
+        self.next_index = index;
+        self.records_since_snapshot += records.len() as u64;
+        Ok(first)
+    }
+
+    /// `write` followed by applying the records to `state`.
+    pub fn append(
+        &mut self,
+        records: &[MetadataRecord],
+        state: &mut MetadataState,
+    ) -> io::Result<u64> {
+        let first = self.write(records)?;
+        for (i, r) in records.iter().enumerate() {
+            state.apply(first + i as u64, r);
+        }
+        Ok(first + records.len() as u64 - 1)
+    }
+
+    pub fn records_since_snapshot(&self) -> u64 {
+        self.records_since_snapshot
+    }
+
+    /// Writes a snapshot of `state` and starts a new file; older files are removed.
+    pub fn snapshot(&mut self, state: &MetadataState) -> io::Result<()> {
+        let mut body = postcard::to_stdvec(state).map_err(io::Error::other)?;
+        let crc = crc32c::crc32c(&body);
+        body.extend_from_slice(&crc.to_be_bytes());
+        crate::util::write_atomically(&snapshot_path(&self.dir, state.last_index), &body)?;
+        let new_path = wal_path(&self.dir, self.next_index);
+        self.file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&new_path)?;
+        File::open(&self.dir)?.sync_all()?;
+        for first in numbered(&self.dir, "wal-", ".log")? {
+            if first < self.next_index {
+                fs::remove_file(wal_path(&self.dir, first))?;
+            }
+        }
+        for index in numbered(&self.dir, "snapshot-", ".bin")? {
+            if index < state.last_index {
+                fs::remove_file(snapshot_path(&self.dir, index))?;
+            }
+        }
+        self.records_since_snapshot = 0;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn commit(i: i64) -> MetadataRecord {
+        MetadataRecord::OffsetCommitted {
+            group: "g".into(),
+            topic: "t".into(),
+            partition: (i % 3) as i32,
+            offset: i,
+            leader_epoch: 0,
+            metadata: None,
+            commit_ms: i,
+        }
+    }
+
+    #[test]
+    fn replays_after_restart_and_snapshot() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut wal, mut state, _) = Wal::open(dir.path()).expect("open");
+        for i in 0..10 {
+            wal.append(&[commit(i)], &mut state).expect("append");
+        }
+        wal.snapshot(&state).expect("snapshot");
+        wal.append(&[commit(10), commit(11)], &mut state)
+            .expect("append");
+        let expected = state.clone();
+        drop(wal);
+        let (_, replayed, report) = Wal::open(dir.path()).expect("reopen");
+        assert_eq!(replayed, expected);
+        assert_eq!(report.snapshot_index, 10);
+        assert_eq!(report.records, 2);
+    }
+
+    /// Cutting the file at every byte of its last records leaves exactly the records that were
+    /// whole before the cut.
+    #[test]
+    fn a_torn_tail_is_truncated_at_every_cut() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut wal, mut state, _) = Wal::open(dir.path()).expect("open");
+        let mut states = vec![state.clone()];
+        let path = wal_path(dir.path(), 1);
+        let mut ends = vec![0u64];
+        for i in 0..6 {
+            wal.append(&[commit(i)], &mut state).expect("append");
+            states.push(state.clone());
+            ends.push(fs::metadata(&path).expect("stat").len());
+        }
+        drop(wal);
+        let full = fs::read(&path).expect("read");
+        let first_cut = ends[3] as usize;
+        for cut in first_cut..=full.len() {
+            fs::write(&path, &full[..cut]).expect("write");
+            let whole = ends.iter().filter(|&&e| e as usize <= cut).count() - 1;
+            let (_, replayed, report) = Wal::open(dir.path()).expect("open");
+            assert_eq!(replayed, states[whole], "cut at {cut}");
+            assert_eq!(
+                fs::metadata(&path).expect("stat").len(),
+                ends[whole],
+                "cut at {cut}"
+            );
+            assert_eq!(report.truncated_bytes, (cut as u64) - ends[whole]);
+        }
+        // A flipped byte in the last record drops it and nothing before it.
+        let mut bad = full.clone();
+        let last = bad.len() - 2;
+        bad[last] ^= 0x40;
+        fs::write(&path, &bad).expect("write");
+        let (_, replayed, _) = Wal::open(dir.path()).expect("open");
+        assert_eq!(replayed, states[5]);
+    }
+}
