@@ -6,6 +6,7 @@
 
 pub mod broker;
 pub mod config;
+pub mod group;
 pub mod handlers;
 pub mod log;
 pub mod metadata;
@@ -58,14 +59,18 @@ pub async fn serve(
     Ok(())
 }
 
-/// Periodic work: retention and time-based flushes.
+/// Periodic work: retention, time-based flushes, group deadlines and offset expiry.
 async fn housekeeping(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
     let retention_every =
         Duration::from_millis(broker.config.log.retention_check_interval_ms.max(100));
     let mut retention = tokio::time::interval(retention_every);
     let mut flush = tokio::time::interval(Duration::from_millis(100));
+    let mut groups = tokio::time::interval(Duration::from_millis(100));
+    let mut offsets = tokio::time::interval(Duration::from_secs(60));
     loop {
         tokio::select! {
+            _ = groups.tick() => broker.groups.tick(),
+            _ = offsets.tick() => broker.groups.expire_offsets(util::now_ms()).await,
             _ = retention.tick() => {
                 let b = broker.clone();
                 let _ = tokio::task::spawn_blocking(move || b.enforce_retention(util::now_ms())).await;

@@ -46,6 +46,7 @@ pub struct Broker {
     admin_lock: tokio::sync::Mutex<()>,
     pub metadata: Arc<MetadataStore>,
     pub producer_ids: producer_ids::ProducerIdAllocator,
+    pub groups: crate::group::GroupCoordinator,
 }
 
 impl Broker {
@@ -97,6 +98,7 @@ impl Broker {
             data_dir,
             topics: RwLock::new(topics),
             admin_lock: tokio::sync::Mutex::new(()),
+            groups: crate::group::GroupCoordinator::new(metadata.clone(), config.group.clone()),
             metadata,
             producer_ids,
             config,

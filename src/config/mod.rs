@@ -34,6 +34,32 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub kafka: KafkaConfig,
     pub log: LogDefaults,
+    pub group: GroupConfig,
+}
+
+/// Consumer group coordinator settings (Kafka's `group.*` and `offsets.*`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct GroupConfig {
+    pub min_session_timeout_ms: u64,
+    pub max_session_timeout_ms: u64,
+    /// How long the first rebalance of an empty group waits for more members.
+    pub initial_rebalance_delay_ms: u64,
+    /// Offsets of groups without members expire this long after their last commit.
+    pub offsets_retention_ms: u64,
+    pub offset_metadata_max_bytes: usize,
+}
+
+impl Default for GroupConfig {
+    fn default() -> Self {
+        Self {
+            min_session_timeout_ms: 6_000,
+            max_session_timeout_ms: 1_800_000,
+            initial_rebalance_delay_ms: 3_000,
+            offsets_retention_ms: 7 * 24 * 3600 * 1000,
+            offset_metadata_max_bytes: 4096,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -80,6 +106,7 @@ impl Default for Config {
             data_dir: PathBuf::from("./data"),
             kafka: KafkaConfig::default(),
             log: LogDefaults::default(),
+            group: GroupConfig::default(),
         }
     }
 }

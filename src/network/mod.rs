@@ -72,6 +72,7 @@ async fn serve_connection(
     let max = broker.config.kafka.request_max_bytes;
     let idle = Duration::from_millis(broker.config.kafka.idle_timeout_ms);
     let mut buf = BytesMut::with_capacity(64 * 1024);
+    let client_host = format!("/{}", peer.ip());
     loop {
         let frame = loop {
             match frame::parse_frame(&mut buf, max) {
@@ -101,7 +102,7 @@ async fn serve_connection(
                 Ok(Err(e)) => return Err(e),
             }
         };
-        match protocol::handle_frame(&broker, frame).await {
+        match protocol::handle_frame(&broker, frame, &client_host).await {
             Ok(Some(resp)) => write_response(&mut stream, resp).await?,
             Ok(None) => {}
             Err(e) => {

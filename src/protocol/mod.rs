@@ -86,6 +86,17 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::DescribeCluster, 0, 2),
+    (ApiKey::FindCoordinator, 0, 6),
+    (ApiKey::JoinGroup, 0, 9),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 5),
+    (ApiKey::OffsetCommit, 2, 9),
+    (ApiKey::OffsetFetch, 1, 9),
+    (ApiKey::ListGroups, 0, 5),
+    (ApiKey::DescribeGroups, 0, 5),
+    (ApiKey::DeleteGroups, 0, 2),
+    (ApiKey::OffsetDelete, 0, 0),
 ];
 
 pub fn supported_range(api: ApiKey) -> Option<(i16, i16)> {
@@ -102,12 +113,15 @@ pub struct RequestContext {
     pub version: i16,
     pub correlation_id: i32,
     pub client_id: Option<String>,
+    /// `/ip` of the client, as Kafka reports it in group descriptions.
+    pub client_host: String,
 }
 
 /// Handles one request frame. `Ok(None)` means no response is sent (produce with `acks=0`).
 pub async fn handle_frame(
     broker: &Arc<Broker>,
     mut frame: Bytes,
+    client_host: &str,
 ) -> Result<Option<Response>, ProtocolError> {
     let api_key = i16::from_be_bytes([frame[0], frame[1]]);
     let version = i16::from_be_bytes([frame[2], frame[3]]);
@@ -124,6 +138,7 @@ pub async fn handle_frame(
                 version: 0,
                 correlation_id,
                 client_id: None,
+                client_host: client_host.to_string(),
             },
             &resp,
         )
@@ -144,6 +159,7 @@ pub async fn handle_frame(
         version,
         correlation_id: header.correlation_id,
         client_id: header.client_id.map(|c| c.to_string()),
+        client_host: client_host.to_string(),
     };
     let b = broker;
     macro_rules! route {
@@ -196,6 +212,19 @@ pub async fn handle_frame(
                 handlers::configs::incremental_alter
             )
         }
+        ApiKey::FindCoordinator => {
+            route!(FindCoordinatorRequest, handlers::groups::find_coordinator)
+        }
+        ApiKey::JoinGroup => route!(JoinGroupRequest, handlers::groups::join_group),
+        ApiKey::SyncGroup => route!(SyncGroupRequest, handlers::groups::sync_group),
+        ApiKey::Heartbeat => route!(HeartbeatRequest, handlers::groups::heartbeat),
+        ApiKey::LeaveGroup => route!(LeaveGroupRequest, handlers::groups::leave_group),
+        ApiKey::OffsetCommit => route!(OffsetCommitRequest, handlers::groups::offset_commit),
+        ApiKey::OffsetFetch => route!(OffsetFetchRequest, handlers::groups::offset_fetch),
+        ApiKey::ListGroups => route!(ListGroupsRequest, handlers::groups::list_groups),
+        ApiKey::DescribeGroups => route!(DescribeGroupsRequest, handlers::groups::describe_groups),
+        ApiKey::DeleteGroups => route!(DeleteGroupsRequest, handlers::groups::delete_groups),
+        ApiKey::OffsetDelete => route!(OffsetDeleteRequest, handlers::groups::offset_delete),
         _ => Err(ProtocolError::UnsupportedVersion { api, version }),
     }
 }
