@@ -1,0 +1,2 @@
+// Package compat holds the franz-go compatibility tests (go test, BOOTSTRAP=host:port).
+package compat

@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# Apache Kafka's own command-line tools (kafka-tools jar, run with java -cp) against $BOOTSTRAP:
+# TopicCommand, ConfigCommand, ConsoleProducer, ConsoleConsumer (assigned partition, no group),
+# GetOffsetShell, DeleteRecordsCommand. The classpath comes from tests/compat/java/pom.xml.
+set -uo pipefail
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=lib.sh
+source "$HERE/lib.sh"
+
+CP_FILE=$CACHE/kafka-cli.classpath
+POM=$HERE/java/pom.xml
+if [[ ! -s $CP_FILE || $POM -nt $CP_FILE ]]; then
+    mkdir -p "$CACHE"
+    mvn -q -B -f "$POM" dependency:build-classpath -Dmdep.includeScope=test \
+        -Dmdep.outputFile="$CP_FILE" >"$CACHE/kafka-cli.mvn.log" 2>&1 \
+        || { cat "$CACHE/kafka-cli.mvn.log"; echo "could not resolve the kafka-tools classpath"; exit 1; }
+fi
+CP=$(cat "$CP_FILE")
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+echo "Apache Kafka CLI tools suite against $BOOTSTRAP"
+
+tool() { # CLASS ARGS... ; stdout+stderr to $WORK/out, exit code returned
+    local cls=$1
+    shift
+    timeout 90 java -Xmx256m -XX:TieredStopAtLevel=1 -Dorg.slf4j.simpleLogger.defaultLogLevel=warn \
+        -cp "$CP" "$cls" "$@" >"$WORK/out" 2>&1
+}
+has() { [[ -z $1 ]] || grep -qE -- "$1" "$WORK/out"; }
+expect() { # NAME PATTERN CLASS ARGS...  (passes when the tool exits 0 and prints PATTERN)
+    local name=$1 pattern=$2
+    shift 2
+    if tool "$@" && has "$pattern"; then ok "$name"; else not_ok "$name" "$(tail -n 8 "$WORK/out")"; fi
+}
+
+T=compat-cli-$SUFFIX
+TOPICS=org.apache.kafka.tools.TopicCommand
+CONFIGS=org.apache.kafka.tools.ConfigCommand
+
+expect "TopicCommand --create with a config" "Created topic $T" \
+    $TOPICS --bootstrap-server "$BOOTSTRAP" --create --topic "$T" --partitions 2 --replication-factor 1 \
+    --config retention.ms=3600000
+expect "TopicCommand --list shows the topic" "^$T\$" $TOPICS --bootstrap-server "$BOOTSTRAP" --list
+expect "TopicCommand --describe shows partitions and config" "PartitionCount: 2.*ReplicationFactor: 1.*retention.ms=3600000" \
+    $TOPICS --bootstrap-server "$BOOTSTRAP" --describe --topic "$T"
+if has "Partition: 1[[:space:]]+Leader: [0-9]+"; then ok "TopicCommand --describe lists partition 1 with a leader"; else not_ok "TopicCommand --describe lists partition 1 with a leader" "$(cat "$WORK/out")"; fi
+if tool $TOPICS --bootstrap-server "$BOOTSTRAP" --create --topic "$T" --partitions 1 --replication-factor 1 \
+    || ! has "already exists"; then
+    not_ok "TopicCommand --create of an existing topic fails" "$(tail -n 5 "$WORK/out")"
+else
+    ok "TopicCommand --create of an existing topic fails"
+fi
+
+expect "ConfigCommand --alter --add-config" "Completed updating config for topic $T" \
+    $CONFIGS --bootstrap-server "$BOOTSTRAP" --entity-type topics --entity-name "$T" --alter \
+    --add-config retention.ms=7200000,segment.ms=86400000
+expect "ConfigCommand --describe shows the new values" "retention.ms=7200000" \
+    $CONFIGS --bootstrap-server "$BOOTSTRAP" --entity-type topics --entity-name "$T" --describe
+if has "segment.ms=86400000"; then ok "ConfigCommand --describe shows segment.ms"; else not_ok "ConfigCommand --describe shows segment.ms" "$(cat "$WORK/out")"; fi
+expect "ConfigCommand --alter --delete-config" "Completed updating config for topic $T" \
+    $CONFIGS --bootstrap-server "$BOOTSTRAP" --entity-type topics --entity-name "$T" --alter --delete-config segment.ms
+if tool $CONFIGS --bootstrap-server "$BOOTSTRAP" --entity-type topics --entity-name "$T" --describe \
+    && has "retention.ms=7200000" && ! has "segment.ms="; then
+    ok "ConfigCommand --describe after delete-config"
+else
+    not_ok "ConfigCommand --describe after delete-config" "$(cat "$WORK/out")"
+fi
+if tool $CONFIGS --bootstrap-server "$BOOTSTRAP" --entity-type topics --entity-name "$T" --alter \
+    --add-config retention.ms=soon || ! has "InvalidConfigurationException|Invalid value"; then
+    not_ok "ConfigCommand rejects an invalid value" "$(tail -n 5 "$WORK/out")"
+else
+    ok "ConfigCommand rejects an invalid value"
+fi
+
+# Produce 25 keyed lines to partition 0 with the console producer, read them back.
+for i in $(seq 1 25); do printf 'key%d\tvalue %d ✓\n' "$i" "$i"; done >"$WORK/lines"
+if timeout 90 java -Xmx256m -XX:TieredStopAtLevel=1 -Dorg.slf4j.simpleLogger.defaultLogLevel=warn -cp "$CP" \
+    org.apache.kafka.tools.ConsoleProducer --bootstrap-server "$BOOTSTRAP" --topic "$T" \
+    --property parse.key=true --property "key.separator=	" --compression-codec zstd \
+    --producer-property partitioner.class=org.apache.kafka.clients.producer.RoundRobinPartitioner \
+    --producer-property acks=all --sync <"$WORK/lines" >"$WORK/out" 2>&1; then
+    ok "ConsoleProducer sends 25 keyed lines (zstd)"
+else
+    not_ok "ConsoleProducer sends 25 keyed lines (zstd)" "$(tail -n 5 "$WORK/out")"
+fi
+
+tool org.apache.kafka.tools.GetOffsetShell --bootstrap-server "$BOOTSTRAP" --topic "$T" --time -1
+latest=$(grep -E "^$T:[0-9]+:[0-9]+" "$WORK/out" | sort)
+total=$(awk -F: '{s += $3} END {print s+0}' <<<"$latest")
+check_eq "GetOffsetShell --time -1: two partitions, 25 records in all" "2 25" "$(wc -l <<<"$latest" | tr -d ' ') $total"
+expect "GetOffsetShell --time -2 gives 0 for partition 0" "^$T:0:0\$" \
+    org.apache.kafka.tools.GetOffsetShell --bootstrap-server "$BOOTSTRAP" --topic "$T" --partitions 0 --time -2
+p0_end=$(grep "^$T:0:" <<<"$latest" | cut -d: -f3)
+
+tool org.apache.kafka.tools.consumer.ConsoleConsumer --bootstrap-server "$BOOTSTRAP" --topic "$T" \
+    --partition 0 --offset earliest --max-messages "${p0_end:-0}" --timeout-ms 20000 \
+    --property print.key=true --property print.offset=true
+# Lines look like "Offset:N<TAB>keyK<TAB>value K ✓"; turn them into "N K K".
+consumed=$(grep -E '^Offset:[0-9]+' "$WORK/out" | sed -E 's/^Offset:([0-9]+)\tkey([0-9]+)\tvalue ([0-9]+) ✓$/\1 \2 \3/')
+# Offsets must be 0..n-1 in order, each key must carry its own value, and keys must be unique.
+bad=$(awk -v n="${p0_end:-0}" '{ if ($1 != NR - 1 || $2 != $3 || NF != 3) e++ } END { if (NR != n || n == 0) e++; print e + 0 }' <<<"$consumed")
+dups=$(awk '{print $2}' <<<"$consumed" | sort | uniq -d | wc -l)
+check_eq "ConsoleConsumer (assigned partition 0, no group) reads offsets 0..$((${p0_end:-0} - 1)) with matching keys/values" \
+    "0 0" "$bad $dups"
+
+printf '{"version":1,"partitions":[{"topic":"%s","partition":0,"offset":3}]}\n' "$T" >"$WORK/delete.json"
+expect "DeleteRecordsCommand up to offset 3" "low_watermark: 3" \
+    org.apache.kafka.tools.DeleteRecordsCommand --bootstrap-server "$BOOTSTRAP" --offset-json-file "$WORK/delete.json"
+expect "GetOffsetShell --time -2 after delete-records gives 3" "^$T:0:3\$" \
+    org.apache.kafka.tools.GetOffsetShell --bootstrap-server "$BOOTSTRAP" --topic "$T" --partitions 0 --time -2
+
+expect "TopicCommand --alter --partitions 3" "" \
+    $TOPICS --bootstrap-server "$BOOTSTRAP" --alter --topic "$T" --partitions 3
+expect "TopicCommand --describe shows 3 partitions" "PartitionCount: 3" \
+    $TOPICS --bootstrap-server "$BOOTSTRAP" --describe --topic "$T"
+expect "TopicCommand --delete" "" $TOPICS --bootstrap-server "$BOOTSTRAP" --delete --topic "$T"
+gone=no
+for _ in $(seq 1 20); do
+    tool $TOPICS --bootstrap-server "$BOOTSTRAP" --list
+    if ! has "^$T\$"; then gone=yes; break; fi
+    sleep 1
+done
+check_eq "topic is gone from --list after --delete" yes "$gone"
+
+finish

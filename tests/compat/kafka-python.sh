@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# kafka-python suite: pytest tests/compat/python/test_kafka_python.py against $BOOTSTRAP.
+set -uo pipefail
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+CACHE=${CHRONIK_TEST_CACHE:-$HOME/.cache/chronik-tests}
+: "${BOOTSTRAP:?set BOOTSTRAP=host:port of the broker under test}"
+cd "$HERE/python" && exec timeout 600 "$CACHE/venv/bin/python" -m pytest -v -p no:cacheprovider test_kafka_python.py "$@"
