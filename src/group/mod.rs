@@ -424,7 +424,7 @@ impl GroupCoordinator {
         for g in groups.values_mut() {
             g.tick(now, &timing);
         }
-        groups.retain(|_, g| !(g.state == GroupState::Empty && g.is_empty()));
+        groups.retain(|_, g| !(g.state == GroupState::Empty && g.is_idle()));
     }
 
     /// Deletes offsets of groups without members that were committed longer ago than the

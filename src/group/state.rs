@@ -129,7 +129,8 @@ pub struct Group {
     pub leader: Option<String>,
     pub members: HashMap<String, Member>,
     static_members: HashMap<String, String>,
-    pending: HashSet<String>,
+    /// Member ids handed out with MEMBER_ID_REQUIRED, until they join or their session passes.
+    pending: HashMap<String, Instant>,
     next_seq: u64,
     rebalance_deadline: Option<Instant>,
     join_not_before: Option<Instant>,
@@ -152,7 +153,7 @@ impl Group {
             leader: None,
             members: HashMap::new(),
             static_members: HashMap::new(),
-            pending: HashSet::new(),
+            pending: HashMap::new(),
             next_seq: 0,
             rebalance_deadline: None,
             join_not_before: None,
@@ -163,6 +164,11 @@ impl Group {
 
     pub fn is_empty(&self) -> bool {
         self.members.is_empty()
+    }
+
+    /// Nothing left to remember: no members and no member ids waiting to be used.
+    pub fn is_idle(&self) -> bool {
+        self.members.is_empty() && self.pending.is_empty()
     }
 
     pub fn has_member(&self, id: &str) -> bool {
@@ -314,7 +320,6 @@ impl Group {
                 self.remove_member(&id, ResponseError::UnknownMemberId);
             }
         }
-        self.pending.clear();
         self.generation += 1;
         self.rebalance_deadline = None;
         self.join_not_before = None;
@@ -436,7 +441,8 @@ impl Group {
                 return Reply::Later(rx);
             }
             if req.require_known_member_id && req.instance_id.is_none() {
-                self.pending.insert(new_id.clone());
+                self.pending
+                    .insert(new_id.clone(), now + req.session_timeout);
                 return now_reply(JoinResult::error(ResponseError::MemberIdRequired, &new_id));
             }
             return self.join_new_member(new_id, req, now, timing, tx, rx);
@@ -450,7 +456,7 @@ impl Group {
                 &req.member_id,
             ));
         }
-        if self.pending.remove(&req.member_id) {
+        if self.pending.remove(&req.member_id).is_some() {
             let id = req.member_id.clone();
             return self.join_new_member(id, req, now, timing, tx, rx);
         }
@@ -693,6 +699,7 @@ impl Group {
 
     /// Applies deadlines: expired sessions, the rebalance and sync timeouts, the initial delay.
     pub fn tick(&mut self, now: Instant, timing: &Timing) {
+        self.pending.retain(|_, until| *until > now);
         let expired: Vec<String> = self
             .members
             .values()
@@ -919,6 +926,30 @@ mod tests {
             now,
         ));
         assert_eq!(s.assignment, Bytes::from_static(b"P"));
+    }
+
+    #[test]
+    fn a_handed_out_member_id_outlives_ticks_until_its_session_passes() {
+        let mut g = Group::new("g");
+        let now = Instant::now();
+        let first = now_value(g.join(req("", None), now, &T));
+        assert_eq!(first.error, ResponseError::MemberIdRequired.code());
+        g.tick(now + Duration::from_secs(1), &T);
+        assert!(
+            !g.is_idle(),
+            "the coordinator must keep the group for the pending member"
+        );
+        let Reply::Later(mut r) = g.join(req(&first.member_id, None), now, &T) else {
+            panic!("join")
+        };
+        assert_eq!(r.try_recv().expect("done").error, 0);
+        let mut other = Group::new("h");
+        let _ = other.join(req("", None), now, &T);
+        other.tick(now + Duration::from_secs(11), &T);
+        assert!(
+            other.is_idle(),
+            "an unused member id expires with its session"
+        );
     }
 
     #[test]
