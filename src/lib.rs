@@ -12,6 +12,7 @@ pub mod log;
 pub mod metadata;
 pub mod network;
 pub mod protocol;
+pub mod remote;
 pub mod util;
 
 use std::future::Future;
@@ -45,18 +46,39 @@ pub async fn serve(
         broker.clone(),
         stop_rx.clone(),
     ));
+    let tiering = tokio::spawn(tiering_loop(broker.clone(), stop_rx.clone()));
     let housekeeping = tokio::spawn(housekeeping(broker.clone(), stop_rx));
     shutdown.await;
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
     let _ = acceptor.await;
     let _ = housekeeping.await;
+    let _ = tiering.await;
     let closing = broker.clone();
     tokio::task::spawn_blocking(move || closing.close())
         .await
         .map_err(std::io::Error::other)?;
     tracing::info!("logs closed cleanly");
     Ok(())
+}
+
+/// Copies sealed segments of tiered topics and applies retention across both tiers.
+async fn tiering_loop(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
+    let Some(remote) = broker.remote.clone() else {
+        return;
+    };
+    let mut every = tokio::time::interval(Duration::from_millis(
+        broker.config.tiering.interval_ms.max(10),
+    ));
+    loop {
+        tokio::select! {
+            _ = every.tick() => {
+                // A pass finishes its current upload before shutdown is noticed.
+                remote.run_once(&broker).await;
+            }
+            _ = stop.changed() => return,
+        }
+    }
 }
 
 /// Periodic work: retention, time-based flushes, group deadlines and offset expiry.

@@ -47,6 +47,7 @@ pub struct Broker {
     pub metadata: Arc<MetadataStore>,
     pub producer_ids: producer_ids::ProducerIdAllocator,
     pub groups: crate::group::GroupCoordinator,
+    pub remote: Option<Arc<crate::remote::RemoteLogManager>>,
 }
 
 impl Broker {
@@ -89,6 +90,22 @@ impl Broker {
             "metadata log replayed"
         );
         let producer_ids = producer_ids::ProducerIdAllocator::new(metadata.clone());
+        let url = config.tiering.effective_url(&data_dir);
+        let options = chronik_tiering::StoreOptions {
+            endpoint: (!config.tiering.endpoint.is_empty())
+                .then(|| config.tiering.endpoint.clone()),
+            region: (!config.tiering.region.is_empty()).then(|| config.tiering.region.clone()),
+            allow_http: config.tiering.allow_http,
+            ..Default::default()
+        };
+        let store = chronik_tiering::open_store(&url, &options)
+            .map_err(|e| io::Error::other(format!("remote tier {url}: {e}")))?;
+        let remote = Arc::new(crate::remote::RemoteLogManager::new(
+            store,
+            metadata.clone(),
+            meta.cluster_id.clone(),
+            config.tiering.part_size_bytes as usize,
+        ));
         let topics = topics::open_topics(&metadata, &data_dir, &config)?;
         let advertised = config.advertised(bound);
         Ok(Arc::new(Self {
@@ -99,6 +116,7 @@ impl Broker {
             topics: RwLock::new(topics),
             admin_lock: tokio::sync::Mutex::new(()),
             groups: crate::group::GroupCoordinator::new(metadata.clone(), config.group.clone()),
+            remote: Some(remote),
             metadata,
             producer_ids,
             config,
@@ -198,7 +216,15 @@ impl Broker {
             .await?;
         // Leftovers of an older topic of the same name must not become this topic's data.
         topics::clear_partition_dirs(&self.data_dir, name, partitions)?;
-        let topic = Topic::create(&self.data_dir, name, id, partitions, configs, log_config)?;
+        let topic = Topic::create(
+            &self.data_dir,
+            name,
+            id,
+            partitions,
+            configs,
+            log_config,
+            &|_| None,
+        )?;
         let topic = Arc::new(topic);
         self.topics
             .write()

@@ -24,14 +24,17 @@ pub fn dir_name(topic: &str, index: i32) -> String {
 }
 
 impl Partition {
+    /// Opens the partition's log. `remote` is the `[start, next)` range already in the remote
+    /// tier: a log whose local copy was lost continues at `next` instead of reusing offsets.
     pub fn open(
         data_dir: &Path,
         topic: &str,
         index: i32,
         config: LogConfig,
+        remote: Option<(i64, i64)>,
     ) -> std::io::Result<Self> {
         let dir = data_dir.join(dir_name(topic, index));
-        let (log, report) = PartitionLog::open(&dir, config, crate::util::now_ms())?;
+        let (log, report) = PartitionLog::open_at(&dir, config, crate::util::now_ms(), remote)?;
         if !report.clean_shutdown && report.recovery.batches > 0 {
             tracing::info!(
                 topic,
@@ -123,6 +126,26 @@ impl Partition {
 
     pub fn set_config(&self, config: LogConfig) {
         self.log().set_config(config);
+    }
+
+    pub fn log_config(&self) -> LogConfig {
+        self.log().config().clone()
+    }
+
+    pub fn sealed_segments(&self) -> Vec<crate::log::SealedSegment> {
+        self.log().sealed_segments()
+    }
+
+    pub fn delete_local_segment(&self, base_offset: i64) -> std::io::Result<bool> {
+        self.log().delete_local_segment(base_offset)
+    }
+
+    pub fn advance_log_start(&self, offset: i64) -> std::io::Result<()> {
+        self.log().advance_log_start(offset)
+    }
+
+    pub fn local_log_start_offset(&self) -> i64 {
+        self.log().local_log_start_offset()
     }
 
     pub fn size_bytes(&self) -> u64 {

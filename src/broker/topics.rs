@@ -89,6 +89,8 @@ impl Topic {
         }
     }
 
+    /// Opens (creating when new) every partition; `remote` tells what the remote tier holds
+    /// for a partition.
     pub fn create(
         data_dir: &Path,
         name: &str,
@@ -96,6 +98,7 @@ impl Topic {
         partitions: i32,
         configs: TopicConfigs,
         log_config: LogConfig,
+        remote: &dyn Fn(i32) -> Option<(i64, i64)>,
     ) -> io::Result<Self> {
         let mut opened = Vec::with_capacity(partitions as usize);
         for index in 0..partitions {
@@ -104,6 +107,7 @@ impl Topic {
                 name,
                 index,
                 log_config.clone(),
+                remote(index),
             )?));
         }
         Ok(Self {
@@ -149,6 +153,7 @@ impl Topic {
                 &self.name,
                 index,
                 log_config.clone(),
+                None,
             )?));
         }
         Ok(Self {
@@ -202,7 +207,22 @@ pub fn open_topics(
         let log_config = configs
             .resolve(&config.log)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
-        let topic = Topic::create(data_dir, &t.name, t.id, t.partitions, configs, log_config)?;
+        let id = t.id;
+        let remote = |p: i32| {
+            metadata.read(|s| {
+                let segs = s.remote_segments_of(id, p);
+                Some((segs.first()?.base_offset, segs.last()?.end_offset + 1))
+            })
+        };
+        let topic = Topic::create(
+            data_dir,
+            &t.name,
+            t.id,
+            t.partitions,
+            configs,
+            log_config,
+            &remote,
+        )?;
         out.insert(t.name, Arc::new(topic));
     }
     Ok(out)

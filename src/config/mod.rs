@@ -35,6 +35,50 @@ pub struct Config {
     pub kafka: KafkaConfig,
     pub log: LogDefaults,
     pub group: GroupConfig,
+    pub tiering: TieringConfig,
+}
+
+/// The remote tier (object storage) for topics with `remote.storage.enable=true`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TieringConfig {
+    /// `file://DIR`, `s3://bucket/prefix` or `memory://`; empty means `file://<data_dir>/remote`.
+    pub url: String,
+    /// S3 endpoint override (LocalStack, MinIO), e.g. `http://127.0.0.1:4566`.
+    pub endpoint: String,
+    /// S3 region; empty takes `AWS_REGION`/`AWS_DEFAULT_REGION` or `us-east-1`.
+    pub region: String,
+    /// Allow plain-HTTP endpoints (LocalStack, MinIO on loopback).
+    pub allow_http: bool,
+    /// How often sealed segments are looked for and retention is applied across tiers.
+    pub interval_ms: u64,
+    /// Uploads above this size go multipart, in parts of this size (at least 5 MiB).
+    pub part_size_bytes: u64,
+}
+
+impl Default for TieringConfig {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            endpoint: String::new(),
+            region: String::new(),
+            allow_http: false,
+            interval_ms: 1000,
+            part_size_bytes: 8 << 20,
+        }
+    }
+}
+
+impl TieringConfig {
+    /// The store URL in effect for a data directory.
+    pub fn effective_url(&self, data_dir: &Path) -> String {
+        if self.url.is_empty() {
+            let dir = data_dir.join("remote");
+            format!("file://{}", dir.display())
+        } else {
+            self.url.clone()
+        }
+    }
 }
 
 /// Consumer group coordinator settings (Kafka's `group.*` and `offsets.*`).
@@ -95,6 +139,10 @@ pub struct LogDefaults {
     pub flush_interval_messages: i64,
     pub flush_interval_ms: i64,
     pub min_insync_replicas: i64,
+    /// Default of `remote.storage.enable` for new topics.
+    pub remote_storage_enable: bool,
+    pub local_retention_ms: i64,
+    pub local_retention_bytes: i64,
     /// How often retention is applied.
     pub retention_check_interval_ms: u64,
 }
@@ -107,6 +155,7 @@ impl Default for Config {
             kafka: KafkaConfig::default(),
             log: LogDefaults::default(),
             group: GroupConfig::default(),
+            tiering: TieringConfig::default(),
         }
     }
 }
@@ -140,6 +189,9 @@ impl Default for LogDefaults {
             flush_interval_messages: i64::MAX,
             flush_interval_ms: i64::MAX,
             min_insync_replicas: 1,
+            remote_storage_enable: false,
+            local_retention_ms: -2,
+            local_retention_bytes: -2,
             retention_check_interval_ms: 300_000,
         }
     }
@@ -220,6 +272,13 @@ impl Config {
                 "kafka.max_connections must be > 0".into(),
             ));
         }
+        if self.tiering.part_size_bytes < 5 << 20 {
+            return Err(ConfigError::Invalid(
+                "tiering.part_size_bytes must be at least 5 MiB (the S3 minimum)".into(),
+            ));
+        }
+        chronik_tiering::RemoteStorageUrl::parse(&self.tiering.effective_url(&self.data_dir))
+            .map_err(|e| ConfigError::Invalid(format!("tiering.url: {e}")))?;
         if self.log.num_partitions < 1 {
             return Err(ConfigError::Invalid(
                 "log.num_partitions must be >= 1".into(),

@@ -107,17 +107,6 @@ fn timestamp_type(v: &str) -> Result<(), (bool, String)> {
     }
 }
 
-fn remote_storage(v: &str) -> Result<(), (bool, String)> {
-    if v == "true" {
-        Err((
-            true,
-            "tiered storage is not enabled on this broker yet".into(),
-        ))
-    } else {
-        Ok(())
-    }
-}
-
 macro_rules! def {
     ($name:expr, $kind:ident, $min:expr, $default:expr, $check:expr, $doc:expr) => {
         ConfigDef {
@@ -321,15 +310,15 @@ pub static TOPIC_CONFIGS: &[ConfigDef] = &[
         "remote.storage.enable",
         Boolean,
         0,
-        |_| "false".into(),
-        remote_storage,
-        "Tier sealed segments to object storage."
+        |d| d.remote_storage_enable.to_string(),
+        ok,
+        "Copy sealed segments to object storage (KIP-405)."
     ),
     def!(
         "local.retention.ms",
         Long,
         -2,
-        |_| "-2".into(),
+        |d| d.local_retention_ms.to_string(),
         ok,
         "Local retention when tiering (-2: retention.ms)."
     ),
@@ -337,7 +326,7 @@ pub static TOPIC_CONFIGS: &[ConfigDef] = &[
         "local.retention.bytes",
         Long,
         -2,
-        |_| "-2".into(),
+        |d| d.local_retention_bytes.to_string(),
         ok,
         "Local retention when tiering (-2: retention.bytes)."
     ),
@@ -501,6 +490,11 @@ impl TopicConfigs {
             timestamp_after_max_ms: self.number("message.timestamp.after.max.ms", defaults)?,
             flush_messages: self.number("flush.messages", defaults)?,
             flush_ms: self.number("flush.ms", defaults)?,
+            remote_storage: self
+                .value("remote.storage.enable", defaults)
+                .eq_ignore_ascii_case("true"),
+            local_retention_ms: self.number("local.retention.ms", defaults)?,
+            local_retention_bytes: self.number("local.retention.bytes", defaults)?,
         })
     }
 

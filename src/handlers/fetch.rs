@@ -23,6 +23,7 @@ use crate::protocol::{ProtocolError, RequestContext, Response};
 /// One requested partition, resolved.
 struct Wanted {
     topic_slot: usize,
+    topic: Option<Arc<crate::broker::Topic>>,
     partition_index: i32,
     partition: Option<Arc<Partition>>,
     fetch_offset: i64,
@@ -77,6 +78,7 @@ pub async fn handle(
             };
             wanted.push(Wanted {
                 topic_slot: slot,
+                topic: topic.clone(),
                 partition_index: fp.partition,
                 partition,
                 fetch_offset: fp.fetch_offset,
@@ -98,7 +100,8 @@ pub async fn handle(
     let max_wait = Duration::from_millis(req.max_wait_ms.max(0) as u64);
     let deadline = tokio::time::Instant::now() + max_wait;
     loop {
-        let (parts, total, any_error) = read_all(&wanted, req.max_bytes, read_committed);
+        let (parts, total, any_error) =
+            read_all(broker, &wanted, req.max_bytes, read_committed).await;
         let satisfied = total >= req.min_bytes.max(0) as usize && (total > 0 || req.min_bytes <= 0);
         let now = tokio::time::Instant::now();
         if satisfied || any_error || now >= deadline || watchers.is_empty() {
@@ -116,7 +119,7 @@ pub async fn handle(
             Ok((Ok(()), _, _)) => {}
             // A sender dropped (topic deleted) or the wait timed out: answer with what is there.
             Ok((Err(_), _, _)) | Err(_) => {
-                let (parts, _, _) = read_all(&wanted, req.max_bytes, read_committed);
+                let (parts, _, _) = read_all(broker, &wanted, req.max_bytes, read_committed).await;
                 for (slot, p) in parts {
                     topics[slot].partitions.push(p);
                 }
@@ -143,8 +146,10 @@ fn epoch_error(requested: i32, current: i32) -> Option<i16> {
     }
 }
 
-/// Reads every wanted partition once within the response budget.
-fn read_all(
+/// Reads every wanted partition once within the response budget; offsets below the local log
+/// start are read from the remote tier.
+async fn read_all(
+    broker: &Broker,
     wanted: &[Wanted],
     max_bytes: i32,
     read_committed: bool,
@@ -185,6 +190,36 @@ fn read_all(
                             total += region.len as usize;
                             budget = budget.saturating_sub(region.len as u64);
                             p.records = RecordsOut::File(region);
+                        }
+                    }
+                    Err(ReadError::NotLocal {
+                        offset,
+                        log_start,
+                        log_end,
+                        ..
+                    }) => {
+                        p.high_watermark = log_end;
+                        p.last_stable_offset = log_end;
+                        p.log_start_offset = log_start;
+                        let remote = match (&broker.remote, &w.topic) {
+                            (Some(r), Some(t)) => {
+                                r.read(t, partition.index, offset, limit, at_least_one)
+                                    .await
+                            }
+                            _ => Ok(None),
+                        };
+                        match remote {
+                            Ok(Some(bytes)) => {
+                                total += bytes.len();
+                                budget = budget.saturating_sub(bytes.len() as u64);
+                                p.records = RecordsOut::Memory(bytes);
+                            }
+                            Ok(None) => {}
+                            Err(e) => {
+                                tracing::warn!(topic = %partition.topic, partition = partition.index, offset, error = %e, "remote read failed");
+                                p.error_code = code(ResponseError::KafkaStorageError);
+                                any_error = true;
+                            }
                         }
                     }
                     Err(ReadError::OffsetOutOfRange {

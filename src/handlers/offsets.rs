@@ -38,14 +38,27 @@ fn epoch_check(requested: i32, current: i32) -> Result<(), i16> {
     }
 }
 
-fn lookup(p: &Partition, timestamp: i64) -> std::io::Result<(i64, i64)> {
+fn lookup(
+    broker: &Broker,
+    topic_id: uuid::Uuid,
+    p: &Partition,
+    timestamp: i64,
+) -> std::io::Result<(i64, i64)> {
     let (start, end) = p.offsets();
     Ok(match timestamp {
         LATEST => (end, -1),
-        EARLIEST | EARLIEST_LOCAL => (start, -1),
+        EARLIEST => (start, -1),
+        EARLIEST_LOCAL => (p.local_log_start_offset(), -1),
         MAX_TIMESTAMP => p.max_timestamp_offset()?,
-        // Nothing is tiered yet, so there is no tiered offset to name.
-        LATEST_TIERED => (-1, -1),
+        // The highest offset copied to the remote tier, or -1 when nothing is.
+        LATEST_TIERED => {
+            let next = broker
+                .remote
+                .as_ref()
+                .and_then(|r| r.range(topic_id, p.index))
+                .map_or(-1, |r| r.next - 1);
+            (next, -1)
+        }
         ts => match p.offset_for_timestamp(ts)? {
             Some((offset, ts)) => (offset, ts),
             None => (-1, -1),
@@ -71,6 +84,7 @@ pub async fn list_offsets(
                 partitions.push(r.with_error_code(code(ResponseError::UnknownTopicOrPartition)));
                 continue;
             };
+            let topic_id = topic.as_ref().map_or(uuid::Uuid::nil(), |t| t.id);
             if let Err(e) = epoch_check(lp.current_leader_epoch, p.leader_epoch()) {
                 partitions.push(r.with_error_code(e));
                 continue;
@@ -83,7 +97,32 @@ pub async fn list_offsets(
                 partitions.push(r.with_error_code(code(ResponseError::UnsupportedVersion)));
                 continue;
             }
-            match lookup(&p, lp.timestamp) {
+            // Timestamps that may fall into the remote tier are looked up there first.
+            if lp.timestamp >= 0
+                && p.local_log_start_offset() > p.offsets().0
+                && let (Some(remote), Some(t)) = (&broker.remote, &topic)
+            {
+                match remote
+                    .offset_for_timestamp(t, p.index, lp.timestamp, p.local_log_start_offset())
+                    .await
+                {
+                    Ok(Some((offset, ts))) => {
+                        r = r.with_offset(offset).with_timestamp(ts);
+                        if ctx.version >= 4 {
+                            r = r.with_leader_epoch(p.leader_epoch());
+                        }
+                        partitions.push(r);
+                        continue;
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::warn!(topic = %p.topic, partition = p.index, error = %e, "remote timestamp lookup failed");
+                        partitions.push(r.with_error_code(code(ResponseError::KafkaStorageError)));
+                        continue;
+                    }
+                }
+            }
+            match lookup(broker, topic_id, &p, lp.timestamp) {
                 Ok((offset, ts)) => {
                     r = r.with_offset(offset).with_timestamp(ts);
                     if ctx.version >= 4 {

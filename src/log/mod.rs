@@ -52,6 +52,12 @@ pub struct LogConfig {
     pub flush_messages: i64,
     /// fsync when the oldest unflushed append is this old.
     pub flush_ms: i64,
+    /// Sealed segments are copied to the remote tier; retention is then decided by the remote
+    /// log manager, which deletes local copies only once they are safely uploaded.
+    pub remote_storage: bool,
+    /// How long / how much of the log stays local when tiered (`-2`: the total retention).
+    pub local_retention_ms: i64,
+    pub local_retention_bytes: i64,
 }
 
 impl Default for LogConfig {
@@ -68,8 +74,42 @@ impl Default for LogConfig {
             timestamp_after_max_ms: 3_600_000,
             flush_messages: i64::MAX,
             flush_ms: i64::MAX,
+            remote_storage: false,
+            local_retention_ms: -2,
+            local_retention_bytes: -2,
         }
     }
+}
+
+impl LogConfig {
+    /// Local retention in effect for a tiered log (`-2` falls back to the total retention).
+    pub fn effective_local_retention(&self) -> (i64, i64) {
+        let ms = if self.local_retention_ms == -2 {
+            self.retention_ms
+        } else {
+            self.local_retention_ms
+        };
+        let bytes = if self.local_retention_bytes == -2 {
+            self.retention_bytes
+        } else {
+            self.local_retention_bytes
+        };
+        (ms, bytes)
+    }
+}
+
+/// A sealed segment as the remote tier sees it: what it holds and where its files are.
+#[derive(Debug, Clone)]
+pub struct SealedSegment {
+    pub base_offset: i64,
+    pub next_offset: i64,
+    pub max_timestamp: i64,
+    pub size: u64,
+    pub log: PathBuf,
+    pub offset_index: PathBuf,
+    pub time_index: PathBuf,
+    /// Producer state as of `next_offset`, when a snapshot was written at the roll.
+    pub producer_snapshot: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -91,6 +131,14 @@ pub enum ReadError {
     #[error("offset {offset} is out of range [{log_start}, {log_end}]")]
     OffsetOutOfRange {
         offset: i64,
+        log_start: i64,
+        log_end: i64,
+    },
+    /// The offset is in the log but its segment now lives only in the remote tier.
+    #[error("offset {offset} is below the local log start {local_start}")]
+    NotLocal {
+        offset: i64,
+        local_start: i64,
         log_start: i64,
         log_end: i64,
     },
@@ -152,6 +200,19 @@ impl PartitionLog {
     /// Opens (or creates) the log in `dir`. After an unclean shutdown the last segment is
     /// scanned batch by batch and a torn or corrupt tail is truncated.
     pub fn open(dir: &Path, config: LogConfig, now_ms: i64) -> io::Result<(Self, OpenReport)> {
+        Self::open_at(dir, config, now_ms, None)
+    }
+
+    /// Opens the log knowing what the remote tier holds (`[start, next)`): an empty or lost
+    /// local log continues at `next`, so offsets already in the remote tier are never handed
+    /// out again, and the log still starts at `start`.
+    pub fn open_at(
+        dir: &Path,
+        config: LogConfig,
+        now_ms: i64,
+        remote: Option<(i64, i64)>,
+    ) -> io::Result<(Self, OpenReport)> {
+        let min_next_offset = remote.map_or(0, |(_, next)| next);
         fs::create_dir_all(dir)?;
         let clean_marker = dir.join(CLEAN_SHUTDOWN_FILE);
         let clean = clean_marker.exists();
@@ -185,7 +246,7 @@ impl PartitionLog {
             segments.insert(base, seg);
         }
         if segments.is_empty() {
-            let base = checkpoint.unwrap_or(0);
+            let base = checkpoint.unwrap_or(0).max(min_next_offset);
             segments.insert(
                 base,
                 LogSegment::create(dir, base, config.index_interval_bytes, now_ms)?,
@@ -194,10 +255,15 @@ impl PartitionLog {
         report.segments = segments.len();
         let first_base = *segments.keys().next().unwrap_or(&0);
         let log_end = segments.values().next_back().map_or(0, |s| s.next_offset());
-        let log_start_offset = checkpoint
-            .unwrap_or(first_base)
-            .max(first_base)
-            .min(log_end);
+        // With tiering the log may start below the first local segment (the checkpoint says
+        // where); without it, the first local segment is the lower bound.
+        let log_start_offset = match (checkpoint, remote) {
+            (Some(c), Some(_)) => c.min(log_end),
+            (Some(c), None) if config.remote_storage => c.min(log_end),
+            (Some(c), None) => c.max(first_base).min(log_end),
+            (None, Some((start, _))) => start.min(first_base),
+            (None, None) => first_base,
+        };
 
         let (mut producers, from) = match ProducerStateManager::load_latest(dir, log_end)? {
             Some((p, at)) => (p, at),
@@ -268,6 +334,60 @@ impl PartitionLog {
 
     pub fn log_start_offset(&self) -> i64 {
         self.log_start_offset
+    }
+
+    /// The first offset held on local disk.
+    pub fn local_log_start_offset(&self) -> i64 {
+        let first = self.segments.keys().next().copied().unwrap_or(0);
+        first.max(self.log_start_offset)
+    }
+
+    /// Every segment except the active one, oldest first.
+    pub fn sealed_segments(&self) -> Vec<SealedSegment> {
+        let n = self.segments.len();
+        self.segments
+            .values()
+            .take(n.saturating_sub(1))
+            .map(|s| {
+                let snapshot = producer_state::snapshot_path(&self.dir, s.next_offset());
+                SealedSegment {
+                    base_offset: s.base_offset(),
+                    next_offset: s.next_offset(),
+                    max_timestamp: s.max_timestamp(),
+                    size: s.size() as u64,
+                    log: segment::segment_path(&self.dir, s.base_offset(), "log"),
+                    offset_index: segment::segment_path(&self.dir, s.base_offset(), "index"),
+                    time_index: segment::segment_path(&self.dir, s.base_offset(), "timeindex"),
+                    producer_snapshot: snapshot.exists().then_some(snapshot),
+                }
+            })
+            .collect()
+    }
+
+    /// Deletes the local copy of a sealed segment that lives on in the remote tier. The log
+    /// start offset does not move; the checkpoint is written first so a restart keeps it.
+    pub fn delete_local_segment(&mut self, base_offset: i64) -> io::Result<bool> {
+        let active = self.active().base_offset();
+        if base_offset == active || !self.segments.contains_key(&base_offset) {
+            return Ok(false);
+        }
+        write_log_start(&self.dir, self.log_start_offset)?;
+        if let Some(seg) = self.segments.remove(&base_offset) {
+            seg.delete_files()?;
+        }
+        Ok(true)
+    }
+
+    /// Moves the log start forward (remote retention or DeleteRecords on a tiered log),
+    /// deleting local segments wholly below it.
+    pub fn advance_log_start(&mut self, offset: i64) -> io::Result<()> {
+        let offset = offset.min(self.log_end_offset());
+        if offset > self.log_start_offset {
+            self.log_start_offset = offset;
+            write_log_start(&self.dir, offset)?;
+            self.delete_segments_below_start()?;
+        }
+        Ok(())
     }
 
     pub fn leader_epoch(&self) -> i32 {
@@ -456,6 +576,15 @@ impl PartitionLog {
         if offset == log_end {
             return Ok(info);
         }
+        let local_start = self.local_log_start_offset();
+        if offset < local_start {
+            return Err(ReadError::NotLocal {
+                offset,
+                local_start,
+                log_start: self.log_start_offset,
+                log_end,
+            });
+        }
         let floor = self
             .segments
             .range(..=offset)
@@ -563,6 +692,10 @@ impl PartitionLog {
     /// segments were deleted.
     pub fn enforce_retention(&mut self, now_ms: i64) -> io::Result<usize> {
         let mut deleted = 0;
+        if self.config.remote_storage {
+            // Total retention spans both tiers; the remote log manager applies it.
+            return Ok(0);
+        }
         loop {
             if self.segments.len() < 2 {
                 break;

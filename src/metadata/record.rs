@@ -51,6 +51,12 @@ pub enum MetadataRecord {
     GroupDeleted {
         group: String,
     },
+    /// A remote segment changed state (KIP-405's RemoteLogSegmentMetadata); the topic name is
+    /// kept so its objects can be found even after the topic is gone.
+    RemoteSegmentUpdated {
+        topic: String,
+        segment: chronik_tiering::RemoteLogSegmentMetadata,
+    },
 }
 
 pub const FRAME_HEADER: usize = 16;

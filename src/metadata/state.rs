@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use chronik_tiering::{RemoteLogSegmentMetadata, RemoteSegmentState};
+
 use super::record::MetadataRecord;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,6 +35,27 @@ pub struct MetadataState {
     pub producer_id_end: i64,
     /// group → (topic, partition) → offset
     pub offsets: BTreeMap<String, BTreeMap<(String, i32), CommittedOffset>>,
+    /// segment id → (topic name, metadata) of every remote segment not yet fully deleted
+    pub remote_segments: BTreeMap<Uuid, (String, RemoteLogSegmentMetadata)>,
+}
+
+impl MetadataState {
+    /// Readable remote segments of one partition, oldest first.
+    pub fn remote_segments_of(
+        &self,
+        topic_id: Uuid,
+        partition: i32,
+    ) -> Vec<RemoteLogSegmentMetadata> {
+        let mut out: Vec<RemoteLogSegmentMetadata> = self
+            .remote_segments
+            .values()
+            .map(|(_, m)| m)
+            .filter(|m| m.topic_id == topic_id && m.partition == partition && m.state.is_readable())
+            .cloned()
+            .collect();
+        out.sort_by_key(|m| m.base_offset);
+        out
+    }
 }
 
 impl MetadataState {
@@ -120,6 +143,14 @@ impl MetadataState {
             }
             MetadataRecord::GroupDeleted { group } => {
                 self.offsets.remove(group);
+            }
+            MetadataRecord::RemoteSegmentUpdated { topic, segment } => {
+                if segment.state == RemoteSegmentState::DeleteSegmentFinished {
+                    self.remote_segments.remove(&segment.segment_id);
+                } else {
+                    self.remote_segments
+                        .insert(segment.segment_id, (topic.clone(), segment.clone()));
+                }
             }
         }
     }

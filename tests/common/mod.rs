@@ -30,6 +30,14 @@ impl TestBroker {
     }
 
     pub async fn start_with(data_dir: &Path, tweak: impl FnOnce(&mut chronik::Config)) -> Self {
+        // Broker logs show up in a failing test's output (RUST_LOG selects them).
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+            )
+            .with_test_writer()
+            .try_init();
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let mut config = chronik::Config {
@@ -239,7 +247,7 @@ impl Client {
                             .with_timestamp(timestamp),
                     ]),
             ]);
-        let resp = self.call(&req, 7).await;
+        let resp = self.call(&req, 9).await;
         resp.topics[0].partitions[0].clone()
     }
 }

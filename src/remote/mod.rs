@@ -1,0 +1,442 @@
+//! The remote log manager: copies sealed segments of tiered topics (`remote.storage.enable`) to
+//! object storage, deletes local copies once they are safe there, applies retention across both
+//! tiers, and reads fetches below the local log start back from the remote tier.
+//!
+//! Every state change of a remote segment (KIP-405: COPY_SEGMENT_STARTED → COPY_SEGMENT_FINISHED
+//! → DELETE_SEGMENT_STARTED → DELETE_SEGMENT_FINISHED) is durable in the metadata log before the
+//! next step: a local segment is deleted only after COPY_SEGMENT_FINISHED is durable, and objects
+//! are deleted only after DELETE_SEGMENT_STARTED is. A segment left in COPY_SEGMENT_STARTED or
+//! DELETE_SEGMENT_STARTED by a crash, or belonging to a deleted topic, is cleaned up by the next
+//! pass, so nothing in the bucket is orphaned. Only this module talks to the object store.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use chronik_tiering::object_store::{ObjectStore, ObjectStoreExt, path::Path as ObjectPath};
+use chronik_tiering::{RemoteLogSegmentMetadata, RemoteSegmentState, segment_object_key};
+use uuid::Uuid;
+
+use crate::broker::{Broker, Partition, Topic};
+use crate::log::SealedSegment;
+use crate::log::batch::{BATCH_HEADER_LEN, BatchHeader, LOG_OVERHEAD};
+use crate::metadata::{MetadataRecord, MetadataStore};
+
+/// Object kinds of one segment.
+const EXTS: [&str; 4] = ["log", "index", "timeindex", "snapshot"];
+/// Bytes fetched beyond the requested maximum so the batch boundary can be found in one GET.
+const READ_SLACK: u64 = 64 * 1024;
+/// Offset indexes kept in memory for remote reads (a fuller cache lives in `chronik-cache`).
+const INDEX_CACHE_ENTRIES: usize = 256;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RemoteError {
+    #[error("object store: {0}")]
+    Store(#[from] chronik_tiering::object_store::Error),
+    #[error("tiering: {0}")]
+    Tiering(#[from] chronik_tiering::TieringError),
+    #[error("metadata log: {0}")]
+    Metadata(#[from] std::io::Error),
+    #[error("remote segment {0} is corrupt: {1}")]
+    Corrupt(Uuid, String),
+}
+
+/// A remote segment's offset index: (relative offset, position) entries.
+type RemoteOffsetIndex = Arc<Vec<(u32, u32)>>;
+
+pub struct RemoteLogManager {
+    store: Arc<dyn ObjectStore>,
+    metadata: Arc<MetadataStore>,
+    cluster: String,
+    part_size: usize,
+    indexes: Mutex<HashMap<Uuid, RemoteOffsetIndex>>,
+}
+
+/// What the remote tier holds for one partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RemoteRange {
+    pub start: i64,
+    /// One past the last remote offset.
+    pub next: i64,
+}
+
+impl RemoteLogManager {
+    pub fn new(
+        store: Arc<dyn ObjectStore>,
+        metadata: Arc<MetadataStore>,
+        cluster: String,
+        part_size: usize,
+    ) -> Self {
+        Self {
+            store,
+            metadata,
+            cluster,
+            part_size,
+            indexes: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn key(&self, topic: &str, m: &RemoteLogSegmentMetadata, ext: &str) -> ObjectPath {
+        segment_object_key(
+            &self.cluster,
+            topic,
+            m.topic_id,
+            m.partition,
+            m.base_offset,
+            m.segment_id,
+            ext,
+        )
+    }
+
+    pub fn segments(&self, topic_id: Uuid, partition: i32) -> Vec<RemoteLogSegmentMetadata> {
+        self.metadata
+            .read(|s| s.remote_segments_of(topic_id, partition))
+    }
+
+    pub fn range(&self, topic_id: Uuid, partition: i32) -> Option<RemoteRange> {
+        let segs = self.segments(topic_id, partition);
+        Some(RemoteRange {
+            start: segs.first()?.base_offset,
+            next: segs.last()?.end_offset + 1,
+        })
+    }
+
+    async fn record(&self, topic: &str, m: &RemoteLogSegmentMetadata) -> Result<(), RemoteError> {
+        self.metadata
+            .append(vec![MetadataRecord::RemoteSegmentUpdated {
+                topic: topic.to_string(),
+                segment: m.clone(),
+            }])
+            .await?;
+        Ok(())
+    }
+
+    /// Copies one sealed segment and its indexes and producer snapshot.
+    async fn copy_segment(
+        &self,
+        topic: &Topic,
+        partition: &Partition,
+        seg: &SealedSegment,
+    ) -> Result<(), RemoteError> {
+        let started = RemoteLogSegmentMetadata {
+            topic_id: topic.id,
+            partition: partition.index,
+            segment_id: Uuid::new_v4(),
+            base_offset: seg.base_offset,
+            end_offset: seg.next_offset - 1,
+            max_timestamp_ms: seg.max_timestamp,
+            segment_size_bytes: seg.size,
+            leader_epoch: partition.leader_epoch(),
+            state: RemoteSegmentState::CopySegmentStarted,
+        };
+        self.record(&topic.name, &started).await?;
+        let files = [
+            Some((&seg.log, "log")),
+            Some((&seg.offset_index, "index")),
+            Some((&seg.time_index, "timeindex")),
+            seg.producer_snapshot.as_ref().map(|p| (p, "snapshot")),
+        ];
+        for (path, ext) in files.into_iter().flatten() {
+            let key = self.key(&topic.name, &started, ext);
+            chronik_tiering::upload_file(self.store.as_ref(), &key, path, self.part_size).await?;
+        }
+        let finished = started.with_state(RemoteSegmentState::CopySegmentFinished)?;
+        self.record(&topic.name, &finished).await?;
+        tracing::info!(
+            topic = %topic.name,
+            partition = partition.index,
+            base_offset = seg.base_offset,
+            bytes = seg.size,
+            segment = %started.segment_id,
+            "segment copied to the remote tier"
+        );
+        Ok(())
+    }
+
+    /// Deletes a segment's objects, with its state changes recorded around the deletion.
+    async fn delete_segment(
+        &self,
+        topic: &str,
+        m: &RemoteLogSegmentMetadata,
+    ) -> Result<(), RemoteError> {
+        let deleting = if m.state == RemoteSegmentState::DeleteSegmentStarted {
+            m.clone()
+        } else {
+            let d = m.with_state(RemoteSegmentState::DeleteSegmentStarted)?;
+            self.record(topic, &d).await?;
+            d
+        };
+        for ext in EXTS {
+            match self.store.delete(&self.key(topic, &deleting, ext)).await {
+                Ok(()) | Err(chronik_tiering::object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        self.indexes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&m.segment_id);
+        let done = deleting.with_state(RemoteSegmentState::DeleteSegmentFinished)?;
+        self.record(topic, &done).await?;
+        Ok(())
+    }
+
+    /// One pass over every partition: copy, local retention, remote retention, cleanup.
+    pub async fn run_once(&self, broker: &Broker) {
+        let now = crate::util::now_ms();
+        let live: HashMap<Uuid, Arc<Topic>> =
+            broker.topics().into_iter().map(|t| (t.id, t)).collect();
+        // Segments of deleted topics and interrupted copies or deletions.
+        let leftovers: Vec<(String, RemoteLogSegmentMetadata)> = self.metadata.read(|s| {
+            s.remote_segments
+                .values()
+                .filter(|(_, m)| {
+                    !live.contains_key(&m.topic_id)
+                        || m.state == RemoteSegmentState::CopySegmentStarted
+                        || m.state == RemoteSegmentState::DeleteSegmentStarted
+                })
+                .cloned()
+                .collect()
+        });
+        for (topic, m) in leftovers {
+            if let Err(e) = self.delete_segment(&topic, &m).await {
+                tracing::warn!(topic = %topic, segment = %m.segment_id, error = %e, "remote cleanup failed; will retry");
+            }
+        }
+        for topic in live.values() {
+            for p in topic.partitions() {
+                if !p.log_config().remote_storage {
+                    continue;
+                }
+                if let Err(e) = self.tier_partition(topic, p, now).await {
+                    tracing::warn!(topic = %topic.name, partition = p.index, error = %e, "tiering pass failed; will retry");
+                }
+            }
+        }
+    }
+
+    async fn tier_partition(
+        &self,
+        topic: &Topic,
+        p: &Partition,
+        now_ms: i64,
+    ) -> Result<(), RemoteError> {
+        let remote = self.segments(topic.id, p.index);
+        let copied: HashMap<i64, &RemoteLogSegmentMetadata> =
+            remote.iter().map(|m| (m.base_offset, m)).collect();
+        let remote_next = remote.last().map_or(i64::MIN, |m| m.end_offset + 1);
+        let sealed = p.sealed_segments();
+        for seg in &sealed {
+            if !copied.contains_key(&seg.base_offset) && seg.base_offset >= remote_next {
+                self.copy_segment(topic, p, seg).await?;
+            }
+        }
+        // Local retention: only segments that are safely remote may go.
+        let remote = self.segments(topic.id, p.index);
+        let copied: HashMap<i64, &RemoteLogSegmentMetadata> =
+            remote.iter().map(|m| (m.base_offset, m)).collect();
+        let config = p.log_config();
+        let (local_ms, local_bytes) = config.effective_local_retention();
+        let mut local_size: u64 = p.size_bytes();
+        for seg in &sealed {
+            if !copied.contains_key(&seg.base_offset) {
+                break;
+            }
+            let expired = local_ms >= 0
+                && seg.max_timestamp >= 0
+                && now_ms.saturating_sub(seg.max_timestamp) > local_ms;
+            let too_big = local_bytes >= 0 && local_size > local_bytes as u64;
+            if !expired && !too_big {
+                break;
+            }
+            if p.delete_local_segment(seg.base_offset)? {
+                local_size = local_size.saturating_sub(seg.size);
+                tracing::debug!(topic = %topic.name, partition = p.index, base_offset = seg.base_offset, "deleted local copy of a remote segment");
+            }
+        }
+        // Total retention and DeleteRecords across both tiers, oldest remote segments first.
+        let log_start = p.log_start_offset();
+        let local_only: u64 = p.size_bytes();
+        let mut remote_bytes: u64 = remote
+            .iter()
+            .filter(|m| m.base_offset < p.local_log_start_offset())
+            .map(|m| m.segment_size_bytes)
+            .sum();
+        let mut new_start = log_start;
+        for m in &remote {
+            let below_start = m.end_offset < log_start;
+            let expired = config.retention_ms >= 0
+                && m.max_timestamp_ms >= 0
+                && now_ms.saturating_sub(m.max_timestamp_ms) > config.retention_ms;
+            let too_big = config.retention_bytes >= 0
+                && remote_bytes + local_only > config.retention_bytes as u64;
+            if !below_start && !expired && !too_big {
+                break;
+            }
+            self.delete_segment(&topic.name, m).await?;
+            remote_bytes = remote_bytes.saturating_sub(m.segment_size_bytes);
+            new_start = new_start.max(m.end_offset + 1);
+        }
+        if new_start > log_start {
+            p.advance_log_start(new_start)?;
+        }
+        Ok(())
+    }
+
+    async fn offset_index(
+        &self,
+        topic: &str,
+        m: &RemoteLogSegmentMetadata,
+    ) -> Result<RemoteOffsetIndex, RemoteError> {
+        if let Some(i) = self
+            .indexes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&m.segment_id)
+        {
+            return Ok(i.clone());
+        }
+        let raw = self
+            .store
+            .get(&self.key(topic, m, "index"))
+            .await?
+            .bytes()
+            .await?;
+        let entries: Vec<(u32, u32)> = raw
+            .chunks_exact(8)
+            .map(|c| {
+                (
+                    u32::from_be_bytes([c[0], c[1], c[2], c[3]]),
+                    u32::from_be_bytes([c[4], c[5], c[6], c[7]]),
+                )
+            })
+            .collect();
+        let entries = Arc::new(entries);
+        let mut cache = self.indexes.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= INDEX_CACHE_ENTRIES {
+            cache.clear();
+        }
+        cache.insert(m.segment_id, entries.clone());
+        Ok(entries)
+    }
+
+    /// The first remote record at or after `timestamp` below offset `below`, with its timestamp.
+    pub async fn offset_for_timestamp(
+        &self,
+        topic: &Topic,
+        partition: i32,
+        timestamp: i64,
+        below: i64,
+    ) -> Result<Option<(i64, i64)>, RemoteError> {
+        let segs = self.segments(topic.id, partition);
+        for m in segs.iter().filter(|m| m.base_offset < below) {
+            if m.max_timestamp_ms < timestamp {
+                continue;
+            }
+            let mut offset = m.base_offset;
+            while offset <= m.end_offset {
+                let Some(bytes) = self.read(topic, partition, offset, 1 << 20, true).await? else {
+                    break;
+                };
+                let mut buf = bytes.clone();
+                let sets = kafka_protocol::records::RecordBatchDecoder::decode_all(&mut buf)
+                    .map_err(|e| RemoteError::Corrupt(m.segment_id, e.to_string()))?;
+                for r in sets.iter().flat_map(|s| s.records.iter()) {
+                    if r.offset >= offset && r.timestamp >= timestamp {
+                        return Ok(Some((r.offset, r.timestamp)));
+                    }
+                    offset = offset.max(r.offset + 1);
+                }
+                if sets.is_empty() {
+                    break;
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Reads whole batches at `offset` from the remote tier, as a local read would return them:
+    /// at most `max_bytes`, but at least one batch when `at_least_one`.
+    pub async fn read(
+        &self,
+        topic: &Topic,
+        partition: i32,
+        offset: i64,
+        max_bytes: u32,
+        at_least_one: bool,
+    ) -> Result<Option<Bytes>, RemoteError> {
+        let segs = self.segments(topic.id, partition);
+        let Some(m) = segs.iter().find(|m| m.end_offset >= offset) else {
+            return Ok(None);
+        };
+        let index = self.offset_index(&topic.name, m).await?;
+        let rel = offset - m.base_offset;
+        let idx = index.partition_point(|&(r, _)| (r as i64) < rel);
+        let start = if idx == 0 { 0 } else { index[idx - 1].1 as u64 };
+        let size = m.segment_size_bytes;
+        let want = (max_bytes as u64)
+            .saturating_add(READ_SLACK)
+            .max(READ_SLACK);
+        let log_key = self.key(&topic.name, m, "log");
+        let mut pos = start;
+        let mut window_start = start;
+        let mut window = self
+            .store
+            .get_range(&log_key, start..(start + want).min(size))
+            .await?;
+        let corrupt = |why: &str| RemoteError::Corrupt(m.segment_id, why.to_string());
+        // Skip batches that end before `offset`.
+        let first = loop {
+            if pos >= size {
+                return Ok(None);
+            }
+            let at = (pos - window_start) as usize;
+            if window.len() < at + BATCH_HEADER_LEN {
+                window_start = pos;
+                window = self
+                    .store
+                    .get_range(&log_key, pos..(pos + want).min(size))
+                    .await?;
+                if window.len() < BATCH_HEADER_LEN {
+                    return Err(corrupt("truncated batch header"));
+                }
+                continue;
+            }
+            let h = BatchHeader::parse(&window[at..]).map_err(|e| corrupt(&e.to_string()))?;
+            if h.last_offset() >= offset {
+                break h;
+            }
+            pos += h.total_len() as u64;
+        };
+        let read_start = pos;
+        let mut end = pos + first.total_len() as u64;
+        if end - read_start > max_bytes as u64 && !at_least_one {
+            return Ok(None);
+        }
+        // Extend over following batches that fit, using what the window already holds.
+        loop {
+            let at = (end - window_start) as usize;
+            if end >= size || window.len() < at + LOG_OVERHEAD {
+                break;
+            }
+            let len = i32::from_be_bytes([
+                window[at + 8],
+                window[at + 9],
+                window[at + 10],
+                window[at + 11],
+            ]);
+            let next_end = end + LOG_OVERHEAD as u64 + len.max(0) as u64;
+            if next_end - read_start > max_bytes as u64 || next_end > size {
+                break;
+            }
+            end = next_end;
+        }
+        let window_end = window_start + window.len() as u64;
+        if read_start >= window_start && end <= window_end {
+            let a = (read_start - window_start) as usize;
+            let b = (end - window_start) as usize;
+            return Ok(Some(window.slice(a..b)));
+        }
+        Ok(Some(self.store.get_range(&log_key, read_start..end).await?))
+    }
+}

@@ -1,0 +1,202 @@
+//! Tiered storage seen from a client: sealed segments move to the remote tier (a `file://`
+//! store here; LocalStack runs the same path in the S3 suite), local copies go, and fetches,
+//! offsets and timestamps below the local log start are served from the remote tier — also
+//! after a restart and after the local disk is lost. Deleting records or the topic removes the
+//! remote objects.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::*;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::{Compression, RecordBatchDecoder};
+
+fn tiered(c: &mut chronik::Config) {
+    c.tiering.interval_ms = 50;
+}
+
+const TOPIC_CONFIGS: &[(&str, &str)] = &[
+    ("remote.storage.enable", "true"),
+    ("segment.bytes", "4096"),
+    ("local.retention.bytes", "1"),
+];
+
+fn remote_files(root: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p.to_string_lossy().into_owned());
+            }
+        }
+    }
+    out
+}
+
+/// Reads every record value from `from` to the log end through Fetch.
+async fn read_values(c: &mut Client, topic: &str, from: i64) -> Vec<(i64, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut offset = from;
+    let end = c.list_offset(topic, 0, -1).await.offset;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while offset < end && Instant::now() < deadline {
+        let part = c.fetch(topic, 0, offset, 100, 64 * 1024).await;
+        assert_eq!(part.error_code, 0, "fetch at {offset}");
+        let mut records = part.records.unwrap_or_default();
+        for set in RecordBatchDecoder::decode_all(&mut records).expect("decode") {
+            for r in set.records {
+                if r.offset >= offset {
+                    offset = r.offset + 1;
+                    out.push((r.offset, r.value.map(|v| v.to_vec()).unwrap_or_default()));
+                }
+            }
+        }
+    }
+    out
+}
+
+async fn wait_until(what: &str, mut cond: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if cond().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[tokio::test]
+async fn segments_move_to_the_remote_tier_and_read_back_transparently() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let remote_root = dir.path().join("remote");
+    let broker = TestBroker::start_with(dir.path(), tiered).await;
+    let mut c = Client::connect(broker.addr).await;
+    assert_eq!(c.create_topic("tiered", 1, TOPIC_CONFIGS).await, 0);
+    let t0 = now_ms() - 60_000;
+    let mut expected = Vec::new();
+    for i in 0..60i64 {
+        let value = format!("record-{i:04}-{}", "x".repeat(300 + i as usize));
+        let r = c
+            .produce(
+                "tiered",
+                0,
+                batch(&[value.as_bytes()], t0 + i * 1000, Compression::None),
+                -1,
+            )
+            .await;
+        assert_eq!((r.error_code, r.base_offset), (0, i));
+        expected.push((i, value.into_bytes()));
+    }
+    // Sealed segments are copied and their local copies deleted.
+    wait_until("local log start to move", async || {
+        c.list_offset("tiered", 0, -4).await.offset > 20
+    })
+    .await;
+    assert_eq!(
+        c.list_offset("tiered", 0, -2).await.offset,
+        0,
+        "the log still starts at 0"
+    );
+    let tiered_end = c.list_offset("tiered", 0, -5).await.offset;
+    assert!(tiered_end > 20, "latest tiered offset {tiered_end}");
+    assert!(
+        remote_files(&remote_root)
+            .iter()
+            .any(|f| f.ends_with(".log"))
+    );
+    assert_eq!(
+        read_values(&mut c, "tiered", 0).await,
+        expected,
+        "remote + local read"
+    );
+    // Timestamps in the remote range resolve exactly.
+    let r = c.list_offset("tiered", 0, t0 + 5_500).await;
+    assert_eq!((r.offset, r.timestamp), (6, t0 + 6_000));
+    broker.stop().await;
+
+    // After a restart nothing changes.
+    let broker = TestBroker::start_with(dir.path(), tiered).await;
+    let mut c = Client::connect(broker.addr).await;
+    assert_eq!(read_values(&mut c, "tiered", 0).await, expected);
+    broker.crash().await;
+
+    // The local disk is lost; the metadata log survives: the remote range is still served and
+    // new records continue after it instead of reusing offsets.
+    let data = dir.path().join("tiered-0");
+    std::fs::remove_dir_all(&data).expect("lose the local log");
+    let broker = TestBroker::start_with(dir.path(), tiered).await;
+    let mut c = Client::connect(broker.addr).await;
+    let remote_part = read_values(&mut c, "tiered", 0).await;
+    assert!(
+        remote_part.len() as i64 >= tiered_end,
+        "served {} records",
+        remote_part.len()
+    );
+    assert_eq!(&remote_part[..], &expected[..remote_part.len()]);
+    let r = c
+        .produce(
+            "tiered",
+            0,
+            batch(&[b"after-loss"], now_ms(), Compression::None),
+            -1,
+        )
+        .await;
+    assert_eq!(r.error_code, 0);
+    assert_eq!(
+        r.base_offset,
+        remote_part.len() as i64,
+        "no offset is handed out twice"
+    );
+
+    // DeleteRecords removes remote segments below the new start; DeleteTopics removes the rest.
+    let del = c
+        .call(
+            &DeleteRecordsRequest::default().with_topics(vec![
+                delete_records_request::DeleteRecordsTopic::default()
+                    .with_name(TopicName(StrBytes::from_static_str("tiered")))
+                    .with_partitions(vec![
+                        delete_records_request::DeleteRecordsPartition::default()
+                            .with_partition_index(0)
+                            .with_offset(30),
+                    ]),
+            ]),
+            2,
+        )
+        .await;
+    assert_eq!(del.topics[0].partitions[0].error_code, 0);
+    let before = remote_files(&remote_root).len();
+    wait_until("remote segments below the start to go", async || {
+        remote_files(&remote_root).len() < before
+    })
+    .await;
+    assert_eq!(c.list_offset("tiered", 0, -2).await.offset, 30);
+    let part = c.fetch("tiered", 0, 10, 0, 1024).await;
+    assert_eq!(
+        part.error_code,
+        kafka_protocol::error::ResponseError::OffsetOutOfRange.code()
+    );
+    let del = c
+        .call(
+            &DeleteTopicsRequest::default()
+                .with_topic_names(vec![TopicName(StrBytes::from_static_str("tiered"))]),
+            5,
+        )
+        .await;
+    assert_eq!(del.responses[0].error_code, 0);
+    wait_until("every remote object of the topic to go", async || {
+        remote_files(&remote_root).is_empty()
+    })
+    .await;
+    broker.stop().await;
+}
