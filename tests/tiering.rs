@@ -1,21 +1,45 @@
-//! Tiered storage seen from a client: sealed segments move to the remote tier (a `file://`
-//! store here; LocalStack runs the same path in the S3 suite), local copies go, and fetches,
-//! offsets and timestamps below the local log start are served from the remote tier — also
-//! after a restart and after the local disk is lost. Deleting records or the topic removes the
-//! remote objects.
+//! Tiered storage seen from a client: sealed segments move to the remote tier, local copies go,
+//! and fetches, offsets and timestamps below the local log start are served from the remote
+//! tier — also after a restart and after the local disk is lost. Deleting records or the topic
+//! removes the remote objects. One test body runs against a `file://` store and, when
+//! `TIERING_TEST_S3_ENDPOINT` is set (tests/run.sh starts LocalStack and sets it), against a
+//! real S3 server.
 
 mod common;
 
-use std::path::Path;
 use std::time::{Duration, Instant};
+
+use chronik_tiering::object_store::ObjectStore;
+use chronik_tiering::{StoreOptions, open_store};
+use futures::TryStreamExt;
 
 use common::*;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{Compression, RecordBatchDecoder};
 
-fn tiered(c: &mut chronik::Config) {
-    c.tiering.interval_ms = 50;
+/// Where the remote tier of one test run lives.
+#[derive(Clone)]
+struct Remote {
+    url: String,
+    options: StoreOptions,
+}
+
+impl Remote {
+    fn apply(&self, c: &mut chronik::Config) {
+        c.tiering.interval_ms = 50;
+        c.tiering.url = self.url.clone();
+        c.tiering.endpoint = self.options.endpoint.clone().unwrap_or_default();
+        c.tiering.region = self.options.region.clone().unwrap_or_default();
+        c.tiering.allow_http = self.options.allow_http;
+    }
+
+    /// Every object key under the store URL.
+    async fn objects(&self) -> Vec<String> {
+        let store = open_store(&self.url, &self.options).expect("store");
+        let listed: Vec<_> = store.list(None).try_collect().await.expect("list");
+        listed.into_iter().map(|m| m.location.to_string()).collect()
+    }
 }
 
 const TOPIC_CONFIGS: &[(&str, &str)] = &[
@@ -23,25 +47,6 @@ const TOPIC_CONFIGS: &[(&str, &str)] = &[
     ("segment.bytes", "4096"),
     ("local.retention.bytes", "1"),
 ];
-
-fn remote_files(root: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push(p.to_string_lossy().into_owned());
-            }
-        }
-    }
-    out
-}
 
 /// Reads every record value from `from` to the log end through Fetch.
 async fn read_values(c: &mut Client, topic: &str, from: i64) -> Vec<(i64, Vec<u8>)> {
@@ -77,10 +82,41 @@ async fn wait_until(what: &str, mut cond: impl AsyncFnMut() -> bool) {
 }
 
 #[tokio::test]
-async fn segments_move_to_the_remote_tier_and_read_back_transparently() {
+async fn file_store() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let remote_root = dir.path().join("remote");
-    let broker = TestBroker::start_with(dir.path(), tiered).await;
+    let remote = Remote {
+        url: format!("file://{}", dir.path().join("remote").display()),
+        options: StoreOptions::default(),
+    };
+    tier_and_read_back(dir.path(), remote).await;
+}
+
+#[tokio::test]
+async fn s3_store() {
+    let Ok(endpoint) = std::env::var("TIERING_TEST_S3_ENDPOINT") else {
+        eprintln!("note: s3_store skipped; set TIERING_TEST_S3_ENDPOINT (tests/run.sh does)");
+        return;
+    };
+    let bucket = std::env::var("TIERING_TEST_S3_BUCKET").unwrap_or_else(|_| "chronik".into());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let remote = Remote {
+        url: format!(
+            "s3://{bucket}/broker-test-{}",
+            uuid::Uuid::new_v4().simple()
+        ),
+        options: StoreOptions {
+            endpoint: Some(endpoint),
+            region: Some("us-east-1".into()),
+            allow_http: true,
+            ..Default::default()
+        },
+    };
+    tier_and_read_back(dir.path(), remote).await;
+}
+
+async fn tier_and_read_back(dir: &std::path::Path, remote: Remote) {
+    let tiered = |c: &mut chronik::Config| remote.apply(c);
+    let broker = TestBroker::start_with(dir, tiered).await;
     let mut c = Client::connect(broker.addr).await;
     assert_eq!(c.create_topic("tiered", 1, TOPIC_CONFIGS).await, 0);
     let t0 = now_ms() - 60_000;
@@ -110,11 +146,7 @@ async fn segments_move_to_the_remote_tier_and_read_back_transparently() {
     );
     let tiered_end = c.list_offset("tiered", 0, -5).await.offset;
     assert!(tiered_end > 20, "latest tiered offset {tiered_end}");
-    assert!(
-        remote_files(&remote_root)
-            .iter()
-            .any(|f| f.ends_with(".log"))
-    );
+    assert!(remote.objects().await.iter().any(|f| f.ends_with(".log")));
     assert_eq!(
         read_values(&mut c, "tiered", 0).await,
         expected,
@@ -126,16 +158,16 @@ async fn segments_move_to_the_remote_tier_and_read_back_transparently() {
     broker.stop().await;
 
     // After a restart nothing changes.
-    let broker = TestBroker::start_with(dir.path(), tiered).await;
+    let broker = TestBroker::start_with(dir, tiered).await;
     let mut c = Client::connect(broker.addr).await;
     assert_eq!(read_values(&mut c, "tiered", 0).await, expected);
     broker.crash().await;
 
     // The local disk is lost; the metadata log survives: the remote range is still served and
     // new records continue after it instead of reusing offsets.
-    let data = dir.path().join("tiered-0");
+    let data = dir.join("tiered-0");
     std::fs::remove_dir_all(&data).expect("lose the local log");
-    let broker = TestBroker::start_with(dir.path(), tiered).await;
+    let broker = TestBroker::start_with(dir, tiered).await;
     let mut c = Client::connect(broker.addr).await;
     let remote_part = read_values(&mut c, "tiered", 0).await;
     assert!(
@@ -175,9 +207,9 @@ async fn segments_move_to_the_remote_tier_and_read_back_transparently() {
         )
         .await;
     assert_eq!(del.topics[0].partitions[0].error_code, 0);
-    let before = remote_files(&remote_root).len();
+    let before = remote.objects().await.len();
     wait_until("remote segments below the start to go", async || {
-        remote_files(&remote_root).len() < before
+        remote.objects().await.len() < before
     })
     .await;
     assert_eq!(c.list_offset("tiered", 0, -2).await.offset, 30);
@@ -195,7 +227,7 @@ async fn segments_move_to_the_remote_tier_and_read_back_transparently() {
         .await;
     assert_eq!(del.responses[0].error_code, 0);
     wait_until("every remote object of the topic to go", async || {
-        remote_files(&remote_root).is_empty()
+        remote.objects().await.is_empty()
     })
     .await;
     broker.stop().await;
