@@ -32,7 +32,11 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let bound = listener.local_addr()?;
-    let broker = Broker::open(config, bound)?;
+    let cache_config = config.cache.cache_config(&config.data_dir);
+    let cache = chronik_cache::ChunkCache::open(cache_config)
+        .await
+        .map_err(|e| std::io::Error::other(format!("remote chunk cache: {e}")))?;
+    let broker = Broker::open(config, bound, Some(cache))?;
     tracing::info!(
         listen = %bound,
         advertised = %format!("{}:{}", broker.advertised.0, broker.advertised.1),
@@ -58,6 +62,11 @@ pub async fn serve(
     tokio::task::spawn_blocking(move || closing.close())
         .await
         .map_err(std::io::Error::other)?;
+    if let Some(cache) = broker.remote.as_ref().and_then(|r| r.cache())
+        && let Err(e) = cache.close().await
+    {
+        tracing::warn!(error = %e, "cache did not close cleanly; its disk tier starts cold");
+    }
     tracing::info!("logs closed cleanly");
     Ok(())
 }

@@ -52,7 +52,11 @@ pub struct Broker {
 
 impl Broker {
     /// Opens the data directory: cluster identity, topics and every partition log.
-    pub fn open(config: Config, bound: SocketAddr) -> io::Result<Arc<Self>> {
+    pub fn open(
+        config: Config,
+        bound: SocketAddr,
+        cache: Option<chronik_cache::ChunkCache>,
+    ) -> io::Result<Arc<Self>> {
         let data_dir = config.data_dir.clone();
         let meta_dir = data_dir.join(META_DIR);
         std::fs::create_dir_all(&meta_dir)?;
@@ -105,6 +109,7 @@ impl Broker {
             metadata.clone(),
             meta.cluster_id.clone(),
             config.tiering.part_size_bytes as usize,
+            cache,
         ));
         let topics = topics::open_topics(&metadata, &data_dir, &config)?;
         let advertised = config.advertised(bound);

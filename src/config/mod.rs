@@ -36,6 +36,44 @@ pub struct Config {
     pub log: LogDefaults,
     pub group: GroupConfig,
     pub tiering: TieringConfig,
+    pub cache: CacheSettings,
+}
+
+/// The hybrid memory/disk cache of remote-tier chunks.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheSettings {
+    pub memory_bytes: u64,
+    pub disk_bytes: u64,
+    /// Directory of the disk tier; empty means `<data_dir>/cache`.
+    pub dir: String,
+    pub chunk_bytes: u64,
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        Self {
+            memory_bytes: 256 << 20,
+            disk_bytes: 4 << 30,
+            dir: String::new(),
+            chunk_bytes: chronik_cache::DEFAULT_CHUNK_BYTES,
+        }
+    }
+}
+
+impl CacheSettings {
+    pub fn cache_config(&self, data_dir: &Path) -> chronik_cache::CacheConfig {
+        chronik_cache::CacheConfig {
+            memory_bytes: self.memory_bytes,
+            disk_bytes: self.disk_bytes,
+            dir: if self.dir.is_empty() {
+                data_dir.join("cache")
+            } else {
+                PathBuf::from(&self.dir)
+            },
+            chunk_bytes: self.chunk_bytes,
+        }
+    }
 }
 
 /// The remote tier (object storage) for topics with `remote.storage.enable=true`.
@@ -156,6 +194,7 @@ impl Default for Config {
             log: LogDefaults::default(),
             group: GroupConfig::default(),
             tiering: TieringConfig::default(),
+            cache: CacheSettings::default(),
         }
     }
 }

@@ -13,8 +13,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use chronik_cache::ChunkCache;
 use chronik_tiering::object_store::{ObjectStore, ObjectStoreExt, path::Path as ObjectPath};
-use chronik_tiering::{RemoteLogSegmentMetadata, RemoteSegmentState, segment_object_key};
+use chronik_tiering::{
+    RemoteLogSegmentMetadata, RemoteSegmentState, cache_chunk_key, segment_object_key,
+};
 use uuid::Uuid;
 
 use crate::broker::{Broker, Partition, Topic};
@@ -39,6 +42,8 @@ pub enum RemoteError {
     Metadata(#[from] std::io::Error),
     #[error("remote segment {0} is corrupt: {1}")]
     Corrupt(Uuid, String),
+    #[error("cache: {0}")]
+    Cache(#[from] chronik_cache::CacheError),
 }
 
 /// A remote segment's offset index: (relative offset, position) entries.
@@ -50,6 +55,8 @@ pub struct RemoteLogManager {
     cluster: String,
     part_size: usize,
     indexes: Mutex<HashMap<Uuid, RemoteOffsetIndex>>,
+    /// Chunks of remote `.log` objects; `None` reads straight from the store.
+    cache: Option<ChunkCache>,
 }
 
 /// What the remote tier holds for one partition.
@@ -66,6 +73,7 @@ impl RemoteLogManager {
         metadata: Arc<MetadataStore>,
         cluster: String,
         part_size: usize,
+        cache: Option<ChunkCache>,
     ) -> Self {
         Self {
             store,
@@ -73,7 +81,74 @@ impl RemoteLogManager {
             cluster,
             part_size,
             indexes: Mutex::new(HashMap::new()),
+            cache,
         }
+    }
+
+    pub fn cache(&self) -> Option<&ChunkCache> {
+        self.cache.as_ref()
+    }
+
+    /// Bytes `range` of a remote `.log` object, through the chunk cache: every chunk is fetched
+    /// with one ranged GET however many readers miss it at once, and the chunk after the last one
+    /// read is fetched ahead for sequential consumers.
+    async fn log_range(
+        &self,
+        key: &ObjectPath,
+        m: &RemoteLogSegmentMetadata,
+        range: std::ops::Range<u64>,
+    ) -> Result<Bytes, RemoteError> {
+        let Some(cache) = &self.cache else {
+            return Ok(self.store.get_range(key, range).await?);
+        };
+        if range.is_empty() {
+            return Ok(Bytes::new());
+        }
+        let size = m.segment_size_bytes;
+        let cs = cache.chunk_bytes() as u64;
+        let first = range.start / cs;
+        let last = (range.end - 1) / cs;
+        let fetch_chunk = |index: u64| {
+            let store = self.store.clone();
+            let key = key.clone();
+            let span = index * cs..((index + 1) * cs).min(size);
+            async move { store.get_range(&key, span).await }
+        };
+        let mut parts = Vec::with_capacity((last - first + 1) as usize);
+        for index in first..=last {
+            let chunk = cache
+                .get_or_fetch(cache_chunk_key(m.segment_id, index), fetch_chunk(index))
+                .await?;
+            parts.push(chunk);
+        }
+        let next = last + 1;
+        if next * cs < size && !cache.contains(&cache_chunk_key(m.segment_id, next)) {
+            let cache = cache.clone();
+            let ahead = fetch_chunk(next);
+            let id = m.segment_id;
+            tokio::spawn(async move {
+                if let Err(e) = cache.get_or_fetch(cache_chunk_key(id, next), ahead).await {
+                    tracing::debug!(segment = %id, chunk = next, error = %e, "read-ahead failed");
+                }
+            });
+        }
+        let offset = (range.start - first * cs) as usize;
+        let len = (range.end - range.start) as usize;
+        if parts.len() == 1 {
+            let p = &parts[0];
+            let end = (offset + len).min(p.len());
+            return Ok(p.slice(offset.min(end)..end));
+        }
+        let mut out = bytes::BytesMut::with_capacity(len);
+        let mut skip = offset;
+        for p in &parts {
+            let take_from = skip.min(p.len());
+            skip -= take_from;
+            let room = len - out.len();
+            let slice = &p[take_from..p.len().min(take_from + room)];
+            out.extend_from_slice(slice);
+        }
+        Ok(out.freeze())
     }
 
     fn key(&self, topic: &str, m: &RemoteLogSegmentMetadata, ext: &str) -> ObjectPath {
@@ -176,6 +251,12 @@ impl RemoteLogManager {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&m.segment_id);
+        if let Some(cache) = &self.cache {
+            let chunks = m.segment_size_bytes.div_ceil(cache.chunk_bytes() as u64);
+            for index in 0..chunks {
+                cache.remove(&cache_chunk_key(m.segment_id, index)).await;
+            }
+        }
         let done = deleting.with_state(RemoteSegmentState::DeleteSegmentFinished)?;
         self.record(topic, &done).await?;
         Ok(())
@@ -437,6 +518,6 @@ impl RemoteLogManager {
             let b = (end - window_start) as usize;
             return Ok(Some(window.slice(a..b)));
         }
-        Ok(Some(self.store.get_range(&log_key, read_start..end).await?))
+        Ok(Some(self.log_range(&log_key, m, read_start..end).await?))
     }
 }

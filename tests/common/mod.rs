@@ -45,6 +45,9 @@ impl TestBroker {
             ..Default::default()
         };
         config.kafka.listen = addr.to_string();
+        // Many brokers run side by side in the test binaries: keep their caches small.
+        config.cache.memory_bytes = 32 << 20;
+        config.cache.disk_bytes = 96 << 20;
         tweak(&mut config);
         let (stop, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(chronik::serve(listener, config, async {
