@@ -1,0 +1,748 @@
+#!/usr/bin/env python3
+"""Chronik vs Apache Kafka benchmark (issue 3). Started by tests/bench/run.sh, which installs the
+tools and sets the environment; see docs/performance.md for what every scenario measures.
+
+    bench.py run                 measure the machine, then both brokers, print the table, write JSON
+    bench.py report FILE.json    print the table of an earlier run again
+
+Everything is configured by environment variables (defaults in CONFIG below). The broker runs on
+core BROKER_CPU and every load generator on core LOAD_CPU (taskset) when the machine has two
+cores or more; this script itself runs on LOAD_CPU too (run.sh pins it).
+"""
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
+CACHE = os.environ.get("CHRONIK_TEST_CACHE", os.path.expanduser("~/.cache/chronik-tests"))
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+ALL_SCENARIOS = ["limits", "w1", "w2", "w3", "w4"]
+
+
+def env_int(name, default):
+    return int(float(os.environ.get(name, default)))
+
+
+def env_float(name, default):
+    return float(os.environ.get(name, default))
+
+
+CONFIG = {
+    "rounds": env_int("ROUNDS", 3),
+    "records": env_int("RECORDS", 1_000_000),          # per W1 run and for W4
+    "record_size": env_int("RECORD_SIZE", 1024),
+    "scenarios": os.environ.get("SCENARIOS", ",".join(ALL_SCENARIOS)).replace(" ", ",").split(","),
+    "brokers": os.environ.get("BROKERS", "chronik kafka").split(),
+    "lat_seconds": env_float("LAT_SECONDS", 20),       # W2 and W3 duration at the fixed rate
+    "lat_warmup_seconds": env_float("LAT_WARMUP", 3),  # excluded from W2/W3 percentiles
+    "rate": env_int("RATE", 0),                         # 0: half of Kafka's W1 (1 partition) rate
+    "w1_warmup_fraction": env_float("W1_WARMUP", 0.1),  # share of W1 records not in its rate
+    # unmeasured produce on the fresh broker of the latency phase, so JIT warm-up is not measured
+    "broker_warmup_records": env_int("BROKER_WARMUP_RECORDS", int(os.environ.get("RECORDS", 1_000_000)) // 2),
+    "w1_partitions": [int(x) for x in os.environ.get("W1_PARTITIONS", "1 16").split()],
+    "bench_dir": os.path.abspath(os.environ.get("BENCH_DIR", "/var/tmp/chronik-bench")),
+    "port": env_int("BENCH_PORT", 39092),
+    "fio_size": os.environ.get("FIO_SIZE", "2G"),
+    "fio_seconds": env_int("FIO_SECONDS", 10),
+    "iperf_seconds": env_int("IPERF_SECONDS", 5),
+    "load_timeout": env_int("LOAD_TIMEOUT", 300),      # hard limit of any one load process
+    "out": os.path.abspath(os.environ.get("OUT", os.path.join(HERE, "results", "latest.json"))),
+    "label": os.environ.get("LABEL", ""),
+}
+CONFIG["scenarios"] = [s for s in CONFIG["scenarios"] if s]
+
+NCPU = os.cpu_count() or 1
+PIN = NCPU >= 2
+BROKER_CPU = os.environ.get("BROKER_CPU", "0")
+LOAD_CPU = os.environ.get("LOAD_CPU", "1")
+
+
+def log(msg):
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def on_core(core, cmd):
+    return (["taskset", "-c", core] if PIN else []) + cmd
+
+
+# --- /proc ----------------------------------------------------------------------------------------
+
+def proc_stat(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        rest = f.read().rsplit(")", 1)[1].split()
+    # rest[0] is field 3 (state): utime = field 14, stime = 15, starttime = 22
+    return {"cpu_s": (int(rest[11]) + int(rest[12])) / CLK_TCK, "start_s": int(rest[19]) / CLK_TCK}
+
+
+def cpu_seconds(pid):
+    return proc_stat(pid)["cpu_s"]
+
+
+def reset_peak_rss(pid):
+    """Resets VmHWM to the current RSS (Linux: write 5 to clear_refs); False if not allowed."""
+    try:
+        with open(f"/proc/{pid}/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_mb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    return None
+
+
+def boottime():
+    return time.clock_gettime(time.CLOCK_BOOTTIME)
+
+
+def drop_caches():
+    subprocess.run(["sync"], check=True)
+    with open("/proc/sys/vm/drop_caches", "w") as f:
+        f.write("3\n")
+
+
+def can_drop_caches():
+    return os.access("/proc/sys/vm/drop_caches", os.W_OK)
+
+
+# --- load processes ------------------------------------------------------------------------------
+
+def run_load(cmd, out_path, timeout=None, cwd=None):
+    """Runs cmd to completion (killed after `timeout` s); returns (rc, output, cpu_s, wall_s).
+
+    cpu_s is the user+system CPU time of the process and all its threads (wait4 rusage)."""
+    timeout = timeout or CONFIG["load_timeout"]
+    with open(out_path, "w") as out:
+        t0 = time.monotonic()
+        p = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                             start_new_session=True, cwd=cwd)
+        done = threading.Event()
+
+        def kill():
+            if not done.is_set():
+                try:
+                    os.killpg(p.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+
+        timer = threading.Timer(timeout, kill)
+        timer.start()
+        _, status, ru = os.wait4(p.pid, 0)
+        done.set()
+        timer.cancel()
+        p.returncode = os.waitstatus_to_exitcode(status)
+        wall = time.monotonic() - t0
+    with open(out_path) as f:
+        text = f.read()
+    return p.returncode, text, ru.ru_utime + ru.ru_stime, wall
+
+
+def java_cp():
+    path = os.path.join(CACHE, "kafka-cli.classpath")
+    with open(path) as f:
+        return f.read().strip()
+
+
+def java_tool(cls, args, heap="1g"):
+    return on_core(LOAD_CPU, ["java", f"-Xmx{heap}", "-XX:+UseG1GC", "-cp",
+                              java_cp() + os.pathsep + os.path.join(CACHE, "bench-classes"),
+                              cls] + args)
+
+
+# --- brokers -------------------------------------------------------------------------------------
+
+def port_open(port):
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+def first_produce(port, deadline):
+    """Retries one acks=all produce until it is acknowledged; returns CLOCK_BOOTTIME of the ack."""
+    from confluent_kafka import Producer
+    while not port_open(port):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"port {port} not accepting connections")
+        time.sleep(0.005)
+    while time.monotonic() < deadline:
+        p = Producer({"bootstrap.servers": f"127.0.0.1:{port}", "acks": "all", "linger.ms": 0,
+                      "reconnect.backoff.ms": 10, "reconnect.backoff.max.ms": 100,
+                      "retry.backoff.ms": 10, "retry.backoff.max.ms": 100,
+                      "message.timeout.ms": 30000})
+        res = []
+        p.produce("startup-probe", b"x", on_delivery=lambda e, m: res.append((e, boottime())))
+        while not res and time.monotonic() < deadline:
+            p.poll(0.002)
+        if res and res[0][0] is None:
+            return res[0][1]
+        log(f"  first produce failed ({res[0][0] if res else 'timeout'}), retrying")
+        time.sleep(0.05)
+    raise RuntimeError("no successful produce before the deadline")
+
+
+class Chronik:
+    name = "chronik"
+
+    def __init__(self, port, data_dir):
+        self.port, self.dir = port, data_dir
+        self.bin = os.environ.get("CHRONIK_BIN_PATH") or os.path.join(
+            os.environ.get("CARGO_TARGET_DIR", os.path.expanduser("~/.cache/chronik-target")),
+            "release", "chronik")
+
+    def start(self):
+        os.makedirs(self.dir, exist_ok=True)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CHRONIK_")}
+        self.logf = open(os.path.join(self.dir, "chronik.log"), "w")
+        self.proc = subprocess.Popen(
+            on_core(BROKER_CPU, [self.bin, "serve", "--listen", f"127.0.0.1:{self.port}",
+                                 "--data-dir", os.path.join(self.dir, "data")]),
+            env=env, stdout=self.logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True)
+        self.pid = self.proc.pid  # taskset execs the broker: same pid
+        ack = first_produce(self.port, time.monotonic() + 60)
+        return ack - proc_stat(self.pid)["start_s"]
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.logf.close()
+
+
+class Kafka:
+    name = "kafka"
+
+    def __init__(self, port, data_dir):
+        self.port, self.dir = port, data_dir
+        self.script = os.path.join(ROOT, "tests", "kafka", "kafka.sh")
+
+    def start(self):
+        os.makedirs(self.dir, exist_ok=True)
+        pidfile = os.path.join(self.dir, "kafka.pid")
+        if os.path.exists(pidfile):
+            os.unlink(pidfile)
+        env = dict(os.environ, KAFKA_CONTROLLER_PORT=str(self.port + 1))
+        # kafka.sh formats the storage, then starts the broker JVM (setsid, inherits the affinity)
+        # and returns once the broker logs its start; meanwhile we try to produce.
+        starter = subprocess.Popen(on_core(BROKER_CPU, [self.script, "start", str(self.port), self.dir]),
+                                   env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                   stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + 120
+        while not os.path.exists(pidfile) or not open(pidfile).read().strip():
+            if starter.poll() is not None and starter.returncode != 0:
+                raise RuntimeError("kafka.sh start failed: " + starter.stderr.read().decode()[-2000:])
+            if time.monotonic() > deadline:
+                raise RuntimeError("kafka.sh did not start the broker")
+            time.sleep(0.01)
+        self.pid = int(open(pidfile).read().strip())
+        start_s = proc_stat(self.pid)["start_s"]
+        ack = first_produce(self.port, deadline)
+        starter.wait(120)
+        if starter.returncode != 0:
+            raise RuntimeError("kafka.sh start failed: " + starter.stderr.read().decode()[-2000:])
+        return ack - start_s
+
+    def stop(self):
+        subprocess.run([self.script, "stop", self.dir], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                       timeout=90)
+
+
+def make_broker(name, run_dir):
+    port = CONFIG["port"] + (0 if name == "chronik" else 10)
+    return {"chronik": Chronik, "kafka": Kafka}[name](port, os.path.join(run_dir, name))
+
+
+def create_topic(port, topic, partitions):
+    from confluent_kafka.admin import AdminClient, NewTopic
+    a = AdminClient({"bootstrap.servers": f"127.0.0.1:{port}"})
+    fut = a.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)],
+                          operation_timeout=30)
+    fut[topic].result(60)
+    # wait until every partition has a leader
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        md = a.list_topics(topic, timeout=10).topics.get(topic)
+        if md and md.error is None and len(md.partitions) == partitions and \
+                all(p.leader >= 0 for p in md.partitions.values()):
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"topic {topic} has no leaders")
+
+
+# --- scenario runners ----------------------------------------------------------------------------
+
+PP_RE = re.compile(r"(\d+) (?:steady state )?records sent, ([\d.]+) records/sec \(([\d.]+) MB/sec\), ([\d.]+) ms avg latency, "
+                   r"([\d.]+) ms max latency, ([\d.]+) ms 50th, ([\d.]+) ms 95th, ([\d.]+) ms 99th, "
+                   r"([\d.]+) ms 99.9th")
+
+
+def measured(broker, fn):
+    """Runs fn() and adds the broker's CPU seconds and peak RSS over that interval."""
+    hwm_reset = reset_peak_rss(broker.pid)
+    c0 = cpu_seconds(broker.pid)
+    t0 = time.monotonic()
+    r = fn()
+    r["broker_cpu_s"] = round(cpu_seconds(broker.pid) - c0, 3)
+    r["interval_s"] = round(time.monotonic() - t0, 3)
+    r["broker_peak_rss_mb"] = round(peak_rss_mb(broker.pid), 1)
+    r["broker_rss_is_lifetime_peak"] = not hwm_reset
+    gb = r.get("bytes", 0) / 1e9
+    if gb > 0:
+        r["broker_cpu_s_per_gb"] = round(r["broker_cpu_s"] / gb, 3)
+        if "load_cpu_s" in r:
+            r["load_cpu_s_per_gb"] = round(r["load_cpu_s"] / gb, 3)
+    return r
+
+
+def producer_perf(broker, work, topic, records, throughput, warmup=0):
+    args = ["--bootstrap-server", f"127.0.0.1:{broker.port}", "--topic", topic,
+            "--num-records", str(records), "--record-size", str(CONFIG["record_size"]),
+            "--throughput", str(throughput), "--command-property", "acks=all"]
+    if warmup:
+        args += ["--warmup-records", str(warmup)]
+    out = os.path.join(work, f"{topic}.out")
+    rc, text, cpu, wall = run_load(java_tool("org.apache.kafka.tools.ProducerPerformance", args), out)
+    matches = PP_RE.findall(text)
+    if rc != 0 or not matches:
+        raise RuntimeError(f"ProducerPerformance failed (rc {rc}), see {out}:\n{text[-1500:]}")
+    # With --warmup-records the last summary is the steady state (records after the warm-up);
+    # the first one covers every record, which is what the CPU-per-GB figures divide by.
+    m = matches[-1]
+    n = int(matches[0][0])
+    rps = float(m[1])
+    return {"records": n, "bytes": n * CONFIG["record_size"], "steady_records": int(m[0]),
+            "records_per_s": rps,
+            "mb_per_s": round(rps * CONFIG["record_size"] / 1e6, 2),
+            "lat_avg_ms": float(m[3]), "lat_max_ms": float(m[4]), "p50_ms": float(m[5]),
+            "p95_ms": float(m[6]), "p99_ms": float(m[7]), "p999_ms": float(m[8]),
+            "load_cpu_s": round(cpu, 3), "load_wall_s": round(wall, 3)}
+
+
+def w1_java(broker, work, partitions):
+    topic = f"w1-p{partitions}"
+    create_topic(broker.port, topic, partitions)
+    warm = int(CONFIG["records"] * CONFIG["w1_warmup_fraction"])
+    return measured(broker, lambda: producer_perf(broker, work, topic, CONFIG["records"], -1, warmup=warm))
+
+
+def w1_rdkafka(broker, work):
+    topic = "w1-rdkafka"
+    create_topic(broker.port, topic, 1)
+    py = os.path.join(CACHE, "venv", "bin", "python")
+
+    def run():
+        cmd = on_core(LOAD_CPU, [py, os.path.join(HERE, "rdkafka_produce.py"), f"127.0.0.1:{broker.port}",
+                                 topic, str(CONFIG["records"]), str(CONFIG["record_size"]),
+                                 "--timeout", str(CONFIG["load_timeout"] - 10)])
+        out = os.path.join(work, f"{topic}.out")
+        rc, text, cpu, wall = run_load(cmd, out)
+        lines = [l for l in text.splitlines() if l.startswith("{")]
+        if rc != 0 or not lines:
+            raise RuntimeError(f"rdkafka_produce failed (rc {rc}), see {out}:\n{text[-1500:]}")
+        r = json.loads(lines[-1])
+        r.update(load_cpu_s=round(cpu, 3), load_wall_s=round(wall, 3))
+        return r
+    return measured(broker, run)
+
+
+def w4_consume(broker, work, topic, records, label):
+    def run():
+        args = ["--bootstrap-server", f"127.0.0.1:{broker.port}", "--topic", topic,
+                "--num-records", str(records), "--timeout", "30000", "--group", f"bench-{label}"]
+        out = os.path.join(work, f"w4-{label}.out")
+        rc, text, cpu, wall = run_load(java_tool("org.apache.kafka.tools.ConsumerPerformance", args), out)
+        lines = [l.strip() for l in text.splitlines()]
+        # The tool logs to stdout too: the header is the line starting with start.time and the
+        # values are the next line with as many comma-separated fields that starts with a date.
+        hdr = next((l for l in lines if l.startswith("start.time")), None)
+        keys = [k.strip() for k in hdr.split(",")] if hdr else []
+        row = next((l for l in lines if re.match(r"\d{4}-\d\d-\d\d ", l) and len(l.split(",")) == len(keys)),
+                   None)
+        if rc != 0 or not keys or row is None:
+            raise RuntimeError(f"ConsumerPerformance failed (rc {rc}), see {out}:\n{text[-1500:]}")
+        vals = [v.strip() for v in row.split(",")]
+        d = dict(zip(keys, vals))
+        n = int(float(d["data.consumed.in.nMsg"]))
+        fetch_ms = float(d["fetch.time.ms"])
+        if n < records:
+            raise RuntimeError(f"ConsumerPerformance read {n} of {records} records, see {out}")
+        return {"records": n, "bytes": n * CONFIG["record_size"],
+                "records_per_s": round(n / (fetch_ms / 1000.0), 1),
+                "mb_per_s": round(n * CONFIG["record_size"] / (fetch_ms / 1000.0) / 1e6, 2),
+                "fetch_ms": fetch_ms, "rebalance_ms": float(d["rebalance.time.ms"]),
+                "load_cpu_s": round(cpu, 3), "load_wall_s": round(wall, 3)}
+    return measured(broker, run)
+
+
+def w2_latency(broker, work, rate):
+    topic = "w2-latency"
+    create_topic(broker.port, topic, 1)
+    total = int(rate * CONFIG["lat_seconds"])
+    warm = int(rate * CONFIG["lat_warmup_seconds"])
+    return measured(broker, lambda: producer_perf(broker, work, topic, total, rate, warmup=warm))
+
+
+def w3_e2e(broker, work, rate):
+    topic = "w3-e2e"
+    create_topic(broker.port, topic, 1)
+
+    def run():
+        args = [f"127.0.0.1:{broker.port}", topic, str(rate), str(CONFIG["lat_seconds"]),
+                str(CONFIG["record_size"]), str(CONFIG["lat_warmup_seconds"])]
+        out = os.path.join(work, f"{topic}.out")
+        rc, text, cpu, wall = run_load(java_tool("E2eLatency", args), out)
+        lines = [l for l in text.splitlines() if l.startswith("{")]
+        if rc != 0 or not lines:
+            raise RuntimeError(f"E2eLatency failed (rc {rc}), see {out}:\n{text[-1500:]}")
+        r = json.loads(lines[-1])
+        r.update(bytes=r["sent"] * CONFIG["record_size"], load_cpu_s=round(cpu, 3), load_wall_s=round(wall, 3))
+        return r
+    return measured(broker, run)
+
+
+# --- machine limits ------------------------------------------------------------------------------
+
+def limits(work):
+    res = {}
+    d = os.path.join(work, "fio")
+    os.makedirs(d, exist_ok=True)
+    log(f"limits: fio sequential buffered write {CONFIG['fio_size']} + fsync at the end ({d})")
+    f = os.path.join(d, "seq")
+    t0 = time.monotonic()
+    rc, text, _, _ = run_load(on_core(LOAD_CPU, [
+        "fio", "--name=seqwrite", f"--filename={f}", "--rw=write", "--bs=1M", f"--size={CONFIG['fio_size']}",
+        "--ioengine=psync", "--end_fsync=1", "--output-format=json"]), os.path.join(work, "fio-seq.json"))
+    wall = time.monotonic() - t0
+    j = json.loads(text[text.index("{"):])
+    job = j["jobs"][0]
+    nbytes = job["write"]["io_bytes"]
+    res["seq_write_fsync_mb_per_s"] = round(nbytes / wall / 1e6, 1)  # includes the final fsync
+    res["seq_write_fio_bw_mb_per_s"] = round(job["write"]["bw_bytes"] / 1e6, 1)
+    os.unlink(f)
+
+    log(f"limits: fio 4 KiB write + fsync, {CONFIG['fio_seconds']} s")
+    f = os.path.join(d, "sync")
+    rc, text, _, _ = run_load(on_core(LOAD_CPU, [
+        "fio", "--name=fsync4k", f"--filename={f}", "--rw=write", "--bs=4k", "--size=256M",
+        "--ioengine=sync", "--fsync=1", f"--runtime={CONFIG['fio_seconds']}", "--time_based",
+        "--output-format=json"]), os.path.join(work, "fio-fsync.json"))
+    j = json.loads(text[text.index("{"):])
+    job = j["jobs"][0]
+    sync = job.get("sync", {})
+    pct = sync.get("lat_ns", {}).get("percentile", {})
+    runtime_s = job["job_runtime"] / 1000.0 if job.get("job_runtime") else CONFIG["fio_seconds"]
+    res["fsync_4k_per_s"] = round(sync.get("total_ios", job["write"]["total_ios"]) / runtime_s, 1)
+    res["fsync_4k_p50_ms"] = round(pct.get("50.000000", 0) / 1e6, 3)
+    res["fsync_4k_p99_ms"] = round(pct.get("99.000000", 0) / 1e6, 3)
+    os.unlink(f)
+
+    port = CONFIG["port"] + 20
+    log(f"limits: iperf3 loopback TCP, {CONFIG['iperf_seconds']} s")
+    srv = subprocess.Popen(on_core(BROKER_CPU, ["iperf3", "-s", "-1", "-B", "127.0.0.1", "-p", str(port)]),
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(0.5)  # no probe connection: iperf3 -1 would take it as its one test client
+        if srv.poll() is not None:
+            raise RuntimeError(f"iperf3 server did not start on port {port}")
+        rc, text, _, _ = run_load(on_core(LOAD_CPU, ["iperf3", "-c", "127.0.0.1", "-p", str(port),
+                                                     "-t", str(CONFIG["iperf_seconds"]), "-J"]),
+                                  os.path.join(work, "iperf3.json"), timeout=CONFIG["iperf_seconds"] + 30)
+        j = json.loads(text[text.index("{"):])
+        res["loopback_tcp_gb_per_s"] = round(j["end"]["sum_received"]["bits_per_second"] / 8 / 1e9, 2)
+    finally:
+        if srv.poll() is None:
+            srv.kill()
+        srv.wait()
+    return res
+
+
+# --- aggregation and the table -------------------------------------------------------------------
+
+# (key, label, field in the scenario result, higher_is_better, format)
+METRICS = [
+    ("startup", "start to first acked produce (ms)", "ms", False),
+    ("w1_p1", "W1 produce 1 partition, MB/s", "mb_per_s", True),
+    ("w1_p1", "W1 produce 1 partition, records/s", "records_per_s", True),
+    ("w1_p1", "W1 1p broker CPU s/GB", "broker_cpu_s_per_gb", False),
+    ("w1_p1", "W1 1p load-generator CPU s/GB", "load_cpu_s_per_gb", False),
+    ("w1_p1", "W1 1p broker peak RSS MB", "broker_peak_rss_mb", False),
+    ("w1_p16", "W1 produce 16 partitions, MB/s", "mb_per_s", True),
+    ("w1_p16", "W1 produce 16 partitions, records/s", "records_per_s", True),
+    ("w1_p16", "W1 16p broker CPU s/GB", "broker_cpu_s_per_gb", False),
+    ("w1_p16", "W1 16p load-generator CPU s/GB", "load_cpu_s_per_gb", False),
+    ("w1_p16", "W1 16p broker peak RSS MB", "broker_peak_rss_mb", False),
+    ("w1_rdkafka", "W1 librdkafka 1 partition, MB/s", "mb_per_s", True),
+    ("w1_rdkafka", "W1 librdkafka broker CPU s/GB", "broker_cpu_s_per_gb", False),
+    ("w1_rdkafka", "W1 librdkafka load-generator CPU s/GB", "load_cpu_s_per_gb", False),
+    ("w1_rdkafka", "W1 librdkafka broker peak RSS MB", "broker_peak_rss_mb", False),
+    ("w2", "W2 produce latency p50 (ms)", "p50_ms", False),
+    ("w2", "W2 produce latency p99 (ms)", "p99_ms", False),
+    ("w2", "W2 produce latency p99.9 (ms)", "p999_ms", False),
+    ("w2", "W2 achieved records/s", "records_per_s", True),
+    ("w2", "W2 broker CPU s/GB", "broker_cpu_s_per_gb", False),
+    ("w2", "W2 broker peak RSS MB", "broker_peak_rss_mb", False),
+    ("w3", "W3 end-to-end latency p50 (ms)", "p50_ms", False),
+    ("w3", "W3 end-to-end latency p99 (ms)", "p99_ms", False),
+    ("w3", "W3 end-to-end latency p99.9 (ms)", "p999_ms", False),
+    ("w3", "W3 broker CPU s/GB", "broker_cpu_s_per_gb", False),
+    ("w3", "W3 broker peak RSS MB", "broker_peak_rss_mb", False),
+    ("w4_warm", "W4 consume, warm page cache, MB/s", "mb_per_s", True),
+    ("w4_warm", "W4 warm broker CPU s/GB", "broker_cpu_s_per_gb", False),
+    ("w4_warm", "W4 warm load-generator CPU s/GB", "load_cpu_s_per_gb", False),
+    ("w4_warm", "W4 warm broker peak RSS MB", "broker_peak_rss_mb", False),
+    ("w4_cold", "W4 consume, after drop_caches, MB/s", "mb_per_s", True),
+    ("w4_cold", "W4 cold broker CPU s/GB", "broker_cpu_s_per_gb", False),
+    ("w4_cold", "W4 cold broker peak RSS MB", "broker_peak_rss_mb", False),
+]
+
+
+def summarize(results, brokers):
+    """results[broker][scenario] = list of per-round dicts -> summary rows."""
+    rows = []
+    for key, label, field, higher in METRICS:
+        row = {"scenario": key, "metric": label, "field": field,
+               "better": "higher" if higher else "lower"}
+        have = False
+        for b in brokers:
+            vals = [r[field] for r in results.get(b, {}).get(key, []) if r.get(field) is not None]
+            if vals:
+                have = True
+                row[b] = {"median": round(statistics.median(vals), 3), "min": min(vals), "max": max(vals),
+                          "n": len(vals)}
+        if not have:
+            continue
+        if "chronik" in row and "kafka" in row and row["kafka"]["median"]:
+            row["ratio"] = round(row["chronik"]["median"] / row["kafka"]["median"], 3)
+        rows.append(row)
+    return rows
+
+
+def fmt_num(x):
+    if x is None:
+        return "-"
+    ax = abs(x)
+    if ax >= 10000:
+        return f"{x:,.0f}"
+    if ax >= 100:
+        return f"{x:.0f}"
+    if ax >= 10:
+        return f"{x:.1f}"
+    return f"{x:.2f}"
+
+
+def fmt_cell(c):
+    if not c:
+        return "-"
+    if c["n"] == 1:
+        return fmt_num(c["median"])
+    return f"{fmt_num(c['median'])} ({fmt_num(c['min'])}–{fmt_num(c['max'])})"
+
+
+def render(doc):
+    lines = []
+    cfg = doc["config"]
+    lines.append(f"Chronik vs Apache Kafka {doc.get('kafka_version', '')} — {doc['generated']}"
+                 f"{' — ' + cfg['label'] if cfg.get('label') else ''}")
+    lines.append(f"{cfg['rounds']} round(s), {cfg['records']:,} records of {cfg['record_size']} B per "
+                 f"throughput run, fixed rate {doc.get('rate') or '-'} records/s for W2/W3; "
+                 f"medians (min–max); MB = 10^6 bytes; ratio = chronik / kafka")
+    lim = doc.get("limits")
+    if lim:
+        lines.append("Machine: sequential buffered write + fsync {} MB/s, 4 KiB write+fsync {}/s "
+                     "(p50 {} ms, p99 {} ms), loopback TCP {} GB/s".format(
+                         lim.get("seq_write_fsync_mb_per_s"), lim.get("fsync_4k_per_s"),
+                         lim.get("fsync_4k_p50_ms"), lim.get("fsync_4k_p99_ms"),
+                         lim.get("loopback_tcp_gb_per_s")))
+    lines.append("")
+    hdr = ["metric", "better", "chronik", "kafka", "ratio"]
+    body = []
+    for r in doc["summary"]:
+        body.append([r["metric"], r["better"], fmt_cell(r.get("chronik")), fmt_cell(r.get("kafka")),
+                     f"{r['ratio']:.2f}" if r.get("ratio") is not None else "-"])
+    widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(hdr)]
+    lines.append("| " + " | ".join(h.ljust(w) for h, w in zip(hdr, widths)) + " |")
+    lines.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for b in body:
+        lines.append("| " + " | ".join(c.ljust(w) for c, w in zip(b, widths)) + " |")
+    util = doc.get("utilisation")
+    if util:
+        lines.append("")
+        lines.append("Core use during the throughput runs (CPU seconds / wall seconds of the load process; "
+                     "1.00 = one core busy):")
+        for k, v in util.items():
+            lines.append(f"  {k}: " + ", ".join(f"{b} broker {x['broker']:.2f} load {x['load']:.2f}"
+                                                 for b, x in v.items()))
+    return "\n".join(lines)
+
+
+def utilisation(results, brokers):
+    out = {}
+    for key in ("w1_p1", "w1_p16", "w1_rdkafka", "w4_warm", "w4_cold"):
+        per = {}
+        for b in brokers:
+            rs = [r for r in results.get(b, {}).get(key, []) if r.get("load_wall_s")]
+            if rs:
+                per[b] = {"broker": statistics.median(r["broker_cpu_s"] / r["interval_s"] for r in rs),
+                          "load": statistics.median(r["load_cpu_s"] / r["load_wall_s"] for r in rs)}
+        if per:
+            out[key] = per
+    return out
+
+
+# --- main ----------------------------------------------------------------------------------------
+
+def kafka_version():
+    return os.environ.get("KAFKA_VERSION", "4.4.0")
+
+
+def run():
+    cfg = CONFIG
+    scen = set(cfg["scenarios"])
+    unknown = scen - set(ALL_SCENARIOS) - {"startup"}
+    if unknown:
+        sys.exit(f"unknown scenarios {sorted(unknown)}; known: {ALL_SCENARIOS}")
+    brokers = cfg["brokers"]
+    run_dir = os.path.join(cfg["bench_dir"], time.strftime("run-%Y%m%d-%H%M%S"))
+    os.makedirs(run_dir, exist_ok=True)
+    log(f"data dir {run_dir} (filesystem {fs_of(run_dir)}), cores {NCPU}, pinning "
+        f"{'broker->' + BROKER_CPU + ' load->' + LOAD_CPU if PIN else 'off'}")
+    log("config " + json.dumps({k: v for k, v in cfg.items() if k != "out"}))
+    doc = {"generated": time.strftime("%Y-%m-%d %H:%M:%S %z"), "config": cfg, "kafka_version": kafka_version(),
+           "host": host_info(), "run_dir": run_dir, "pinning": PIN, "results": {b: {} for b in brokers}}
+    results = doc["results"]
+
+    def add(b, key, r):
+        results[b].setdefault(key, []).append(r)
+        log(f"  {b} {key}: " + json.dumps(r))
+
+    if "limits" in scen:
+        doc["limits"] = limits(run_dir)
+        log("limits " + json.dumps(doc["limits"]))
+
+    cold = "w4" in scen and can_drop_caches()
+    if "w4" in scen and not cold:
+        log("W4 cold: /proc/sys/vm/drop_caches is not writable (needs root); cold-cache run skipped")
+
+    # Phase 1: throughput (W1, W4) on a fresh broker per round, brokers alternating A B A B ...
+    if scen & {"w1", "w4", "startup"}:
+        for rnd in range(1, cfg["rounds"] + 1):
+            for b in brokers:
+                log(f"round {rnd}/{cfg['rounds']} {b}: throughput phase")
+                work = os.path.join(run_dir, f"r{rnd}-{b}-tput")
+                os.makedirs(work, exist_ok=True)
+                subprocess.run(["sync"])
+                br = make_broker(b, work)
+                try:
+                    add(b, "startup", {"ms": round(br.start() * 1000, 1)})
+                    if "w1" in scen or "w4" in scen:
+                        add(b, "w1_p1", w1_java(br, work, 1))
+                    if "w1" in scen:
+                        for p in cfg["w1_partitions"]:
+                            if p != 1:
+                                add(b, f"w1_p{p}", w1_java(br, work, p))
+                        add(b, "w1_rdkafka", w1_rdkafka(br, work))
+                    if "w4" in scen:
+                        add(b, "w4_warm", w4_consume(br, work, "w1-p1", cfg["records"], f"warm-{rnd}"))
+                        if cold:
+                            drop_caches()
+                            add(b, "w4_cold", w4_consume(br, work, "w1-p1", cfg["records"], f"cold-{rnd}"))
+                finally:
+                    br.stop()
+                    shutil.rmtree(os.path.join(work, b), ignore_errors=True)
+
+    # The fixed rate of W2/W3: half of Kafka's W1 single-partition rate.
+    rate = cfg["rate"]
+    if not rate:
+        base = [r["records_per_s"] for r in results.get("kafka", {}).get("w1_p1", [])]
+        if not base:
+            base = [r["records_per_s"] for b in brokers for r in results[b].get("w1_p1", [])]
+        rate = int(statistics.median(base) / 2) if base else 20000
+    doc["rate"] = rate
+
+    # Phase 2: latency at the fixed rate (W2, W3).
+    if scen & {"w2", "w3"}:
+        log(f"fixed rate for W2/W3: {rate} records/s ({rate * cfg['record_size'] / 1e6:.1f} MB/s)")
+        for rnd in range(1, cfg["rounds"] + 1):
+            for b in brokers:
+                log(f"round {rnd}/{cfg['rounds']} {b}: latency phase")
+                work = os.path.join(run_dir, f"r{rnd}-{b}-lat")
+                os.makedirs(work, exist_ok=True)
+                subprocess.run(["sync"])
+                br = make_broker(b, work)
+                try:
+                    add(b, "startup", {"ms": round(br.start() * 1000, 1)})
+                    if cfg["broker_warmup_records"] > 0:
+                        create_topic(br.port, "warmup", 1)
+                        r = producer_perf(br, work, "warmup", cfg["broker_warmup_records"], -1)
+                        log(f"  {b} broker warm-up: {r['records']} records at {r['records_per_s']:.0f}/s")
+                    if "w2" in scen:
+                        add(b, "w2", w2_latency(br, work, rate))
+                    if "w3" in scen:
+                        add(b, "w3", w3_e2e(br, work, rate))
+                finally:
+                    br.stop()
+                    shutil.rmtree(os.path.join(work, b), ignore_errors=True)
+
+    doc["summary"] = summarize(results, brokers)
+    doc["utilisation"] = utilisation(results, brokers)
+    os.makedirs(os.path.dirname(cfg["out"]), exist_ok=True)
+    with open(cfg["out"], "w") as f:
+        json.dump(doc, f, indent=2)
+    print()
+    print(render(doc))
+    print(f"\nJSON: {cfg['out']}   logs: {run_dir}")
+
+
+def fs_of(path):
+    try:
+        out = subprocess.run(["df", "--output=source,fstype", path], capture_output=True, text=True).stdout
+        return " ".join(out.splitlines()[-1].split())
+    except Exception:
+        return "?"
+
+
+def host_info():
+    info = {"cores": NCPU, "kernel": os.uname().release}
+    try:
+        with open("/proc/meminfo") as f:
+            info["mem_gib"] = round(int(f.readline().split()[1]) / 1024 / 1024, 1)
+        with open("/proc/cpuinfo") as f:
+            info["cpu"] = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), "?")
+        info["loadavg_at_start"] = open("/proc/loadavg").read().split()[:3]
+    except OSError:
+        pass
+    return info
+
+
+def main():
+    if len(sys.argv) >= 2 and sys.argv[1] == "report":
+        with open(sys.argv[2] if len(sys.argv) > 2 else CONFIG["out"]) as f:
+            print(render(json.load(f)))
+        return
+    if len(sys.argv) >= 2 and sys.argv[1] != "run":
+        sys.exit(__doc__)
+    run()
+
+
+if __name__ == "__main__":
+    main()

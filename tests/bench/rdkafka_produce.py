@@ -1,0 +1,85 @@
+#!/usr/bin/env python3
+"""librdkafka produce throughput (benchmark scenario W1, librdkafka client).
+
+    rdkafka_produce.py BOOTSTRAP TOPIC RECORDS RECORD_SIZE [--acks all] [--timeout 300]
+
+Produces RECORDS records of RECORD_SIZE random bytes as fast as librdkafka accepts them
+(confluent-kafka with librdkafka's defaults except acks), waits for every delivery report and
+prints one JSON line: records, bytes, seconds, records_per_s, mb_per_s (MB = 10^6 bytes), errors.
+Time runs from the first produce() to the last delivery report. Exit status 1 on any delivery
+error or when the time limit is reached.
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+from confluent_kafka import KafkaException, Producer
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("bootstrap")
+    ap.add_argument("topic")
+    ap.add_argument("records", type=int)
+    ap.add_argument("size", type=int)
+    ap.add_argument("--acks", default="all")
+    ap.add_argument("--timeout", type=float, default=300.0)
+    a = ap.parse_args()
+
+    state = {"ok": 0, "err": 0, "first_err": None}
+
+    def on_delivery(err, _msg):
+        if err is None:
+            state["ok"] += 1
+        else:
+            state["err"] += 1
+            state["first_err"] = state["first_err"] or str(err)
+
+    p = Producer({
+        "bootstrap.servers": a.bootstrap,
+        "acks": a.acks,
+        "queue.buffering.max.messages": 1_000_000,
+        "queue.buffering.max.kbytes": 1_048_576,
+    })
+    # Connect and learn the partition leader before the clock starts.
+    p.list_topics(a.topic, timeout=30)
+    payload = os.urandom(a.size)
+    produce = p.produce
+    deadline = time.monotonic() + a.timeout
+    t0 = time.monotonic()
+    sent = 0
+    while sent < a.records:
+        try:
+            produce(a.topic, payload, partition=0, on_delivery=on_delivery)
+            sent += 1
+            if sent & 1023 == 0:
+                p.poll(0)
+                if time.monotonic() > deadline:
+                    break
+        except BufferError:
+            p.poll(0.001)
+        except KafkaException as e:
+            state["err"] += 1
+            state["first_err"] = state["first_err"] or str(e)
+            break
+    while state["ok"] + state["err"] < sent and time.monotonic() < deadline:
+        p.poll(0.05)
+    elapsed = time.monotonic() - t0
+    ok = state["ok"]
+    out = {
+        "records": ok,
+        "bytes": ok * a.size,
+        "seconds": round(elapsed, 4),
+        "records_per_s": round(ok / elapsed, 1) if elapsed > 0 else 0.0,
+        "mb_per_s": round(ok * a.size / elapsed / 1e6, 3) if elapsed > 0 else 0.0,
+        "errors": state["err"],
+        "first_error": state["first_err"],
+    }
+    print(json.dumps(out), flush=True)
+    return 0 if ok == a.records and state["err"] == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
