@@ -25,7 +25,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 CACHE = os.environ.get("CHRONIK_TEST_CACHE", os.path.expanduser("~/.cache/chronik-tests"))
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-ALL_SCENARIOS = ["limits", "w1", "w2", "w3", "w4"]
+ALL_SCENARIOS = ["limits", "w1", "w2", "w3", "w4", "restart"]
 
 
 def env_int(name, default):
@@ -208,7 +208,7 @@ class Chronik:
     def start(self):
         os.makedirs(self.dir, exist_ok=True)
         env = {k: v for k, v in os.environ.items() if not k.startswith("CHRONIK_")}
-        self.logf = open(os.path.join(self.dir, "chronik.log"), "w")
+        self.logf = open(os.path.join(self.dir, "chronik.log"), "a")
         self.proc = subprocess.Popen(
             on_core(BROKER_CPU, [self.bin, "serve", "--listen", f"127.0.0.1:{self.port}",
                                  "--data-dir", os.path.join(self.dir, "data")]),
@@ -217,6 +217,12 @@ class Chronik:
         self.pid = self.proc.pid  # taskset execs the broker: same pid
         ack = first_produce(self.port, time.monotonic() + 60)
         return ack - proc_stat(self.pid)["start_s"]
+
+    def kill9(self):
+        """Ends the broker like a crash: SIGKILL, no clean shutdown."""
+        self.proc.kill()
+        self.proc.wait()
+        self.logf.close()
 
     def stop(self):
         if self.proc.poll() is None:
@@ -365,6 +371,40 @@ def w1_rdkafka(broker, work):
     return measured(broker, run)
 
 
+def restart_times(work):
+    """S1: fills one partition with RESTART_GB of 1 KiB records (librdkafka, acks=all), then
+    measures start-to-first-produce after a clean shutdown and after kill -9. chronik only: the
+    targets are absolute (under 1 s and under 5 s)."""
+    gb = env_float("RESTART_GB", 10.0)
+    records = int(gb * 1e9 / CONFIG["record_size"])
+    br = make_broker("chronik", work)
+    out = {"gb": gb, "records": records}
+    try:
+        br.start()
+        create_topic(br.port, "bulk", 1)
+        py = os.path.join(CACHE, "venv", "bin", "python")
+        cmd = on_core(LOAD_CPU, [py, os.path.join(HERE, "rdkafka_produce.py"), f"127.0.0.1:{br.port}",
+                                 "bulk", str(records), str(CONFIG["record_size"]),
+                                 "--timeout", str(max(CONFIG["load_timeout"], int(gb * 60)))])
+        rc, text, _, wall = run_load(cmd, os.path.join(work, "bulk.out"), timeout=max(CONFIG["load_timeout"], int(gb * 60)) + 30)
+        if rc != 0:
+            raise RuntimeError(f"filling the log failed (rc {rc}):\n{text[-1500:]}")
+        out["fill_s"] = round(wall, 1)
+        log(f"  filled {gb} GB in {wall:.1f}s")
+        br.stop()
+        subprocess.run(["sync"])
+        out["clean_ms"] = round(br.start() * 1000, 1)
+        log(f"  start after clean shutdown: {out['clean_ms']} ms")
+        br.kill9()
+        subprocess.run(["sync"])
+        out["kill9_ms"] = round(br.start() * 1000, 1)
+        log(f"  start after kill -9: {out['kill9_ms']} ms")
+    finally:
+        br.stop()
+        shutil.rmtree(os.path.join(work, "chronik"), ignore_errors=True)
+    return out
+
+
 def w4_consume(broker, work, topic, records, label):
     def run():
         args = ["--bootstrap-server", f"127.0.0.1:{broker.port}", "--topic", topic,
@@ -481,6 +521,8 @@ def limits(work):
 # (key, label, field in the scenario result, higher_is_better, format)
 METRICS = [
     ("startup", "start to first acked produce (ms)", "ms", False),
+    ("restart", "S1 start with a full local log, clean shutdown (ms)", "clean_ms", False),
+    ("restart", "S1 start with a full local log, after kill -9 (ms)", "kill9_ms", False),
     ("w1_p1", "W1 produce 1 partition, MB/s", "mb_per_s", True),
     ("w1_p1", "W1 produce 1 partition, records/s", "records_per_s", True),
     ("w1_p1", "W1 1p broker CPU s/GB", "broker_cpu_s_per_gb", False),
@@ -669,6 +711,12 @@ def run():
                 finally:
                     br.stop()
                     shutil.rmtree(os.path.join(work, b), ignore_errors=True)
+
+    if "restart" in scen and "chronik" in brokers:
+        log("restart: start times with a full local log (chronik)")
+        work = os.path.join(run_dir, "restart")
+        os.makedirs(work, exist_ok=True)
+        results["chronik"].setdefault("restart", []).append(restart_times(work))
 
     # The fixed rate of W2/W3: half of Kafka's W1 single-partition rate.
     rate = cfg["rate"]
