@@ -520,7 +520,18 @@ impl PartitionLog {
         if self.active().is_empty() {
             return Ok(());
         }
-        self.active().flush()?;
+        // The sealed segment is made durable in the background, as Kafka does: an fsync of up to
+        // a whole segment must not stall appends (the partition lock is held here). After a
+        // crash only the last segment is scanned, so this bounds what a power loss can hurt.
+        let sealed = self.active().file().clone();
+        let base = self.active().base_offset();
+        std::thread::Builder::new()
+            .name("segment-flush".into())
+            .spawn(move || {
+                if let Err(e) = sealed.sync_data() {
+                    tracing::error!(base_offset = base, error = %e, "fsync of a sealed segment failed");
+                }
+            })?;
         self.producers.write_snapshot(&self.dir, next)?;
         let seg = LogSegment::create(&self.dir, next, self.config.index_interval_bytes, now_ms)?;
         self.segments.insert(next, seg);

@@ -46,6 +46,53 @@ pub enum RemoteError {
     Cache(#[from] chronik_cache::CacheError),
 }
 
+/// Counters of the remote tier, ready to be exported as metrics.
+#[derive(Debug, Default)]
+pub struct TieringMetrics {
+    pub segments_uploaded: std::sync::atomic::AtomicU64,
+    pub bytes_uploaded: std::sync::atomic::AtomicU64,
+    pub upload_errors: std::sync::atomic::AtomicU64,
+    pub segments_deleted: std::sync::atomic::AtomicU64,
+    pub remote_reads: std::sync::atomic::AtomicU64,
+    pub remote_read_bytes: std::sync::atomic::AtomicU64,
+    /// Sealed segments of tiered topics not yet copied, as of the last pass.
+    pub segments_awaiting_upload: std::sync::atomic::AtomicU64,
+    pub bytes_awaiting_upload: std::sync::atomic::AtomicU64,
+}
+
+/// A plain copy of [`TieringMetrics`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct TieringMetricsSnapshot {
+    pub segments_uploaded: u64,
+    pub bytes_uploaded: u64,
+    pub upload_errors: u64,
+    pub segments_deleted: u64,
+    pub remote_reads: u64,
+    pub remote_read_bytes: u64,
+    pub segments_awaiting_upload: u64,
+    pub bytes_awaiting_upload: u64,
+}
+
+impl TieringMetrics {
+    fn add(counter: &std::sync::atomic::AtomicU64, n: u64) {
+        counter.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn snapshot(&self) -> TieringMetricsSnapshot {
+        use std::sync::atomic::Ordering::Relaxed;
+        TieringMetricsSnapshot {
+            segments_uploaded: self.segments_uploaded.load(Relaxed),
+            bytes_uploaded: self.bytes_uploaded.load(Relaxed),
+            upload_errors: self.upload_errors.load(Relaxed),
+            segments_deleted: self.segments_deleted.load(Relaxed),
+            remote_reads: self.remote_reads.load(Relaxed),
+            remote_read_bytes: self.remote_read_bytes.load(Relaxed),
+            segments_awaiting_upload: self.segments_awaiting_upload.load(Relaxed),
+            bytes_awaiting_upload: self.bytes_awaiting_upload.load(Relaxed),
+        }
+    }
+}
+
 /// A remote segment's offset index: (relative offset, position) entries.
 type RemoteOffsetIndex = Arc<Vec<(u32, u32)>>;
 
@@ -57,6 +104,8 @@ pub struct RemoteLogManager {
     indexes: Mutex<HashMap<Uuid, RemoteOffsetIndex>>,
     /// Chunks of remote `.log` objects; `None` reads straight from the store.
     cache: Option<ChunkCache>,
+    metrics: TieringMetrics,
+    store_metrics: Arc<chronik_tiering::StoreMetrics>,
 }
 
 /// What the remote tier holds for one partition.
@@ -75,8 +124,12 @@ impl RemoteLogManager {
         part_size: usize,
         cache: Option<ChunkCache>,
     ) -> Self {
+        // Every request to the object store is counted by operation.
+        let (store, store_metrics) = chronik_tiering::metered(store);
         Self {
             store,
+            metrics: TieringMetrics::default(),
+            store_metrics,
             metadata,
             cluster,
             part_size,
@@ -87,6 +140,15 @@ impl RemoteLogManager {
 
     pub fn cache(&self) -> Option<&ChunkCache> {
         self.cache.as_ref()
+    }
+
+    pub fn metrics(&self) -> TieringMetricsSnapshot {
+        self.metrics.snapshot()
+    }
+
+    /// Requests, errors, bytes and latency of the object store by operation.
+    pub fn store_metrics(&self) -> chronik_tiering::StoreMetricsSnapshot {
+        self.store_metrics.snapshot()
     }
 
     /// Bytes `range` of a remote `.log` object, through the chunk cache: every chunk is fetched
@@ -217,6 +279,8 @@ impl RemoteLogManager {
         }
         let finished = started.with_state(RemoteSegmentState::CopySegmentFinished)?;
         self.record(&topic.name, &finished).await?;
+        TieringMetrics::add(&self.metrics.segments_uploaded, 1);
+        TieringMetrics::add(&self.metrics.bytes_uploaded, seg.size);
         tracing::info!(
             topic = %topic.name,
             partition = partition.index,
@@ -259,6 +323,7 @@ impl RemoteLogManager {
         }
         let done = deleting.with_state(RemoteSegmentState::DeleteSegmentFinished)?;
         self.record(topic, &done).await?;
+        TieringMetrics::add(&self.metrics.segments_deleted, 1);
         Ok(())
     }
 
@@ -290,10 +355,30 @@ impl RemoteLogManager {
                     continue;
                 }
                 if let Err(e) = self.tier_partition(topic, p, now).await {
+                    TieringMetrics::add(&self.metrics.upload_errors, 1);
                     tracing::warn!(topic = %topic.name, partition = p.index, error = %e, "tiering pass failed; will retry");
                 }
             }
         }
+        // What is still waiting for the next pass.
+        let (mut segments, mut bytes) = (0u64, 0u64);
+        for topic in live.values() {
+            for p in topic.partitions() {
+                if !p.log_config().remote_storage {
+                    continue;
+                }
+                let next = self.range(topic.id, p.index).map_or(i64::MIN, |r| r.next);
+                for seg in p.sealed_segments().iter().filter(|s| s.base_offset >= next) {
+                    segments += 1;
+                    bytes += seg.size;
+                }
+            }
+        }
+        use std::sync::atomic::Ordering::Relaxed;
+        self.metrics
+            .segments_awaiting_upload
+            .store(segments, Relaxed);
+        self.metrics.bytes_awaiting_upload.store(bytes, Relaxed);
     }
 
     async fn tier_partition(
@@ -513,11 +598,15 @@ impl RemoteLogManager {
             end = next_end;
         }
         let window_end = window_start + window.len() as u64;
-        if read_start >= window_start && end <= window_end {
+        let out = if read_start >= window_start && end <= window_end {
             let a = (read_start - window_start) as usize;
             let b = (end - window_start) as usize;
-            return Ok(Some(window.slice(a..b)));
-        }
-        Ok(Some(self.log_range(&log_key, m, read_start..end).await?))
+            window.slice(a..b)
+        } else {
+            self.log_range(&log_key, m, read_start..end).await?
+        };
+        TieringMetrics::add(&self.metrics.remote_reads, 1);
+        TieringMetrics::add(&self.metrics.remote_read_bytes, out.len() as u64);
+        Ok(Some(out))
     }
 }

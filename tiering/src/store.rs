@@ -2,11 +2,12 @@
 //!
 //! Owns: parsing `file://`, `memory://` and `s3://` URLs, and building the matching
 //! `object_store` backend with the URL's key prefix applied to every request. Must never hand
-//! out a store whose keys escape that prefix, and never read credentials itself: for now they
-//! come from the environment through `AmazonS3Builder::from_env()` (`AWS_ACCESS_KEY_ID`,
-//! `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_REGION`, web identity and ECS container
-//! credentials; with none of those, object_store asks the EC2 instance metadata service). The
-//! full AWS chain (profiles, SSO, `credential_process`) arrives with `aws-config`.
+//! out a store whose keys escape that prefix, and never read credentials itself: for `s3://`
+//! they come from the standard AWS chain through `aws-config` ([`AwsChainCredentialProvider`]:
+//! environment, shared profile files and `AWS_PROFILE`, `credential_process`, web identity,
+//! ECS container credentials, EC2 instance metadata), or not at all for
+//! [`CredentialsSource::Anonymous`]. Other `AWS_*` settings (`AWS_ENDPOINT`, ...) are still read
+//! by `AmazonS3Builder::from_env()`.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -22,6 +23,7 @@ use object_store::prefix::PrefixStore;
 use serde::{Deserialize, Serialize};
 
 use crate::TieringError;
+use crate::credentials::{AwsChainCredentialProvider, resolve_region};
 
 /// Where the remote tier lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,8 +128,11 @@ fn validate_bucket(bucket: &str) -> Result<(), String> {
 pub struct StoreOptions {
     /// S3 endpoint override, e.g. `http://127.0.0.1:4566` for LocalStack.
     pub endpoint: Option<String>,
-    /// S3 region; without it, `AWS_REGION`/`AWS_DEFAULT_REGION`, else `us-east-1`.
+    /// S3 region; without it, the AWS region chain (`AWS_REGION`, `AWS_DEFAULT_REGION`, the
+    /// profile's `region`, EC2 instance metadata), else `us-east-1`.
     pub region: Option<String>,
+    /// Where `s3://` stores get their credentials.
+    pub credentials: CredentialsSource,
     /// Permit plain-HTTP endpoints (LocalStack, MinIO on loopback).
     pub allow_http: bool,
     /// `https://<bucket>.<endpoint>` instead of `https://<endpoint>/<bucket>`. Off by default
@@ -143,11 +148,24 @@ impl Default for StoreOptions {
         Self {
             endpoint: None,
             region: None,
+            credentials: CredentialsSource::Default,
             allow_http: false,
             virtual_hosted_style: false,
             fsync: true,
         }
     }
+}
+
+/// Where an `s3://` store gets its credentials (`credentials = "default"` or `"anonymous"`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CredentialsSource {
+    /// The standard AWS chain through `aws-config`, asked on first use and cached until shortly
+    /// before the credentials expire.
+    #[default]
+    Default,
+    /// Unsigned requests, for public buckets.
+    Anonymous,
 }
 
 /// Opens the store `url` names. Every key the caller uses is relative to the URL's directory
@@ -164,18 +182,26 @@ pub fn open_store(url: &str, options: &StoreOptions) -> Result<Arc<dyn ObjectSto
             Ok(Arc::new(store))
         }
         RemoteStorageUrl::S3 { bucket, prefix } => {
-            let mut builder = AmazonS3Builder::from_env()
-                .with_bucket_name(bucket)
-                .with_virtual_hosted_style_request(options.virtual_hosted_style);
-            if let Some(region) = &options.region {
-                builder = builder.with_region(region);
+            // Checked before the region lookup, which may wait on instance metadata.
+            if let Some(endpoint) = &options.endpoint
+                && endpoint.starts_with("http://")
+                && !options.allow_http
+            {
+                return Err(TieringError::InvalidOptions(format!(
+                    "endpoint {endpoint} is plain http; set allow_http to use it"
+                )));
             }
+            let region = resolve_region(options.region.as_deref());
+            let mut builder = AmazonS3Builder::from_env()
+                .with_bucket_name(&bucket)
+                .with_region(&region)
+                .with_virtual_hosted_style_request(options.virtual_hosted_style);
+            builder = match options.credentials {
+                CredentialsSource::Default => builder
+                    .with_credentials(Arc::new(AwsChainCredentialProvider::new(&region, url))),
+                CredentialsSource::Anonymous => builder.with_skip_signature(true),
+            };
             if let Some(endpoint) = &options.endpoint {
-                if endpoint.starts_with("http://") && !options.allow_http {
-                    return Err(TieringError::InvalidOptions(format!(
-                        "endpoint {endpoint} is plain http; set allow_http to use it"
-                    )));
-                }
                 builder = builder.with_endpoint(endpoint);
             }
             if options.allow_http {
@@ -269,6 +295,10 @@ mod tests {
             serde_json::from_str(r#"{"endpoint": "http://127.0.0.1:4566", "allow_http": true}"#)
                 .unwrap();
         assert!(ok.fsync);
+        assert_eq!(ok.credentials, CredentialsSource::Default);
+        let anonymous: StoreOptions =
+            serde_json::from_str(r#"{"credentials": "anonymous"}"#).unwrap();
+        assert_eq!(anonymous.credentials, CredentialsSource::Anonymous);
         let err = serde_json::from_str::<StoreOptions>(r#"{"endpont": "x"}"#).unwrap_err();
         assert!(err.to_string().contains("endpont"), "{err}");
     }

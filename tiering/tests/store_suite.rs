@@ -5,13 +5,20 @@
 //! S3 run: `localstack/start.sh`, then
 //! `TIERING_TEST_S3_ENDPOINT=http://127.0.0.1:4566 AWS_ACCESS_KEY_ID=test \
 //!  AWS_SECRET_ACCESS_KEY=test cargo test -p chronik-tiering --test store_suite`
-//! (`TIERING_TEST_S3_BUCKET` defaults to `chronik`).
+//! (`TIERING_TEST_S3_BUCKET` defaults to `chronik`). `s3_store` takes its credentials from the
+//! AWS chain as the broker does (here the environment); `s3_store_with_profile_credentials`
+//! from a profile file it writes, with the process environment hidden from the chain.
 
 use std::sync::Arc;
 
+use chronik_tiering::object_store::aws::AmazonS3Builder;
 use chronik_tiering::object_store::path::Path;
+use chronik_tiering::object_store::prefix::PrefixStore;
 use chronik_tiering::object_store::{ObjectStore, ObjectStoreExt};
-use chronik_tiering::{MIN_PART_SIZE, StoreOptions, open_store, segment_object_key, upload_file};
+use chronik_tiering::{
+    AwsChainCredentialProvider, MIN_PART_SIZE, StoreOptions, metered, open_store,
+    segment_object_key, upload_file,
+};
 use futures::TryStreamExt;
 use uuid::Uuid;
 
@@ -116,6 +123,28 @@ async fn memory_store() {
 }
 
 #[tokio::test]
+async fn metered_memory_store_counts_the_suite() {
+    let (store, metrics) = metered(open_store("memory://", &StoreOptions::default()).unwrap());
+    exercise(store, "metered memory").await;
+    let snap = metrics.snapshot();
+    let large = 2 * MIN_PART_SIZE as u64 + 12345;
+    assert_eq!((snap.put.requests, snap.put.bytes_sent), (1, 4096));
+    assert_eq!(snap.multipart_create.requests, 1);
+    assert_eq!(
+        (snap.upload_part.requests, snap.upload_part.bytes_sent),
+        (3, large)
+    );
+    assert_eq!(snap.multipart_complete.requests, 1);
+    // Whole large object, a 3000-byte range, whole small object.
+    assert_eq!(snap.get.requests, 3);
+    assert_eq!(snap.get.bytes_received, large + 3000 + 4096);
+    // One head before the deletes succeeds; the two after them fail (deleted).
+    assert_eq!((snap.head.requests, snap.head.errors), (3, 2));
+    assert_eq!((snap.delete.requests, snap.delete.errors), (2, 0));
+    assert_eq!(snap.list.requests, 1);
+}
+
+#[tokio::test]
 async fn file_store() {
     let root = tempfile::tempdir().unwrap();
     let url = format!("file://{}", root.path().join("remote").display());
@@ -148,12 +177,8 @@ async fn s3_store() {
         );
         return;
     };
-    assert!(
-        std::env::var_os("AWS_ACCESS_KEY_ID").is_some()
-            && std::env::var_os("AWS_SECRET_ACCESS_KEY").is_some(),
-        "TIERING_TEST_S3_ENDPOINT is set but AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY are not \
-         (LocalStack takes test/test)"
-    );
+    // Credentials come from the AWS chain, as for the broker: without any, the first request
+    // fails with "no aws credentials found" (LocalStack takes test/test).
     let bucket = std::env::var("TIERING_TEST_S3_BUCKET").unwrap_or_else(|_| "chronik".into());
     let options = StoreOptions {
         endpoint: Some(endpoint.clone()),
@@ -186,4 +211,45 @@ async fn s3_store() {
         let raw = Path::from(format!("{prefix}/{k}"));
         assert!(bucket_view.head(&raw).await.is_err());
     }
+}
+
+#[tokio::test]
+async fn s3_store_with_profile_credentials() {
+    let Ok(endpoint) = std::env::var("TIERING_TEST_S3_ENDPOINT") else {
+        eprintln!("note: s3_store_with_profile_credentials skipped; see s3_store");
+        return;
+    };
+    let bucket = std::env::var("TIERING_TEST_S3_BUCKET").unwrap_or_else(|_| "chronik".into());
+    let dir = tempfile::tempdir().unwrap();
+    let credentials = dir.path().join("credentials");
+    std::fs::write(
+        &credentials,
+        "[localstack]\naws_access_key_id = test\naws_secret_access_key = test\n",
+    )
+    .unwrap();
+    let credentials = credentials.display().to_string();
+    let nowhere = dir.path().join("config").display().to_string();
+    // Only these variables are visible to the chain, so the keys can only come from the file.
+    let loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .env(aws_types::os_shim_internal::Env::from_slice(&[
+            ("AWS_SHARED_CREDENTIALS_FILE", &credentials),
+            ("AWS_CONFIG_FILE", &nowhere),
+            ("AWS_PROFILE", "localstack"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+        ]));
+    let url = format!("s3://{bucket}");
+    let s3 = AmazonS3Builder::new()
+        .with_bucket_name(&bucket)
+        .with_region("us-east-1")
+        .with_endpoint(&endpoint)
+        .with_allow_http(endpoint.starts_with("http://"))
+        .with_credentials(Arc::new(AwsChainCredentialProvider::with_loader(
+            loader, url,
+        )))
+        .build()
+        .unwrap();
+    let prefix = format!("store-suite-profile/{}", Uuid::new_v4());
+    let store: Arc<dyn ObjectStore> = Arc::new(PrefixStore::new(s3, prefix.as_str()));
+    exercise(store, "s3 via profile").await;
 }
