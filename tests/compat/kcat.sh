@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # kcat (Debian: kcat 1.7.1 on librdkafka 2.0.2) against the broker at $BOOTSTRAP.
-# Topics are created by producing to them (broker-side auto-creation).
+# Topics are created by producing to them (broker-side auto-creation), except the multi-partition
+# topic of the balanced-consumer (-G) tests, created with the venv's confluent-kafka admin client.
 set -uo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=lib.sh
@@ -132,5 +133,61 @@ if produce "$topic" lz4 "$WORK/in-empty"; then
 else
     not_ok "empty value round trip" "$(cat "$WORK/produce.err")"
 fi
+
+
+# --- balanced consumer groups (-G) ------------------------------------------------------------
+topic="compat-kcat-group-$SUFFIX"
+group="compat-kcat-group-$SUFFIX"
+if "$CACHE/venv/bin/python" - "$BOOTSTRAP" "$topic" <<'EOF'; then
+import sys
+from confluent_kafka.admin import AdminClient, NewTopic
+admin = AdminClient({"bootstrap.servers": sys.argv[1]})
+admin.create_topics([NewTopic(sys.argv[2], num_partitions=4, replication_factor=1)])[sys.argv[2]].result(30)
+EOF
+    ok "create a 4-partition topic for the -G tests"
+else
+    not_ok "create a 4-partition topic for the -G tests"
+fi
+GROUP_KCAT=(kcat -b "$BOOTSTRAP" -X socket.timeout.ms=20000 -X topic.metadata.refresh.interval.ms=1000
+    -X session.timeout.ms=6000 -X heartbeat.interval.ms=500 -X auto.commit.interval.ms=500 -X auto.offset.reset=earliest)
+# Two balanced consumers in one group; each prints "partition offset value" per record, and its
+# rebalance lines ("assigned: topic [p], …") go to stderr.
+for m in a b; do
+    timeout 90 "${GROUP_KCAT[@]}" -G "$group" -f '%p %o %s\n' "$topic" >"$WORK/g-$m.out" 2>"$WORK/g-$m.err" &
+    eval "pid_$m=\$!"
+done
+last_assigned() { # member -> its current partitions, sorted, space separated
+    grep -E 'rebalanced|assigned' "$WORK/g-$1.err" | tail -1 | grep 'assigned:' \
+        | grep -oE '\[[0-9]+\]' | tr -d '[]' | sort -n | tr '\n' ' ' | sed 's/ $//'
+}
+split=no
+for _ in $(seq 1 150); do
+    pa=$(last_assigned a) pb=$(last_assigned b)
+    all=$(printf '%s %s' "$pa" "$pb" | tr ' ' '\n' | grep . | sort -n | tr '\n' ' ')
+    if [[ -n $pa && -n $pb && $all == "0 1 2 3 " ]]; then split=yes; break; fi
+    sleep 0.2
+done
+check_eq "two -G consumers split the 4 partitions between them (a: ${pa:-none}, b: ${pb:-none})" yes "$split"
+[[ $split == yes ]] || { echo "       a: $(tail -3 "$WORK/g-a.err")"; echo "       b: $(tail -3 "$WORK/g-b.err")"; }
+# 40 keyed records; the keys spread them over the partitions.
+for i in $(seq 0 39); do printf 'key%d:g%d\n' "$i" "$i"; done >"$WORK/in-group"
+produce "$topic" none "$WORK/in-group" || not_ok "produce 40 records for the -G consumers" "$(tail -3 "$WORK/produce.err")"
+for _ in $(seq 1 100); do
+    (($(cat "$WORK/g-a.out" "$WORK/g-b.out" | wc -l) >= 40)) && break
+    sleep 0.2
+done
+sleep 1.5 # let both commit (auto.commit.interval.ms=500) before leaving
+kill -INT "$pid_a" "$pid_b" 2>/dev/null
+wait "$pid_a" "$pid_b" 2>/dev/null
+check_eq "the two -G consumers together read each of the 40 records exactly once" \
+    "$(seq 0 39 | sed 's/^/g/')" "$(cat "$WORK/g-a.out" "$WORK/g-b.out" | awk '{print $3}' | sort -V)"
+wrong=$(awk -v own=" $pa " 'index(own, " " $1 " ") == 0' "$WORK/g-a.out"; awk -v own=" $pb " 'index(own, " " $1 " ") == 0' "$WORK/g-b.out")
+check_eq "each -G consumer read only its own partitions" "" "$wrong"
+# A later member of the group resumes after the committed offsets: it sees only new records.
+for i in $(seq 40 44); do printf 'key%d:g%d\n' "$i" "$i"; done >"$WORK/in-group2"
+produce "$topic" none "$WORK/in-group2" || not_ok "produce 5 more records" "$(tail -3 "$WORK/produce.err")"
+actual=$(timeout 60 "${GROUP_KCAT[@]}" -G "$group" -e -q -f '%s\n' "$topic" 2>"$WORK/g-c.err" | sort -V | tr '\n' ' ')
+check_eq "a new -G consumer of the group resumes after the committed offsets (-e)" "g40 g41 g42 g43 g44 " "$actual"
+[[ $actual == "g40 g41 g42 g43 g44 " ]] || echo "       $(tail -5 "$WORK/g-c.err")"
 
 finish

@@ -1,7 +1,7 @@
 package compat
 
 // franz-go (kgo + kadm) against the broker at $BOOTSTRAP. Consumers use ConsumePartitions with
-// exact offsets; no consumer group is ever joined.
+// exact offsets; no consumer group is joined in this file (groups_test.go has the group tests).
 
 import (
 	"bytes"

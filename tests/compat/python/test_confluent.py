@@ -1,12 +1,15 @@
 """confluent-kafka (librdkafka) against the broker at BOOTSTRAP.
 
-No consumer groups: consumers use assign() with explicit offsets and never commit.
+The data-path tests use assign() with explicit offsets and never commit; the tests named
+test_group_* use consumer groups (subscribe, rebalances, commits, the group admin APIs).
 """
 import random
 import time
 
 import pytest
 from confluent_kafka import (
+    ConsumerGroupState,
+    ConsumerGroupTopicPartitions,
     OFFSET_BEGINNING,
     OFFSET_END,
     Consumer,
@@ -513,3 +516,142 @@ def test_large_record_roundtrip(admin, bootstrap, topic_name):
     produce_all(new_producer(bootstrap, **{"compression.type": "zstd"}), name, [(b"big", big, [("h", b"v")])], 1)
     [msg] = consume_exact(bootstrap, name, {0: 0}, 1)
     assert msg.value() == big and msg.headers() == [("h", b"v")]
+
+
+# --- consumer groups ---------------------------------------------------------------------------
+
+def group_consumer(bootstrap, group, **extra):
+    conf = {
+        "bootstrap.servers": bootstrap,
+        "group.id": group,
+        "session.timeout.ms": 6000,
+        "heartbeat.interval.ms": 500,
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+        "fetch.wait.max.ms": 200,
+    }
+    conf.update(extra)
+    return Consumer(conf)
+
+
+def owned(consumer):
+    return {tp.partition for tp in consumer.assignment()}
+
+
+def poll_all(consumers, seen, seconds):
+    """Polls every consumer once for up to `seconds` in all; records (consumer, partition, offset, value)."""
+    for i, c in enumerate(consumers):
+        msg = c.poll(seconds / len(consumers))
+        if msg is None:
+            continue
+        assert msg.error() is None, msg.error()
+        seen.append((i, msg.partition(), msg.offset(), msg.value()))
+        c.commit(message=msg, asynchronous=False)
+
+
+def poll_until(consumers, seen, predicate, what, timeout=30):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what}"
+        poll_all(consumers, seen, 0.2)
+
+
+def group_offsets(admin, group, topic):
+    res = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)], request_timeout=TIMEOUT)
+    return {tp.partition: tp.offset for tp in res[group].result(timeout=TIMEOUT).topic_partitions
+            if tp.topic == topic}
+
+
+@pytest.mark.parametrize("strategy", ["range", "cooperative-sticky"])
+def test_group_two_members_split_commit_leave(admin, bootstrap, topic_name, strategy):
+    topic = create_topic(admin, topic_name(), partitions=4)
+    group = topic_name("group")
+    consumers = [group_consumer(bootstrap, group, **{"partition.assignment.strategy": strategy}) for _ in range(2)]
+    seen = []
+    try:
+        for c in consumers:
+            c.subscribe([topic])
+        poll_until(consumers, seen,
+                   lambda: owned(consumers[0]) and owned(consumers[1])
+                   and owned(consumers[0]) | owned(consumers[1]) == {0, 1, 2, 3}
+                   and not owned(consumers[0]) & owned(consumers[1]),
+                   "both members to share the 4 partitions")
+        split = [owned(c) for c in consumers]
+
+        desc = admin.describe_consumer_groups([group], request_timeout=TIMEOUT)[group].result(timeout=TIMEOUT)
+        assert desc.state == ConsumerGroupState.STABLE, desc.state
+        assert len(desc.members) == 2, desc.members
+        assert sorted(tp.partition for m in desc.members for tp in m.assignment.topic_partitions) == [0, 1, 2, 3]
+        listed = admin.list_consumer_groups(request_timeout=TIMEOUT).result(timeout=TIMEOUT)
+        assert group in {g.group_id for g in listed.valid}, listed.valid
+
+        producer = new_producer(bootstrap)
+        produce_all(producer, topic, make_records(100, 1)[:100], 4)
+        poll_until(consumers, seen, lambda: len({(p, o) for _, p, o, _ in seen}) >= 100, "100 records")
+        for i, p, o, _ in seen:
+            assert p in split[i], f"member {i} read partition {p} outside its assignment {split[i]}"
+        assert sorted({(p, o) for _, p, o, _ in seen}) == sorted((p, o) for p in range(4) for o in range(25))
+        assert group_offsets(admin, group, topic) == {p: 25 for p in range(4)}
+        assert {tp.partition: tp.offset for tp in consumers[0].committed(
+            [TopicPartition(topic, p) for p in range(4)], timeout=TIMEOUT)} == {p: 25 for p in range(4)}
+
+        # The second member leaves (LeaveGroup); the first takes over its partitions.
+        consumers[1].close()
+        consumers = consumers[:1]
+        poll_until(consumers, seen, lambda: owned(consumers[0]) == {0, 1, 2, 3}, "the remaining member to own all partitions")
+        seen.clear()
+        produce_all(producer, topic, make_records(20, 2), 4)
+        poll_until(consumers, seen, lambda: len(seen) >= 20, "the 20 new records")
+        assert sorted((p, o) for _, p, o, _ in seen) == sorted((p, o) for p in range(4) for o in range(25, 30))
+        assert group_offsets(admin, group, topic) == {p: 30 for p in range(4)}
+    finally:
+        for c in consumers:
+            c.close()
+
+    desc = admin.describe_consumer_groups([group], request_timeout=TIMEOUT)[group].result(timeout=TIMEOUT)
+    assert desc.state == ConsumerGroupState.EMPTY and not desc.members, (desc.state, desc.members)
+    admin.delete_consumer_groups([group], request_timeout=TIMEOUT)[group].result(timeout=TIMEOUT)
+    listed = admin.list_consumer_groups(request_timeout=TIMEOUT).result(timeout=TIMEOUT)
+    assert group not in {g.group_id for g in listed.valid}
+    with pytest.raises(KafkaException) as excinfo:
+        admin.delete_consumer_groups([group], request_timeout=TIMEOUT)[group].result(timeout=TIMEOUT)
+    assert error_code(excinfo) == KafkaError.GROUP_ID_NOT_FOUND
+
+
+def test_group_commit_with_metadata_and_resume(admin, bootstrap, topic_name):
+    topic = create_topic(admin, topic_name(), partitions=2)
+    group = topic_name("group")
+    producer = new_producer(bootstrap)
+    produce_all(producer, topic, make_records(40, 3), 2)
+    # Offsets committed without ever joining (a "simple" consumer group), with metadata.
+    c = group_consumer(bootstrap, group)
+    try:
+        c.commit(offsets=[TopicPartition(topic, 0, 7, metadata="seven"), TopicPartition(topic, 1, 12)],
+                 asynchronous=False)
+        got = c.committed([TopicPartition(topic, 0), TopicPartition(topic, 1)], timeout=TIMEOUT)
+        assert [(tp.partition, tp.offset, tp.metadata) for tp in got] == [(0, 7, "seven"), (1, 12, "")] or \
+            [(tp.partition, tp.offset, tp.metadata) for tp in got] == [(0, 7, "seven"), (1, 12, None)]
+        # A later commit overwrites; committed() of a partition never committed is OFFSET_INVALID (-1001).
+        c.commit(offsets=[TopicPartition(topic, 0, 9)], asynchronous=False)
+        other = topic_name("never")
+        got = c.committed([TopicPartition(topic, 0), TopicPartition(other, 0)], timeout=TIMEOUT)
+        assert [tp.offset for tp in got] == [9, -1001]
+    finally:
+        c.close()
+
+    # A subscribing member of the group starts exactly at the committed offsets.
+    c = group_consumer(bootstrap, group, **{"partition.assignment.strategy": "cooperative-sticky"})
+    try:
+        c.subscribe([topic])
+        firsts = {}
+        deadline = time.monotonic() + 30
+        while len(firsts) < 2:
+            assert time.monotonic() < deadline, f"only {firsts} after 30 s"
+            msg = c.poll(0.5)
+            if msg is None:
+                continue
+            assert msg.error() is None, msg.error()
+            firsts.setdefault(msg.partition(), msg.offset())
+        assert firsts == {0: 9, 1: 12}
+    finally:
+        c.close()

@@ -1,5 +1,7 @@
-"""Crash test: kill -9 the broker while an acks=all producer writes, restart it on the same data
-directory, and check that every acknowledged record is still there at its acknowledged offset.
+"""Crash tests: kill -9 the broker while an acks=all producer writes, restart it on the same data
+directory, and check that every acknowledged record is still there at its acknowledged offset;
+and kill -9 it right after consumer-group offset commits, then check that the commits survived
+and that a restarted group member resumes right after them.
 
 The broker under test is started by this test itself:
   * CHRONIK_BIN_PATH=/path/to/chronik   -> `chronik serve --listen 127.0.0.1:PORT --data-dir DIR`
@@ -252,3 +254,69 @@ def test_acked_records_survive_kill9(broker):
     assert producer.flush(20) == 0
     assert results and results[0][0] is None, results
     assert results[0][1] == highs[0], f"new record at offset {results[0][1]}, log end was {highs[0]}"
+
+
+def test_committed_offsets_survive_kill9(broker):
+    topic = f"compat-crash-grp-{int(time.time())}-{random.randrange(1 << 20)}"
+    group = f"compat-crash-grp-{random.randrange(1 << 30)}"
+    broker.start()
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap, "log_level": 2})
+    admin.create_topics([NewTopic(topic, num_partitions=PARTITIONS, replication_factor=1)])[topic].result(20)
+    del admin
+    producer = Producer({"bootstrap.servers": broker.bootstrap, "acks": "all", "linger.ms": 5})
+    for i in range(300):
+        producer.produce(topic, value=f"v{i}".encode(), partition=i % PARTITIONS)
+    assert producer.flush(20) == 0
+    del producer  # it would keep reconnecting (and logging) while the broker is down
+
+    # A group member consumes part of every partition and commits after each message; the last
+    # commit of each partition is the one that must survive.
+    conf = {
+        "bootstrap.servers": broker.bootstrap, "group.id": group, "enable.auto.commit": False,
+        "auto.offset.reset": "earliest", "session.timeout.ms": 6000, "log_level": 2,
+    }
+    consumer = Consumer(conf)
+    consumer.subscribe([topic])
+    targets = {0: 17, 1: 42, 2: 99}  # records to consume (and commit) per partition
+    done = {p: 0 for p in range(PARTITIONS)}
+    deadline = time.monotonic() + 60
+    while any(done[p] < targets[p] for p in targets):
+        assert time.monotonic() < deadline, f"consumed only {done} of {targets} within 60 s"
+        msg = consumer.poll(0.5)
+        if msg is None:
+            continue
+        assert msg.error() is None, msg.error()
+        p = msg.partition()
+        if done[p] < targets[p]:
+            assert msg.offset() == done[p], f"partition {p}: offset {msg.offset()}, expected {done[p]}"
+            done[p] += 1
+            consumer.commit(offsets=[TopicPartition(topic, p, done[p])], asynchronous=False)
+        else:
+            # Past the target: step back so the position matches what was committed.
+            consumer.pause([TopicPartition(topic, p)])
+    got = consumer.committed([TopicPartition(topic, p) for p in targets], timeout=10)
+    assert {tp.partition: tp.offset for tp in got} == targets
+    broker.kill9()  # right after the last commit was acknowledged; the member is still in the group
+    consumer.close()
+
+    broker.start()
+    # The commits survived: read back with a fresh client (OffsetFetch) ...
+    check = Consumer({**conf, "group.id": group})
+    got = check.committed([TopicPartition(topic, p) for p in targets], timeout=20)
+    assert {tp.partition: tp.offset for tp in got} == targets, "committed offsets after kill -9 and restart"
+    check.close()
+    # ... and a restarted member of the group resumes right after them (with auto.offset.reset
+    # earliest, a lost commit would show up as a restart at offset 0).
+    consumer = Consumer(conf)
+    consumer.subscribe([topic])
+    firsts = {}
+    deadline = time.monotonic() + 60
+    while len(firsts) < PARTITIONS:
+        assert time.monotonic() < deadline, f"restarted member got only {firsts} within 60 s"
+        msg = consumer.poll(0.5)
+        if msg is None:
+            continue
+        assert msg.error() is None, msg.error()
+        firsts.setdefault(msg.partition(), msg.offset())
+    consumer.close()
+    assert firsts == targets, f"restarted member started at {firsts}, committed were {targets}"
