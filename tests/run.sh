@@ -62,6 +62,9 @@ cleanup() {
         for _ in $(seq 1 50); do kill -0 "$BROKER_PID" 2>/dev/null || break; sleep 0.2; done
         kill -KILL "$BROKER_PID" 2>/dev/null
     fi
+    if [[ -n ${LOCALSTACK_OURS:-} ]]; then
+        PORT=${LS_PORT:-4566} "$ROOT/localstack/stop.sh" >/dev/null 2>&1
+    fi
     if [[ -n $KAFKA_DIR ]]; then
         "$ROOT/tests/kafka/kafka.sh" stop "$KAFKA_DIR" >/dev/null 2>&1
     fi
@@ -97,9 +100,26 @@ if want build && [[ $TARGET == chronik ]]; then
         echo "0 passed, 1 failed"
         exit 1
     fi
+    # The tiering tests also run against a real S3 server: LocalStack on loopback, no Docker.
+    banner "LocalStack S3 for the tiering tests"
+    LS_PORT=${LOCALSTACK_PORT:-4566}
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$LS_PORT") 2>/dev/null; then
+        LOCALSTACK_OURS=1
+    fi
+    ls_ok=0
+    if PORT=$LS_PORT "$ROOT/localstack/start.sh" >"$LOG_DIR/localstack.log" 2>&1; then
+        ls_ok=1
+        tail -n 2 "$LOG_DIR/localstack.log"
+    else
+        echo "LocalStack did not start; see $LOG_DIR/localstack.log"
+        tail -n 20 "$LOG_DIR/localstack.log"
+    fi
     banner "cargo test --release"
-    (cd "$ROOT" && cargo test --release) 2>&1 | tee "$LOG_DIR/cargo-test.log"
+    (cd "$ROOT" && env TIERING_TEST_S3_ENDPOINT="http://127.0.0.1:$LS_PORT" AWS_ACCESS_KEY_ID=test \
+        AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true \
+        cargo test --release) 2>&1 | tee "$LOG_DIR/cargo-test.log"
     rc=${PIPESTATUS[0]}
+    if ((ls_ok == 0)); then rc=1; fi
     # Sum the "test result: ok. N passed; M failed" lines of every test binary.
     read -r cp cf < <(grep -E '^test result:' "$LOG_DIR/cargo-test.log" \
         | sed -E 's/.* ([0-9]+) passed; ([0-9]+) failed.*/\1 \2/' | awk '{p += $1; f += $2} END {print p + 0, f + 0}')
