@@ -31,12 +31,23 @@ pub async fn serve(
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
+    serve_with_store(listener, config, None, shutdown).await
+}
+
+/// `serve` with the remote tier given as an object store instead of `[tiering] url` — for tests
+/// that wrap a store (fault injection, request counting).
+pub async fn serve_with_store(
+    listener: TcpListener,
+    config: Config,
+    store: Option<Arc<dyn chronik_tiering::object_store::ObjectStore>>,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
     let bound = listener.local_addr()?;
     let cache_config = config.cache.cache_config(&config.data_dir);
     let cache = chronik_cache::ChunkCache::open(cache_config)
         .await
         .map_err(|e| std::io::Error::other(format!("remote chunk cache: {e}")))?;
-    let broker = Broker::open(config, bound, Some(cache))?;
+    let broker = Broker::open(config, bound, Some(cache), store)?;
     tracing::info!(
         listen = %bound,
         advertised = %format!("{}:{}", broker.advertised.0, broker.advertised.1),
@@ -52,6 +63,13 @@ pub async fn serve(
     ));
     let tiering = tokio::spawn(tiering_loop(broker.clone(), stop_rx.clone()));
     let housekeeping = tokio::spawn(housekeeping(broker.clone(), stop_rx));
+    // If this future is dropped instead of shut down (a test simulating a crash), the broker's
+    // tasks must die with it rather than keep writing to files a new broker opens.
+    let _tasks = AbortOnDrop(vec![
+        acceptor.abort_handle(),
+        tiering.abort_handle(),
+        housekeeping.abort_handle(),
+    ]);
     shutdown.await;
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
@@ -69,6 +87,16 @@ pub async fn serve(
     }
     tracing::info!("logs closed cleanly");
     Ok(())
+}
+
+struct AbortOnDrop(Vec<tokio::task::AbortHandle>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
 }
 
 /// Copies sealed segments of tiered topics and applies retention across both tiers.

@@ -7,8 +7,6 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
-
 use chronik_tiering::object_store::ObjectStore;
 use chronik_tiering::{StoreOptions, open_store};
 use futures::TryStreamExt;
@@ -16,7 +14,7 @@ use futures::TryStreamExt;
 use common::*;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{Compression, RecordBatchDecoder};
+use kafka_protocol::records::Compression;
 
 /// Where the remote tier of one test run lives.
 #[derive(Clone)]
@@ -48,39 +46,6 @@ const TOPIC_CONFIGS: &[(&str, &str)] = &[
     ("local.retention.bytes", "1"),
 ];
 
-/// Reads every record value from `from` to the log end through Fetch.
-async fn read_values(c: &mut Client, topic: &str, from: i64) -> Vec<(i64, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut offset = from;
-    let end = c.list_offset(topic, 0, -1).await.offset;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while offset < end && Instant::now() < deadline {
-        let part = c.fetch(topic, 0, offset, 100, 64 * 1024).await;
-        assert_eq!(part.error_code, 0, "fetch at {offset}");
-        let mut records = part.records.unwrap_or_default();
-        for set in RecordBatchDecoder::decode_all(&mut records).expect("decode") {
-            for r in set.records {
-                if r.offset >= offset {
-                    offset = r.offset + 1;
-                    out.push((r.offset, r.value.map(|v| v.to_vec()).unwrap_or_default()));
-                }
-            }
-        }
-    }
-    out
-}
-
-async fn wait_until(what: &str, mut cond: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if cond().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out waiting for {what}");
-}
-
 #[tokio::test]
 async fn file_store() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -97,6 +62,20 @@ async fn s3_store() {
         eprintln!("note: s3_store skipped; set TIERING_TEST_S3_ENDPOINT (tests/run.sh does)");
         return;
     };
+    s3_run(endpoint).await;
+}
+
+/// The same suite on moto's S3 server (`localstack/moto.sh start`).
+#[tokio::test]
+async fn moto_store() {
+    let Ok(endpoint) = std::env::var("TIERING_TEST_MOTO_ENDPOINT") else {
+        eprintln!("note: moto_store skipped; set TIERING_TEST_MOTO_ENDPOINT (tests/run.sh does)");
+        return;
+    };
+    s3_run(endpoint).await;
+}
+
+async fn s3_run(endpoint: String) {
     let bucket = std::env::var("TIERING_TEST_S3_BUCKET").unwrap_or_else(|_| "chronik".into());
     let dir = tempfile::tempdir().expect("tempdir");
     let remote = Remote {

@@ -56,6 +56,7 @@ impl Broker {
         config: Config,
         bound: SocketAddr,
         cache: Option<chronik_cache::ChunkCache>,
+        store_override: Option<Arc<dyn chronik_tiering::object_store::ObjectStore>>,
     ) -> io::Result<Arc<Self>> {
         let data_dir = config.data_dir.clone();
         let meta_dir = data_dir.join(META_DIR);
@@ -102,8 +103,11 @@ impl Broker {
             allow_http: config.tiering.allow_http,
             ..Default::default()
         };
-        let store = chronik_tiering::open_store(&url, &options)
-            .map_err(|e| io::Error::other(format!("remote tier {url}: {e}")))?;
+        let store = match store_override {
+            Some(s) => s,
+            None => chronik_tiering::open_store(&url, &options)
+                .map_err(|e| io::Error::other(format!("remote tier {url}: {e}")))?,
+        };
         let remote = Arc::new(crate::remote::RemoteLogManager::new(
             store,
             metadata.clone(),

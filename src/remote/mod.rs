@@ -58,6 +58,9 @@ pub struct TieringMetrics {
     /// Sealed segments of tiered topics not yet copied, as of the last pass.
     pub segments_awaiting_upload: std::sync::atomic::AtomicU64,
     pub bytes_awaiting_upload: std::sync::atomic::AtomicU64,
+    /// Chunks fetched ahead of a sequential reader, and how many of them a read then used.
+    pub readahead_issued: std::sync::atomic::AtomicU64,
+    pub readahead_used: std::sync::atomic::AtomicU64,
 }
 
 /// A plain copy of [`TieringMetrics`].
@@ -71,6 +74,8 @@ pub struct TieringMetricsSnapshot {
     pub remote_read_bytes: u64,
     pub segments_awaiting_upload: u64,
     pub bytes_awaiting_upload: u64,
+    pub readahead_issued: u64,
+    pub readahead_used: u64,
 }
 
 impl TieringMetrics {
@@ -89,6 +94,8 @@ impl TieringMetrics {
             remote_read_bytes: self.remote_read_bytes.load(Relaxed),
             segments_awaiting_upload: self.segments_awaiting_upload.load(Relaxed),
             bytes_awaiting_upload: self.bytes_awaiting_upload.load(Relaxed),
+            readahead_issued: self.readahead_issued.load(Relaxed),
+            readahead_used: self.readahead_used.load(Relaxed),
         }
     }
 }
@@ -106,6 +113,8 @@ pub struct RemoteLogManager {
     cache: Option<ChunkCache>,
     metrics: TieringMetrics,
     store_metrics: Arc<chronik_tiering::StoreMetrics>,
+    /// Chunks fetched ahead and not yet read (bounded), to measure read-ahead usefulness.
+    prefetched: Mutex<std::collections::HashSet<chronik_cache::ChunkKey>>,
 }
 
 /// What the remote tier holds for one partition.
@@ -130,6 +139,7 @@ impl RemoteLogManager {
             store,
             metrics: TieringMetrics::default(),
             store_metrics,
+            prefetched: Mutex::new(std::collections::HashSet::new()),
             metadata,
             cluster,
             part_size,
@@ -178,6 +188,14 @@ impl RemoteLogManager {
         };
         let mut parts = Vec::with_capacity((last - first + 1) as usize);
         for index in first..=last {
+            if self
+                .prefetched
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&cache_chunk_key(m.segment_id, index))
+            {
+                TieringMetrics::add(&self.metrics.readahead_used, 1);
+            }
             let chunk = cache
                 .get_or_fetch(cache_chunk_key(m.segment_id, index), fetch_chunk(index))
                 .await?;
@@ -185,6 +203,14 @@ impl RemoteLogManager {
         }
         let next = last + 1;
         if next * cs < size && !cache.contains(&cache_chunk_key(m.segment_id, next)) {
+            {
+                let mut p = self.prefetched.lock().unwrap_or_else(|e| e.into_inner());
+                if p.len() >= 4096 {
+                    p.clear();
+                }
+                p.insert(cache_chunk_key(m.segment_id, next));
+            }
+            TieringMetrics::add(&self.metrics.readahead_issued, 1);
             let cache = cache.clone();
             let ahead = fetch_chunk(next);
             let id = m.segment_id;
@@ -547,8 +573,7 @@ impl RemoteLogManager {
         let mut pos = start;
         let mut window_start = start;
         let mut window = self
-            .store
-            .get_range(&log_key, start..(start + want).min(size))
+            .log_range(&log_key, m, start..(start + want).min(size))
             .await?;
         let corrupt = |why: &str| RemoteError::Corrupt(m.segment_id, why.to_string());
         // Skip batches that end before `offset`.
@@ -560,8 +585,7 @@ impl RemoteLogManager {
             if window.len() < at + BATCH_HEADER_LEN {
                 window_start = pos;
                 window = self
-                    .store
-                    .get_range(&log_key, pos..(pos + want).min(size))
+                    .log_range(&log_key, m, pos..(pos + want).min(size))
                     .await?;
                 if window.len() < BATCH_HEADER_LEN {
                     return Err(corrupt("truncated batch header"));

@@ -5,14 +5,14 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use indexmap::IndexMap;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
 use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -30,6 +30,15 @@ impl TestBroker {
     }
 
     pub async fn start_with(data_dir: &Path, tweak: impl FnOnce(&mut chronik::Config)) -> Self {
+        Self::start_with_store(data_dir, tweak, None).await
+    }
+
+    /// A broker whose remote tier is the given object store.
+    pub async fn start_with_store(
+        data_dir: &Path,
+        tweak: impl FnOnce(&mut chronik::Config),
+        store: Option<std::sync::Arc<dyn chronik_tiering::object_store::ObjectStore>>,
+    ) -> Self {
         // Broker logs show up in a failing test's output (RUST_LOG selects them).
         let _ = tracing_subscriber::fmt()
             .with_env_filter(
@@ -50,7 +59,7 @@ impl TestBroker {
         config.cache.disk_bytes = 96 << 20;
         tweak(&mut config);
         let (stop, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(chronik::serve(listener, config, async {
+        let task = tokio::spawn(chronik::serve_with_store(listener, config, store, async {
             let _ = rx.await;
         }));
         Self {
@@ -323,4 +332,37 @@ pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Reads every record value from `from` to the log end through Fetch.
+pub async fn read_values(c: &mut Client, topic: &str, from: i64) -> Vec<(i64, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut offset = from;
+    let end = c.list_offset(topic, 0, -1).await.offset;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while offset < end && Instant::now() < deadline {
+        let part = c.fetch(topic, 0, offset, 100, 64 * 1024).await;
+        assert_eq!(part.error_code, 0, "fetch at {offset}");
+        let mut records = part.records.unwrap_or_default();
+        for set in RecordBatchDecoder::decode_all(&mut records).expect("decode") {
+            for r in set.records {
+                if r.offset >= offset {
+                    offset = r.offset + 1;
+                    out.push((r.offset, r.value.map(|v| v.to_vec()).unwrap_or_default()));
+                }
+            }
+        }
+    }
+    out
+}
+
+pub async fn wait_until(what: &str, mut cond: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if cond().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}");
 }

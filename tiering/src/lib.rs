@@ -13,6 +13,7 @@
 
 mod credentials;
 mod error;
+mod faults;
 mod layout;
 mod metadata;
 mod metered;
@@ -22,6 +23,7 @@ mod upload;
 
 pub use credentials::{AwsChainCredentialProvider, DEFAULT_REGION, resolve_region};
 pub use error::TieringError;
+pub use faults::{FaultInjector, FaultyStore};
 pub use layout::{cache_chunk_key, segment_object_key};
 pub use metadata::{RemoteLogSegmentMetadata, RemoteSegmentState};
 pub use metered::{
