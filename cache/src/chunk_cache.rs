@@ -510,6 +510,48 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_corrupt_disk_entry_is_dropped_never_served() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = ChunkKey::new([9; 16], 0);
+        let good = chunk(0x5a, 50_000);
+        {
+            let cache = ChunkCache::open(config(dir.path())).await.unwrap();
+            cache.insert(key, good.clone()).unwrap();
+            cache.close().await.unwrap();
+        }
+        // Flip bytes in the middle of the stored chunk, wherever foyer put it.
+        let mut flipped = 0;
+        let mut stack = vec![dir.path().to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap().flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    stack.push(p);
+                    continue;
+                }
+                let mut raw = std::fs::read(&p).unwrap();
+                if let Some(at) = raw.windows(4096).position(|w| w.iter().all(|&b| b == 0x5a)) {
+                    for b in &mut raw[at + 100..at + 200] {
+                        *b ^= 0xff;
+                    }
+                    std::fs::write(&p, &raw).unwrap();
+                    flipped += 1;
+                }
+            }
+        }
+        assert!(flipped > 0, "the chunk was found on disk");
+        let cache = ChunkCache::open(config(dir.path())).await.unwrap();
+        let fresh = good.clone();
+        let got = cache
+            .get_or_fetch(key, async move { Ok::<_, RemoteDown>(fresh) })
+            .await
+            .unwrap();
+        assert_eq!(got, good, "a corrupt entry must be refetched, not served");
+        assert_eq!(cache.stats().fetches, 1);
+        cache.close().await.unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn changed_layout_discards_the_disk_tier() {
         let dir = tempfile::tempdir().unwrap();
         let key = ChunkKey::new([9; 16], 0);

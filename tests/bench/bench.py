@@ -351,9 +351,9 @@ def w1_java(broker, work, partitions):
     return measured(broker, lambda: producer_perf(broker, work, topic, CONFIG["records"], -1, warmup=warm))
 
 
-def w1_rdkafka(broker, work):
-    topic = "w1-rdkafka"
-    create_topic(broker.port, topic, 1)
+def w1_rdkafka(broker, work, partitions=1):
+    topic = "w1-rdkafka" if partitions == 1 else f"w1-rdkafka-p{partitions}"
+    create_topic(broker.port, topic, partitions)
     py = os.path.join(CACHE, "venv", "bin", "python")
 
     def run():
@@ -537,6 +537,9 @@ METRICS = [
     ("w1_rdkafka", "W1 librdkafka broker CPU s/GB", "broker_cpu_s_per_gb", False),
     ("w1_rdkafka", "W1 librdkafka load-generator CPU s/GB", "load_cpu_s_per_gb", False),
     ("w1_rdkafka", "W1 librdkafka broker peak RSS MB", "broker_peak_rss_mb", False),
+    ("w1_rdkafka_p16", "W1 librdkafka 16 partitions, MB/s", "mb_per_s", True),
+    ("w1_rdkafka_p16", "W1 librdkafka 16p broker CPU s/GB", "broker_cpu_s_per_gb", False),
+    ("w1_rdkafka_p16", "W1 librdkafka 16p load-generator CPU s/GB", "load_cpu_s_per_gb", False),
     ("w2", "W2 produce latency p50 (ms)", "p50_ms", False),
     ("w2", "W2 produce latency p99 (ms)", "p99_ms", False),
     ("w2", "W2 produce latency p99.9 (ms)", "p999_ms", False),
@@ -639,7 +642,7 @@ def render(doc):
 
 def utilisation(results, brokers):
     out = {}
-    for key in ("w1_p1", "w1_p16", "w1_rdkafka", "w4_warm", "w4_cold"):
+    for key in ("w1_p1", "w1_p16", "w1_rdkafka", "w1_rdkafka_p16", "w4_warm", "w4_cold"):
         per = {}
         for b in brokers:
             rs = [r for r in results.get(b, {}).get(key, []) if r.get("load_wall_s")]
@@ -703,6 +706,9 @@ def run():
                             if p != 1:
                                 add(b, f"w1_p{p}", w1_java(br, work, p))
                         add(b, "w1_rdkafka", w1_rdkafka(br, work))
+                        for p in cfg["w1_partitions"]:
+                            if p != 1:
+                                add(b, f"w1_rdkafka_p{p}", w1_rdkafka(br, work, p))
                     if "w4" in scen:
                         add(b, "w4_warm", w4_consume(br, work, "w1-p1", cfg["records"], f"warm-{rnd}"))
                         if cold:
