@@ -8,8 +8,10 @@ pub mod broker;
 pub mod config;
 pub mod group;
 pub mod handlers;
+pub mod http;
 pub mod log;
 pub mod metadata;
+pub mod metrics;
 pub mod network;
 pub mod protocol;
 pub mod remote;
@@ -31,13 +33,38 @@ pub async fn serve(
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    serve_with_store(listener, config, None, shutdown).await
+    // The admin port is auxiliary: if it cannot be bound the Kafka listener still serves, and
+    // the failure is logged (probes against it then fail visibly).
+    let http = if config.http.listen.is_empty() {
+        None
+    } else {
+        match TcpListener::bind(&config.http.listen).await {
+            Ok(l) => Some(l),
+            Err(e) => {
+                tracing::error!(listen = %config.http.listen, error = %e, "cannot bind the admin http port; serving Kafka without it");
+                None
+            }
+        }
+    };
+    serve_full(listener, http, config, None, shutdown).await
 }
 
 /// `serve` with the remote tier given as an object store instead of `[tiering] url` — for tests
 /// that wrap a store (fault injection, request counting).
 pub async fn serve_with_store(
     listener: TcpListener,
+    config: Config,
+    store: Option<Arc<dyn chronik_tiering::object_store::ObjectStore>>,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    serve_full(listener, None, config, store, shutdown).await
+}
+
+/// Everything `serve` does, with the admin HTTP listener given (already bound) instead of
+/// bound from `[http] listen`.
+pub async fn serve_full(
+    listener: TcpListener,
+    http: Option<TcpListener>,
     config: Config,
     store: Option<Arc<dyn chronik_tiering::object_store::ObjectStore>>,
     shutdown: impl Future<Output = ()>,
@@ -62,20 +89,38 @@ pub async fn serve_with_store(
         stop_rx.clone(),
     ));
     let tiering = tokio::spawn(tiering_loop(broker.clone(), stop_rx.clone()));
+    let admin = match http {
+        Some(l) => {
+            tracing::info!(listen = %l.local_addr()?, "admin http ready: /metrics /health /ready");
+            Some(tokio::spawn(http::serve(
+                l,
+                broker.clone(),
+                stop_rx.clone(),
+            )))
+        }
+        None => None,
+    };
     let housekeeping = tokio::spawn(housekeeping(broker.clone(), stop_rx));
     // If this future is dropped instead of shut down (a test simulating a crash), the broker's
     // tasks must die with it rather than keep writing to files a new broker opens.
-    let _tasks = AbortOnDrop(vec![
+    let mut handles = vec![
         acceptor.abort_handle(),
         tiering.abort_handle(),
         housekeeping.abort_handle(),
-    ]);
+    ];
+    if let Some(a) = &admin {
+        handles.push(a.abort_handle());
+    }
+    let _tasks = AbortOnDrop(handles);
     shutdown.await;
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
     let _ = acceptor.await;
     let _ = housekeeping.await;
     let _ = tiering.await;
+    if let Some(a) = admin {
+        let _ = a.await;
+    }
     let closing = broker.clone();
     tokio::task::spawn_blocking(move || closing.close())
         .await

@@ -37,6 +37,9 @@ enum Command {
         /// Broker id.
         #[arg(long)]
         node_id: Option<i32>,
+        /// Admin HTTP address (/metrics, /health, /ready); empty turns it off.
+        #[arg(long)]
+        http_listen: Option<String>,
         /// Log format: text or json.
         #[arg(long, default_value = "text")]
         log_format: String,
@@ -52,6 +55,7 @@ fn main() -> std::process::ExitCode {
             advertised,
             data_dir,
             node_id,
+            http_listen,
             log_format,
         } => {
             let filter =
@@ -70,6 +74,7 @@ fn main() -> std::process::ExitCode {
                 advertised,
                 data_dir,
                 node_id,
+                http_listen,
             };
             let config = match Config::load(path.as_deref(), std::env::vars(), &overrides) {
                 Ok(c) => c,

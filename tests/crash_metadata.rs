@@ -24,6 +24,8 @@ fn spawn(dir: &std::path::Path, port: u16) -> Child {
         .arg(format!("127.0.0.1:{port}"))
         .arg("--data-dir")
         .arg(dir)
+        .arg("--http-listen")
+        .arg("")
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     for (k, _) in std::env::vars() {

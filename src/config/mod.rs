@@ -37,6 +37,26 @@ pub struct Config {
     pub group: GroupConfig,
     pub tiering: TieringConfig,
     pub cache: CacheSettings,
+    pub http: HttpConfig,
+}
+
+/// The admin HTTP port: metrics, health and readiness.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Address of the admin HTTP listener; empty turns it off.
+    pub listen: String,
+    /// `/ready` fails when the data directory's file system has less free space than this.
+    pub ready_min_free_bytes: u64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:9644".into(),
+            ready_min_free_bytes: 256 << 20,
+        }
+    }
 }
 
 /// The hybrid memory/disk cache of remote-tier chunks.
@@ -195,6 +215,7 @@ impl Default for Config {
             group: GroupConfig::default(),
             tiering: TieringConfig::default(),
             cache: CacheSettings::default(),
+            http: HttpConfig::default(),
         }
     }
 }
@@ -243,6 +264,7 @@ pub struct Overrides {
     pub advertised: Option<String>,
     pub data_dir: Option<PathBuf>,
     pub node_id: Option<i32>,
+    pub http_listen: Option<String>,
 }
 
 /// The environment variable that names a config file when `--config` is not given.
@@ -282,6 +304,9 @@ impl Config {
         if let Some(v) = overrides.node_id {
             config.node_id = v;
         }
+        if let Some(v) = &overrides.http_listen {
+            config.http.listen = v.clone();
+        }
         config.validate()?;
         Ok(config)
     }
@@ -296,6 +321,11 @@ impl Config {
                     "kafka.advertised {:?} is not host:port",
                     self.kafka.advertised
                 ))
+            })?;
+        }
+        if !self.http.listen.is_empty() {
+            self.http.listen.parse::<SocketAddr>().map_err(|e| {
+                ConfigError::Invalid(format!("http.listen {:?}: {e}", self.http.listen))
             })?;
         }
         if self.node_id < 0 {

@@ -108,6 +108,7 @@ pub async fn handle(
             for (slot, p) in parts {
                 topics[slot].partitions.push(p);
             }
+            count_bytes_out(&topics);
             let out = FetchOut {
                 topics,
                 ..Default::default()
@@ -123,6 +124,7 @@ pub async fn handle(
                 for (slot, p) in parts {
                     topics[slot].partitions.push(p);
                 }
+                count_bytes_out(&topics);
                 let out = FetchOut {
                     topics,
                     ..Default::default()
@@ -242,4 +244,17 @@ async fn read_all(
         out.push((w.topic_slot, p));
     }
     (out, total, any_error)
+}
+
+/// Counts the record bytes of an answered fetch per topic.
+fn count_bytes_out(topics: &[TopicOut]) {
+    let m = crate::metrics::get();
+    for t in topics {
+        let bytes: usize = t.partitions.iter().map(|p| p.records.len()).sum();
+        if bytes > 0 {
+            m.bytes_out
+                .with_label_values(&[t.name.as_str()])
+                .inc_by(bytes as u64);
+        }
+    }
 }

@@ -150,7 +150,15 @@ pub async fn handle(
                 continue;
             }
             match partition.append(&batches, now) {
-                Ok(info) => partitions.push(partition_ok(index, info)),
+                Ok(info) => {
+                    if !info.duplicate {
+                        crate::metrics::get()
+                            .bytes_in
+                            .with_label_values(&[topic.name.as_str()])
+                            .inc_by(records.len() as u64);
+                    }
+                    partitions.push(partition_ok(index, info))
+                }
                 Err(e) => {
                     let c = if partition.is_deleted() {
                         code(ResponseError::UnknownTopicOrPartition)

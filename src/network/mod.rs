@@ -46,7 +46,11 @@ pub async fn accept_loop(
                 let broker = broker.clone();
                 let shutdown = shutdown.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = serve_connection(stream, peer, broker, shutdown).await {
+                    let connections = &crate::metrics::get().connections;
+                    connections.inc();
+                    let result = serve_connection(stream, peer, broker, shutdown).await;
+                    connections.dec();
+                    if let Err(e) = result {
                         tracing::debug!(%peer, error = %e, "connection ended with an error");
                     }
                     drop(permit);

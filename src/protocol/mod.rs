@@ -161,12 +161,36 @@ pub async fn handle_frame(
         client_id: header.client_id.map(|c| c.to_string()),
         client_host: client_host.to_string(),
     };
+    let started = std::time::Instant::now();
+    let result = route(broker, &ctx, frame).await;
+    let m = crate::metrics::get();
+    let name = format!("{api:?}");
+    m.requests
+        .with_label_values(&[name.as_str(), &version.to_string()])
+        .inc();
+    m.request_seconds
+        .with_label_values(&[name.as_str()])
+        .observe(started.elapsed().as_secs_f64());
+    result
+}
+
+async fn route(
+    broker: &Arc<Broker>,
+    ctx: &RequestContext,
+    mut frame: Bytes,
+) -> Result<Option<Response>, ProtocolError> {
+    let (api, version) = (ctx.api, ctx.version);
+    let malformed = |e: anyhow::Error| ProtocolError::Malformed {
+        api,
+        version,
+        reason: e.to_string(),
+    };
     let b = broker;
     macro_rules! route {
         ($req:ty, $handler:path) => {{
             let req = <$req>::decode(&mut frame, version).map_err(malformed)?;
-            let resp = $handler(b, &ctx, req).await;
-            encode_response(&ctx, &resp).map(Some)
+            let resp = $handler(b, ctx, req).await;
+            encode_response(ctx, &resp).map(Some)
         }};
     }
     match api {
@@ -178,18 +202,18 @@ pub async fn handle_frame(
         ApiKey::Produce => {
             let req = ProduceRequest::decode(&mut frame, version).map_err(malformed)?;
             let acks = req.acks;
-            let resp = handlers::produce::handle(b, &ctx, req).await;
+            let resp = handlers::produce::handle(b, ctx, req).await;
             if acks == 0 {
                 return Ok(None);
             }
-            encode_response(&ctx, &resp).map(Some)
+            encode_response(ctx, &resp).map(Some)
         }
         ApiKey::InitProducerId => {
             route!(InitProducerIdRequest, handlers::produce::init_producer_id)
         }
         ApiKey::Fetch => {
             let req = FetchRequest::decode(&mut frame, version).map_err(malformed)?;
-            handlers::fetch::handle(b, &ctx, req).await.map(Some)
+            handlers::fetch::handle(b, ctx, req).await.map(Some)
         }
         ApiKey::ListOffsets => route!(ListOffsetsRequest, handlers::offsets::list_offsets),
         ApiKey::OffsetForLeaderEpoch => {

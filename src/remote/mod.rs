@@ -148,6 +148,17 @@ impl RemoteLogManager {
         }
     }
 
+    /// One cheap request to the object store, for readiness checks.
+    pub async fn probe(&self) -> Result<(), RemoteError> {
+        use futures::StreamExt;
+        let prefix = ObjectPath::from(self.cluster.as_str());
+        let mut listing = self.store.list(Some(&prefix));
+        match listing.next().await {
+            None | Some(Ok(_)) => Ok(()),
+            Some(Err(e)) => Err(e.into()),
+        }
+    }
+
     pub fn cache(&self) -> Option<&ChunkCache> {
         self.cache.as_ref()
     }
