@@ -18,7 +18,7 @@ use kafka_protocol::error::ResponseError;
 use crate::config::GroupConfig;
 use crate::metadata::{CommittedOffset, MetadataRecord, MetadataStore};
 use state::Group;
-pub use state::{GroupState, JoinRequest, JoinResult, Reply, SyncResult, Timing};
+pub use state::{GroupState, JoinRequest, JoinResult, Reply, SyncRequest, SyncResult, Timing};
 
 /// One partition's offset in a commit.
 pub struct OffsetToCommit {
@@ -102,17 +102,7 @@ impl GroupCoordinator {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    pub async fn sync(
-        &self,
-        group_id: &str,
-        member_id: &str,
-        instance_id: Option<&str>,
-        generation: i32,
-        protocol_type: Option<&str>,
-        protocol_name: Option<&str>,
-        assignments: Vec<(String, Bytes)>,
-    ) -> SyncResult {
+    pub async fn sync(&self, group_id: &str, req: SyncRequest) -> SyncResult {
         if group_id.is_empty() {
             return SyncResult::error(ResponseError::InvalidGroupId);
         }
@@ -121,15 +111,7 @@ impl GroupCoordinator {
             let Some(group) = groups.get_mut(group_id) else {
                 return SyncResult::error(ResponseError::UnknownMemberId);
             };
-            group.sync(
-                member_id,
-                instance_id,
-                generation,
-                protocol_type,
-                protocol_name,
-                assignments,
-                Instant::now(),
-            )
+            group.sync(req, Instant::now())
         };
         match reply {
             Reply::Now(r) => r,

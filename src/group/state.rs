@@ -89,6 +89,16 @@ pub struct JoinRequest {
     pub require_known_member_id: bool,
 }
 
+/// A SyncGroup call: the member, its generation, and (from the leader) the assignments.
+pub struct SyncRequest {
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub generation: i32,
+    pub protocol_type: Option<String>,
+    pub protocol_name: Option<String>,
+    pub assignments: Vec<(String, Bytes)>,
+}
+
 pub struct Member {
     pub id: String,
     pub instance_id: Option<String>,
@@ -552,17 +562,17 @@ impl Group {
         Ok(())
     }
 
-    #[allow(clippy::too_many_arguments)]
-    pub fn sync(
-        &mut self,
-        member_id: &str,
-        instance_id: Option<&str>,
-        generation: i32,
-        protocol_type: Option<&str>,
-        protocol_name: Option<&str>,
-        assignments: Vec<(String, Bytes)>,
-        now: Instant,
-    ) -> Reply<SyncResult> {
+    pub fn sync(&mut self, req: SyncRequest, now: Instant) -> Reply<SyncResult> {
+        let SyncRequest {
+            member_id,
+            instance_id,
+            generation,
+            protocol_type,
+            protocol_name,
+            assignments,
+        } = req;
+        let (member_id, instance_id) = (member_id.as_str(), instance_id.as_deref());
+        let (protocol_type, protocol_name) = (protocol_type.as_deref(), protocol_name.as_deref());
         if let Err(e) = self.check_member(member_id, instance_id) {
             return Reply::Now(SyncResult::error(e));
         }
@@ -787,6 +797,22 @@ mod tests {
         }
     }
 
+    fn sync_req(
+        member: &str,
+        instance: Option<&str>,
+        generation: i32,
+        assignments: Vec<(String, Bytes)>,
+    ) -> SyncRequest {
+        SyncRequest {
+            member_id: member.to_string(),
+            instance_id: instance.map(String::from),
+            generation,
+            protocol_type: None,
+            protocol_name: None,
+            assignments,
+        }
+    }
+
     fn now_value<T>(r: Reply<T>) -> T {
         match r {
             Reply::Now(v) => v,
@@ -825,21 +851,21 @@ mod tests {
         let now = Instant::now();
         let (a, b) = join_two(&mut g, now);
         assert_eq!(g.state, GroupState::CompletingRebalance);
-        let Reply::Later(mut wb) = g.sync(&b, None, 2, None, None, vec![], now) else {
+        let Reply::Later(mut wb) = g.sync(sync_req(&b, None, 2, vec![]), now) else {
             panic!("follower waits for the leader")
         };
-        let sa = now_value(g.sync(
+        let mut leader = sync_req(
             &a,
             None,
             2,
-            Some("consumer"),
-            Some("range"),
             vec![
                 (a.clone(), Bytes::from_static(b"A")),
                 (b.clone(), Bytes::from_static(b"B")),
             ],
-            now,
-        ));
+        );
+        leader.protocol_type = Some("consumer".into());
+        leader.protocol_name = Some("range".into());
+        let sa = now_value(g.sync(leader, now));
         assert_eq!(sa.assignment, Bytes::from_static(b"A"));
         assert_eq!(
             wb.try_recv().expect("answered").assignment,
@@ -872,7 +898,7 @@ mod tests {
         let mut g = Group::new("g");
         let now = Instant::now();
         let (a, b) = join_two(&mut g, now);
-        let _ = g.sync(&a, None, 2, None, None, vec![], now);
+        let _ = g.sync(sync_req(&a, None, 2, vec![]), now);
         let later = now + Duration::from_secs(8);
         assert_eq!(g.heartbeat(&a, None, 2, later), Ok(()));
         g.tick(now + Duration::from_secs(11), &T);
@@ -898,12 +924,12 @@ mod tests {
         let j1 = r1b.try_recv().expect("done");
         let j2 = r2.try_recv().expect("done");
         let _ = g.sync(
-            &j1.member_id,
-            Some("i1"),
-            j1.generation,
-            None,
-            None,
-            vec![(j2.member_id.clone(), Bytes::from_static(b"P"))],
+            sync_req(
+                &j1.member_id,
+                Some("i1"),
+                j1.generation,
+                vec![(j2.member_id.clone(), Bytes::from_static(b"P"))],
+            ),
             now,
         );
         assert_eq!(g.state, GroupState::Stable);
@@ -917,12 +943,7 @@ mod tests {
             Err(ResponseError::FencedInstanceId)
         );
         let s = now_value(g.sync(
-            &again.member_id,
-            Some("i2"),
-            again.generation,
-            None,
-            None,
-            vec![],
+            sync_req(&again.member_id, Some("i2"), again.generation, vec![]),
             now,
         ));
         assert_eq!(s.assignment, Bytes::from_static(b"P"));

@@ -11,7 +11,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::{code, msg};
 use crate::broker::Broker;
-use crate::group::{JoinRequest, OffsetToCommit};
+use crate::group::{JoinRequest, OffsetToCommit, SyncRequest};
 use crate::protocol::RequestContext;
 
 fn s(v: impl Into<String>) -> StrBytes {
@@ -145,21 +145,19 @@ pub async fn sync_group(
     ctx: &RequestContext,
     req: SyncGroupRequest,
 ) -> SyncGroupResponse {
-    let r = broker
-        .groups
-        .sync(
-            req.group_id.0.as_str(),
-            req.member_id.as_str(),
-            req.group_instance_id.as_ref().map(|i| i.as_str()),
-            req.generation_id,
-            req.protocol_type.as_ref().map(|t| t.as_str()),
-            req.protocol_name.as_ref().map(|n| n.as_str()),
-            req.assignments
-                .iter()
-                .map(|a| (a.member_id.to_string(), a.assignment.clone()))
-                .collect(),
-        )
-        .await;
+    let sync = SyncRequest {
+        member_id: req.member_id.to_string(),
+        instance_id: req.group_instance_id.as_ref().map(|i| i.to_string()),
+        generation: req.generation_id,
+        protocol_type: req.protocol_type.as_ref().map(|t| t.to_string()),
+        protocol_name: req.protocol_name.as_ref().map(|n| n.to_string()),
+        assignments: req
+            .assignments
+            .iter()
+            .map(|a| (a.member_id.to_string(), a.assignment.clone()))
+            .collect(),
+    };
+    let r = broker.groups.sync(req.group_id.0.as_str(), sync).await;
     let resp = SyncGroupResponse::default()
         .with_error_code(r.error)
         .with_assignment(r.assignment);
