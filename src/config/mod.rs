@@ -177,6 +177,9 @@ pub struct KafkaConfig {
     pub request_max_bytes: u32,
     /// Connections idle this long are closed (`connections.max.idle.ms`).
     pub idle_timeout_ms: u64,
+    /// Requests slower than this are logged with their request id (client id:correlation id);
+    /// long-polling Fetch and group joins are exempt.
+    pub slow_request_ms: u64,
 }
 
 /// Broker-wide defaults for topic configurations (Kafka's `log.*` settings).
@@ -228,6 +231,7 @@ impl Default for KafkaConfig {
             max_connections: 10_000,
             request_max_bytes: 100 * 1024 * 1024,
             idle_timeout_ms: 600_000,
+            slow_request_ms: 1000,
         }
     }
 }

@@ -163,6 +163,22 @@ pub async fn handle_frame(
     };
     let started = std::time::Instant::now();
     let result = route(broker, &ctx, frame).await;
+    let elapsed = started.elapsed();
+    // Long polls wait on purpose; any other request this slow is worth a line that names it.
+    if api != ApiKey::Fetch
+        && api != ApiKey::JoinGroup
+        && api != ApiKey::SyncGroup
+        && elapsed.as_millis() as u64 >= broker.config.kafka.slow_request_ms
+    {
+        tracing::warn!(
+            request_id = %format!("{}:{}", ctx.client_id.as_deref().unwrap_or("-"), ctx.correlation_id),
+            api = ?api,
+            version,
+            client_host = %ctx.client_host,
+            elapsed_ms = elapsed.as_millis() as u64,
+            "slow request"
+        );
+    }
     let m = crate::metrics::get();
     let name = format!("{api:?}");
     m.requests
