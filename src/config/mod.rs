@@ -413,6 +413,12 @@ fn apply_env(
         if !name.starts_with("CHRONIK_") || name == CONFIG_ENV {
             continue;
         }
+        // Kubernetes adds `<SERVICE>_SERVICE_HOST`, `<SERVICE>_PORT…` for every Service, so a
+        // Service named `chronik` must not stop the broker. No config section is called
+        // `service` or `port`, so these names can never be a misspelt key.
+        if name.starts_with("CHRONIK_SERVICE_") || name.starts_with("CHRONIK_PORT") {
+            continue;
+        }
         let Some((_, section, key)) = known.iter().find(|(n, _, _)| *n == name) else {
             return Err(ConfigError::UnknownEnv(name));
         };
@@ -467,6 +473,9 @@ mod tests {
                 ("CHRONIK_LOG_NUM_PARTITIONS", "6"),
                 ("CHRONIK_KAFKA_LISTEN", "127.0.0.1:19092"),
                 ("PATH", "/bin"),
+                // Kubernetes service links of a Service named "chronik".
+                ("CHRONIK_SERVICE_HOST", "10.0.0.1"),
+                ("CHRONIK_PORT_9092_TCP_ADDR", "10.0.0.1"),
             ]),
             &Overrides {
                 node_id: Some(7),
