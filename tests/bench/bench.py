@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Chronik vs Apache Kafka benchmark (issue 3). Started by tests/bench/run.sh, which installs the
-tools and sets the environment; see docs/performance.md for what every scenario measures.
+"""Chronik vs Apache Kafka benchmark (issue 3), plus W5, the remote tier and its chunk cache on
+LocalStack (issue 6, chronik only). Started by tests/bench/run.sh, which installs the tools and
+sets the environment; see docs/performance.md for what every scenario measures.
 
     bench.py run                 measure the machine, then both brokers, print the table, write JSON
     bench.py report FILE.json    print the table of an earlier run again
@@ -25,7 +26,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 CACHE = os.environ.get("CHRONIK_TEST_CACHE", os.path.expanduser("~/.cache/chronik-tests"))
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-ALL_SCENARIOS = ["limits", "w1", "w2", "w3", "w4", "restart"]
+# The default list. w5 (remote tier on LocalStack, chronik only) adds ~3 min at W5_MB=1000.
+ALL_SCENARIOS = ["limits", "w1", "w2", "w3", "w4", "restart", "w5"]
+OPT_IN_SCENARIOS = []   # scenarios that run only when named in SCENARIOS
 
 
 def env_int(name, default):
@@ -199,8 +202,12 @@ def first_produce(port, deadline):
 class Chronik:
     name = "chronik"
 
-    def __init__(self, port, data_dir):
+    def __init__(self, port, data_dir, extra_env=None):
         self.port, self.dir = port, data_dir
+        # CHRONIK_* variables of the runner's own environment never reach the broker (every broker
+        # runs with its defaults); extra_env is the deliberate way to configure one (W5's remote
+        # tier and cache). The broker rejects CHRONIK_* names it does not know.
+        self.extra_env = dict(extra_env or {})
         self.bin = os.environ.get("CHRONIK_BIN_PATH") or os.path.join(
             os.environ.get("CARGO_TARGET_DIR", os.path.expanduser("~/.cache/chronik-target")),
             "release", "chronik")
@@ -208,6 +215,7 @@ class Chronik:
     def start(self):
         os.makedirs(self.dir, exist_ok=True)
         env = {k: v for k, v in os.environ.items() if not k.startswith("CHRONIK_")}
+        env.update(self.extra_env)
         self.logf = open(os.path.join(self.dir, "chronik.log"), "a")
         self.proc = subprocess.Popen(
             on_core(BROKER_CPU, [self.bin, "serve", "--listen", f"127.0.0.1:{self.port}",
@@ -273,15 +281,18 @@ class Kafka:
                        timeout=90)
 
 
-def make_broker(name, run_dir):
+def make_broker(name, run_dir, extra_env=None):
     port = CONFIG["port"] + (0 if name == "chronik" else 10)
-    return {"chronik": Chronik, "kafka": Kafka}[name](port, os.path.join(run_dir, name))
+    if name == "chronik":
+        return Chronik(port, os.path.join(run_dir, name), extra_env)
+    return Kafka(port, os.path.join(run_dir, name))
 
 
-def create_topic(port, topic, partitions):
+def create_topic(port, topic, partitions, config=None):
     from confluent_kafka.admin import AdminClient, NewTopic
     a = AdminClient({"bootstrap.servers": f"127.0.0.1:{port}"})
-    fut = a.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)],
+    fut = a.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1,
+                                    config=dict(config or {}))],
                           operation_timeout=30)
     fut[topic].result(60)
     # wait until every partition has a leader
@@ -405,33 +416,44 @@ def restart_times(work):
     return out
 
 
+def consumer_perf(broker, work, topic, records, label, heap="1g"):
+    """One ConsumerPerformance run (group `bench-LABEL`); its fetch-phase rate and rusage."""
+    args = ["--bootstrap-server", f"127.0.0.1:{broker.port}", "--topic", topic,
+            "--num-records", str(records), "--timeout", "30000", "--group", f"bench-{label}"]
+    out = os.path.join(work, f"w4-{label}.out")
+    rc, text, cpu, wall = run_load(java_tool("org.apache.kafka.tools.ConsumerPerformance", args, heap=heap), out)
+    lines = [l.strip() for l in text.splitlines()]
+    # The tool logs to stdout too: the header is the line starting with start.time and the
+    # values are the next line with as many comma-separated fields that starts with a date.
+    hdr = next((l for l in lines if l.startswith("start.time")), None)
+    keys = [k.strip() for k in hdr.split(",")] if hdr else []
+    row = next((l for l in lines if re.match(r"\d{4}-\d\d-\d\d ", l) and len(l.split(",")) == len(keys)),
+               None)
+    if rc != 0 or not keys or row is None:
+        raise RuntimeError(f"ConsumerPerformance failed (rc {rc}), see {out}:\n{text[-1500:]}")
+    vals = [v.strip() for v in row.split(",")]
+    d = dict(zip(keys, vals))
+    n = int(float(d["data.consumed.in.nMsg"]))
+    fetch_ms = float(d["fetch.time.ms"])
+    if n < records:
+        raise RuntimeError(f"ConsumerPerformance read {n} of {records} records, see {out}")
+    r = {"records": n, "bytes": n * CONFIG["record_size"],
+            "records_per_s": round(n / (fetch_ms / 1000.0), 1),
+            "mb_per_s": round(n * CONFIG["record_size"] / (fetch_ms / 1000.0) / 1e6, 2),
+            "fetch_ms": fetch_ms, "rebalance_ms": float(d["rebalance.time.ms"]),
+            "load_cpu_s": round(cpu, 3), "load_wall_s": round(wall, 3)}
+    try:  # wall-clock end of the fetch phase ("2026-11-27 15:44:52:123"), to line up parallel runs
+        day, hms = d["end.time"].rsplit(" ", 1)
+        h, mi, sec, ms = hms.split(":")
+        end = time.mktime(time.strptime(f"{day} {h}:{mi}:{sec}", "%Y-%m-%d %H:%M:%S")) + int(ms) / 1000.0
+        r["fetch_end_epoch"], r["fetch_start_epoch"] = end, end - fetch_ms / 1000.0
+    except (KeyError, ValueError):
+        pass
+    return r
+
+
 def w4_consume(broker, work, topic, records, label):
-    def run():
-        args = ["--bootstrap-server", f"127.0.0.1:{broker.port}", "--topic", topic,
-                "--num-records", str(records), "--timeout", "30000", "--group", f"bench-{label}"]
-        out = os.path.join(work, f"w4-{label}.out")
-        rc, text, cpu, wall = run_load(java_tool("org.apache.kafka.tools.ConsumerPerformance", args), out)
-        lines = [l.strip() for l in text.splitlines()]
-        # The tool logs to stdout too: the header is the line starting with start.time and the
-        # values are the next line with as many comma-separated fields that starts with a date.
-        hdr = next((l for l in lines if l.startswith("start.time")), None)
-        keys = [k.strip() for k in hdr.split(",")] if hdr else []
-        row = next((l for l in lines if re.match(r"\d{4}-\d\d-\d\d ", l) and len(l.split(",")) == len(keys)),
-                   None)
-        if rc != 0 or not keys or row is None:
-            raise RuntimeError(f"ConsumerPerformance failed (rc {rc}), see {out}:\n{text[-1500:]}")
-        vals = [v.strip() for v in row.split(",")]
-        d = dict(zip(keys, vals))
-        n = int(float(d["data.consumed.in.nMsg"]))
-        fetch_ms = float(d["fetch.time.ms"])
-        if n < records:
-            raise RuntimeError(f"ConsumerPerformance read {n} of {records} records, see {out}")
-        return {"records": n, "bytes": n * CONFIG["record_size"],
-                "records_per_s": round(n / (fetch_ms / 1000.0), 1),
-                "mb_per_s": round(n * CONFIG["record_size"] / (fetch_ms / 1000.0) / 1e6, 2),
-                "fetch_ms": fetch_ms, "rebalance_ms": float(d["rebalance.time.ms"]),
-                "load_cpu_s": round(cpu, 3), "load_wall_s": round(wall, 3)}
-    return measured(broker, run)
+    return measured(broker, lambda: consumer_perf(broker, work, topic, records, label))
 
 
 def w2_latency(broker, work, rate):
@@ -458,6 +480,430 @@ def w3_e2e(broker, work, rate):
         r.update(bytes=r["sent"] * CONFIG["record_size"], load_cpu_s=round(cpu, 3), load_wall_s=round(wall, 3))
         return r
     return measured(broker, run)
+
+
+# --- W5: the remote tier and its chunk cache (chronik only) --------------------------------------
+
+W5 = {
+    "mb": env_float("W5_MB", 1000),                          # MB (10^6 B) produced to the tiered topic
+    "segment_bytes": env_int("W5_SEGMENT_BYTES", 64 << 20),
+    "memory_bytes": env_int("W5_CACHE_MEMORY_BYTES", 256 << 20),
+    "disk_bytes": env_int("W5_CACHE_DISK_BYTES", 4 << 30),
+    "chunk_bytes": env_int("W5_CACHE_CHUNK_BYTES", 4 << 20),
+    "small_memory_bytes": env_int("W5_SMALL_MEMORY_BYTES", 64 << 20),   # (g) working set 2x the cache
+    "small_disk_bytes": env_int("W5_SMALL_DISK_BYTES", 256 << 20),
+    "fanout": env_int("W5_FANOUT", 10),                      # (f) concurrent consumers
+    "fanout_mb": env_float("W5_FANOUT_MB", 256),             # (f) the range they all read
+    "fanout_heap": os.environ.get("W5_FANOUT_HEAP", "256m"),
+    "s3_port": env_int("W5_S3_PORT", env_int("BENCH_PORT", 39092) + 30),
+    "s3_cpu": os.environ.get("W5_S3_CPU", BROKER_CPU),       # LocalStack's core (taskset)
+    "tier_timeout": env_int("W5_TIER_TIMEOUT", 900),         # s to wait for the uploads
+}
+
+
+class LocalStack:
+    """localstack/start.sh on its own port; stopped at the end only if this run started it."""
+
+    def __init__(self, port):
+        self.port = port
+        self.home = os.environ.get("LOCALSTACK_HOME", os.path.expanduser("~/.cache/chronik-localstack"))
+        self.logfile = os.path.join(self.home, f"localstack-{port}.log")
+        self.pidfile = os.path.join(self.home, f"localstack-{port}.pid")
+        self.endpoint = f"http://127.0.0.1:{port}"
+        self.python = os.path.join(self.home, "venv", "bin", "python")
+        self.started = False
+
+    def _alive(self):
+        try:
+            os.kill(int(open(self.pidfile).read().strip()), 0)
+            return True
+        except (OSError, ValueError):
+            return False
+
+    def start(self):
+        self.started = not self._alive()
+        env = dict(os.environ, PORT=str(self.port), BUCKET="chronik")
+        r = subprocess.run(on_core(W5["s3_cpu"], [os.path.join(ROOT, "localstack", "start.sh")]), env=env,
+                           capture_output=True, text=True, timeout=900)
+        if r.returncode != 0:
+            raise RuntimeError(f"localstack/start.sh failed:\n{r.stderr[-2000:]}")
+        self.pid = int(open(self.pidfile).read().strip())
+        log(f"  LocalStack {self.endpoint} pid {self.pid} ({'started' if self.started else 'already running'}), "
+            f"log {self.logfile}")
+
+    def stop(self):
+        if self.started:
+            subprocess.run([os.path.join(ROOT, "localstack", "stop.sh")], env=dict(os.environ, PORT=str(self.port)),
+                           capture_output=True, timeout=60)
+
+    def cpu_s(self):
+        """CPU seconds of the LocalStack process (all its threads); None if unreadable."""
+        try:
+            return cpu_seconds(self.pid)
+        except OSError:
+            return None
+
+    def mark(self):
+        """A point in LocalStack's log and CPU time, for ops_since() and cpu_since()."""
+        return (os.path.getsize(self.logfile), self.cpu_s())
+
+    def cpu_since(self, mark):
+        now = self.cpu_s()
+        return round(now - mark[1], 3) if now is not None and mark[1] is not None else None
+
+    def ops_since(self, mark):
+        """S3 operations LocalStack logged after `mark`, by name."""
+        counts = {}
+        with open(self.logfile, "rb") as f:
+            f.seek(mark[0])
+            for m in re.finditer(rb"AWS s3\.(\w+) => (\d+)", f.read()):
+                k = m.group(1).decode()
+                counts[k] = counts.get(k, 0) + 1
+        return counts
+
+
+def broker_has_http(binary):
+    """Whether this chronik binary has the admin HTTP port (`--http-listen`, /metrics)."""
+    try:
+        out = subprocess.run([binary, "serve", "--help"], capture_output=True, text=True, timeout=30)
+        return "--http-listen" in out.stdout + out.stderr
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def cache_counters(http_port):
+    """chronik_cache_counter and chronik_tiering_counter from /metrics, as {"cache.what": value};
+    {} when the port does not answer."""
+    import urllib.request
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/metrics", timeout=5) as r:
+            text = r.read().decode()
+    except OSError:
+        return {}
+    out = {}
+    for m in re.finditer(r'^chronik_(cache|tiering)_counter\{what="(\w+)"\} (\S+)$', text, re.M):
+        out[f"{m.group(1)}.{m.group(2)}"] = float(m.group(3))
+    return out
+
+
+def get_offset(port, topic, spec, work):
+    """ListOffsets through Kafka's GetOffsetShell (`--time -1|-2|-4|-5`); None when absent."""
+    out = os.path.join(work, f"offsets-{topic}{spec}.out")
+    rc, text, _, _ = run_load(java_tool("org.apache.kafka.tools.GetOffsetShell",
+                                        ["--bootstrap-server", f"127.0.0.1:{port}", "--topic", topic,
+                                         "--partitions", "0", "--time", str(spec)], heap="256m"), out, timeout=60)
+    m = re.search(rf"^{re.escape(topic)}:0:(-?\d+)\s*$", text, re.M)
+    return int(m.group(1)) if m else None
+
+
+def local_segments(data_dir, topic):
+    """The .log files of partition 0 of `topic` in the broker's data directory."""
+    found = []
+    for d, _, files in os.walk(data_dir):
+        if os.path.basename(d) == f"{topic}-0":
+            found += [os.path.join(d, f) for f in files if f.endswith(".log")]
+    return sorted(found)
+
+
+def disk_usage(path):
+    """Allocated bytes under path (like du)."""
+    total = 0
+    for d, _, files in os.walk(path):
+        for f in files:
+            try:
+                total += os.lstat(os.path.join(d, f)).st_blocks * 512
+            except OSError:
+                pass
+    return total
+
+
+def rss_mb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    return None
+
+
+def w5_remote(work, add):
+    """W5 (issue 6): consume from the remote tier (LocalStack S3) through the chunk cache: cold and
+    warm against a local read and the raw ranged-GET rate, GETs per MB, ten consumers on one cold
+    range, and a working set twice the cache. Adds its results with add("chronik", key, r) and
+    returns the summary of its targets."""
+    w = W5
+    rs = CONFIG["record_size"]
+    ls = LocalStack(w["s3_port"])
+    ls.start()
+    prefix = f"bench-{os.urandom(4).hex()}"
+    data = os.path.join(work, "chronik", "data")
+    cache_dir = os.path.join(data, "cache")
+
+    http_port = CONFIG["port"] + 31
+    http = broker_has_http(Chronik(0, work).bin)
+
+    def broker_env(memory, disk):
+        env = {"CHRONIK_HTTP_LISTEN": f"127.0.0.1:{http_port}"} if http else {}
+        return env | {"CHRONIK_TIERING_URL": f"s3://chronik/{prefix}",
+                "CHRONIK_TIERING_ENDPOINT": ls.endpoint,
+                "CHRONIK_TIERING_ALLOW_HTTP": "true",
+                "CHRONIK_TIERING_REGION": "us-east-1",
+                "CHRONIK_TIERING_INTERVAL_MS": "200",
+                "CHRONIK_CACHE_MEMORY_BYTES": str(memory),
+                "CHRONIK_CACHE_DISK_BYTES": str(disk),
+                "CHRONIK_CACHE_CHUNK_BYTES": str(w["chunk_bytes"]),
+                "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
+                "AWS_EC2_METADATA_DISABLED": "true"}
+
+    br = make_broker("chronik", work, broker_env(w["memory_bytes"], w["disk_bytes"]))
+    summary = {"prefix": prefix, "endpoint": ls.endpoint, "localstack_started_here": ls.started,
+               "config": dict(w)}
+    can_drop = can_drop_caches()
+
+    def cold_restart(env=None):
+        """Clean stop, empty cache directory, page caches dropped, start again."""
+        br.stop()
+        shutil.rmtree(cache_dir, ignore_errors=True)
+        if env is not None:
+            br.extra_env = env
+        if can_drop:
+            drop_caches()
+        else:
+            subprocess.run(["sync"])
+        br.start()
+
+    def take_mark():
+        return ls.mark() + ((cache_counters(http_port) if http else {}),)
+
+    py = os.path.join(CACHE, "venv", "bin", "python")
+    try:
+        br.start()
+        topic = "w5-remote"
+        create_topic(br.port, topic, 1, {"remote.storage.enable": "true",
+                                         "segment.bytes": str(w["segment_bytes"]),
+                                         "local.retention.bytes": "1"})
+        records = int(w["mb"] * 1e6 / rs)
+        log(f"W5: producing {records:,} records ({w['mb']:.0f} MB) to {topic} (librdkafka)")
+        cmd = on_core(LOAD_CPU, [py, os.path.join(HERE, "rdkafka_produce.py"), f"127.0.0.1:{br.port}",
+                                 topic, str(records), str(rs), "--timeout", str(CONFIG["load_timeout"] - 10)])
+        rc, text, _, wall = run_load(cmd, os.path.join(work, f"{topic}.out"))
+        if rc != 0:
+            raise RuntimeError(f"rdkafka_produce failed (rc {rc}):\n{text[-1500:]}")
+        summary["produce_s"] = round(wall, 1)
+
+        # Wait until everything but the active segment left local disk: one local .log file, and
+        # ListOffsets earliest-local (-4) at its base offset.
+        log("W5: waiting for the uploads (ListOffsets -4 via GetOffsetShell)")
+        t0 = time.monotonic()
+        deadline = t0 + w["tier_timeout"]
+        earliest_local = None
+        while True:
+            segs = local_segments(data, topic)
+            if len(segs) == 1:
+                base = int(os.path.basename(segs[0]).split(".")[0])
+                earliest_local = get_offset(br.port, topic, -4, work)
+                if earliest_local is not None and earliest_local == base and base > 0:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"W5: not tiered after {w['tier_timeout']} s: {len(segs)} local segments, "
+                                   f"earliest-local {earliest_local}")
+            time.sleep(2)
+        summary["tier_wait_s"] = round(time.monotonic() - t0, 1)
+        end = get_offset(br.port, topic, -1, work)
+        summary.update(records=records, end_offset=end, earliest_local=earliest_local,
+                       latest_tiered=get_offset(br.port, topic, -5, work),
+                       earliest=get_offset(br.port, topic, -2, work))
+        remote_records = earliest_local
+        log(f"W5: tiered after {summary['tier_wait_s']} s; remote range 0..{remote_records} of {end}")
+
+        # (d) raw ranged GETs of the uploaded .log objects, one at a time, chunk-sized.
+        if can_drop:
+            drop_caches()
+        mark = take_mark()
+        cmd = on_core(LOAD_CPU, [ls.python, os.path.join(HERE, "s3_ranged_get.py"), ls.endpoint, "chronik",
+                                 prefix + "/", "--chunk", str(w["chunk_bytes"])])
+        rc, text, cpu, wall = run_load(cmd, os.path.join(work, "w5-raw-get.out"))
+        lines = [l for l in text.splitlines() if l.startswith("{")]
+        if rc != 0 or not lines:
+            raise RuntimeError(f"s3_ranged_get failed (rc {rc}):\n{text[-1500:]}")
+        raw = json.loads(lines[-1])
+        raw.update(load_cpu_s=round(cpu, 3), logged_ops=ls.ops_since(mark), s3_cpu_s=ls.cpu_since(mark))
+        add("chronik", "w5_raw_get", raw)
+        segments = raw["objects"]
+        # Ideal cold read of the remote range: one GET per chunk of every .log object plus one
+        # index read per segment.
+        bound_gets = raw["gets"] + segments
+
+        def with_gets(r, mark, bytes_read=None):
+            # The broker's own cache counters over the step (hits per tier, misses, read-ahead).
+            c0, c1 = mark[2], cache_counters(http_port) if http else {}
+            if c0 and c1:
+                r["cache"] = {k: int(c1[k] - c0.get(k, 0)) for k in c1
+                              if not k.endswith("_bytes") and c1[k] - c0.get(k, 0)}
+            ops = ls.ops_since(mark)
+            r["s3_ops"] = ops
+            r["s3_cpu_s"] = ls.cpu_since(mark)  # LocalStack's CPU over the scenario
+            r["gets"] = ops.get("GetObject", 0)
+            mb = (bytes_read or r["bytes"]) / 1e6
+            r["gets_per_mb"] = round(r["gets"] / mb, 4)
+            return r
+
+        # (a) cold: restart, empty cache, dropped page caches.
+        cold_restart()
+        mark = take_mark()
+        r = with_gets(w4_consume(br, work, topic, remote_records, "w5-cold"), mark)
+        r["bound_gets"] = bound_gets
+        r["bound_gets_per_mb"] = round(bound_gets / (r["bytes"] / 1e6), 4)
+        r["cache_disk_mb"] = round(disk_usage(cache_dir) / 1e6, 1)
+        add("chronik", "w5_cold", r)
+        cold = r
+        # (b) warm: the same range again on the same broker.
+        mark = take_mark()
+        warm = with_gets(w4_consume(br, work, topic, remote_records, "w5-warm"), mark)
+        add("chronik", "w5_warm", warm)
+        # (b') the disk tier after a clean restart (cache directory kept, page caches dropped):
+        # only the disk tier can serve this read.
+        br.stop()
+        if can_drop:
+            drop_caches()
+        br.start()
+        mark = take_mark()
+        rwarm = with_gets(w4_consume(br, work, topic, remote_records, "w5-restart-warm"), mark)
+        add("chronik", "w5_restart_warm", rwarm)
+
+        # (c) local tier: the same number of records on a topic that is not tiered, read right
+        # after it was written (W4 warm).
+        ltopic = "w5-local"
+        create_topic(br.port, ltopic, 1, {"segment.bytes": str(w["segment_bytes"])})
+        cmd = on_core(LOAD_CPU, [py, os.path.join(HERE, "rdkafka_produce.py"), f"127.0.0.1:{br.port}",
+                                 ltopic, str(remote_records), str(rs), "--timeout", str(CONFIG["load_timeout"] - 10)])
+        rc, text, _, _ = run_load(cmd, os.path.join(work, f"{ltopic}.out"))
+        if rc != 0:
+            raise RuntimeError(f"rdkafka_produce failed (rc {rc}):\n{text[-1500:]}")
+        local = w4_consume(br, work, ltopic, remote_records, "w5-local")
+        add("chronik", "w5_local", local)
+
+        # (f) fan-out: one consumer, then FANOUT consumers at once, each on a cold cache, over the
+        # same first FANOUT_MB of the remote range.
+        frecs = min(remote_records, int(w["fanout_mb"] * 1e6 / rs))
+        cold_restart()
+        mark = take_mark()
+        single = with_gets(measured(br, lambda: consumer_perf(br, work, topic, frecs, "w5-fan-1",
+                                                              heap=w["fanout_heap"])), mark)
+        add("chronik", "w5_fanout_single", single)
+        cold_restart()
+        mark = take_mark()
+
+        def fan():
+            res = [None] * w["fanout"]
+
+            def one(i):
+                try:
+                    res[i] = consumer_perf(br, work, topic, frecs, f"w5-fan-{w['fanout']}-{i}",
+                                           heap=w["fanout_heap"])
+                except Exception as e:  # noqa: BLE001 - reported below
+                    res[i] = e
+            t0 = time.monotonic()
+            ts = [threading.Thread(target=one, args=(i,)) for i in range(w["fanout"])]
+            for t in ts:
+                t.start()
+            for t in ts:
+                t.join()
+            errs = [e for e in res if isinstance(e, Exception)]
+            if errs:
+                raise RuntimeError(f"{len(errs)} of {w['fanout']} consumers failed: {errs[0]}")
+            wall = time.monotonic() - t0
+            total = sum(r["bytes"] for r in res)
+            # Aggregate over the union of the fetch phases (JVM start and group joins excluded).
+            span = (max(r["fetch_end_epoch"] for r in res) - min(r["fetch_start_epoch"] for r in res)) \
+                if all("fetch_end_epoch" in r for r in res) else wall
+            return {"consumers": w["fanout"], "records": frecs, "bytes": total, "range_bytes": frecs * rs,
+                    "per_consumer_mb_per_s": sorted(r["mb_per_s"] for r in res),
+                    "min_mb_per_s": min(r["mb_per_s"] for r in res),
+                    "median_mb_per_s": statistics.median(r["mb_per_s"] for r in res),
+                    "aggregate_mb_per_s": round(total / span / 1e6, 2), "fetch_span_s": round(span, 2),
+                    "wall_s": round(wall, 2),
+                    "load_cpu_s": round(sum(r["load_cpu_s"] for r in res), 3), "load_wall_s": round(wall, 3)}
+        fanout = with_gets(measured(br, fan), mark, bytes_read=frecs * rs)
+        fanout["gets_vs_single"] = round(fanout["gets"] / single["gets"], 3) if single["gets"] else None
+        add("chronik", "w5_fanout", fanout)
+
+        # (g) working set twice the cache: a small cache, read twice its disk size from remote.
+        smem, sdisk = w["small_memory_bytes"], w["small_disk_bytes"]
+        cold_restart(broker_env(smem, sdisk))
+        time.sleep(1)
+        baseline = rss_mb(br.pid)
+        precs = min(remote_records, int(2 * sdisk / rs))
+        samples = {"max": 0}
+        stop = threading.Event()
+
+        def sample():
+            while not stop.is_set():
+                samples["max"] = max(samples["max"], disk_usage(cache_dir))
+                stop.wait(0.5)
+        th = threading.Thread(target=sample, daemon=True)
+        th.start()
+        mark = take_mark()
+        try:
+            p = with_gets(w4_consume(br, work, topic, precs, "w5-pressure"), mark)
+        finally:
+            stop.set()
+            th.join()
+        du_end = disk_usage(cache_dir)
+        block = w["chunk_bytes"] * 4
+        p.update(memory_budget_mb=round(smem / 2**20, 1), disk_budget_mb=round(sdisk / 2**20, 1),
+                 read_vs_disk_budget=round(precs * rs / sdisk, 2),
+                 baseline_rss_mb=round(baseline, 1),
+                 rss_over_baseline_mb=round(p["broker_peak_rss_mb"] - baseline, 1),
+                 cache_du_max_mb=round(max(samples["max"], du_end) / 2**20, 1),
+                 cache_du_end_mb=round(du_end / 2**20, 1))
+        p["rss_within_budget"] = p["broker_peak_rss_mb"] <= baseline + smem / 2**20
+        p["du_within_budget"] = max(samples["max"], du_end) <= sdisk + block
+        add("chronik", "w5_pressure", p)
+
+        # Where the cold read's time went: CPU per second of its fetch phase (the broker and
+        # LocalStack share W5_S3_CPU = the broker's core by default).
+        fs = cold["fetch_ms"] / 1000.0
+        summary["cold_fetch_phase_core_use"] = {
+            "broker": round(cold["broker_cpu_s"] / fs, 2),
+            "localstack": round((cold["s3_cpu_s"] or 0) / fs, 2),
+            "raw_get_localstack": round((raw["s3_cpu_s"] or 0) / raw["seconds"], 2)}
+        summary["targets"] = {
+            "remote_warm_vs_local": {"value": round(warm["mb_per_s"] / local["mb_per_s"], 3), "target": ">= 0.9"},
+            "warm_gets": {"value": warm["gets"], "target": f"0 (the {remote_records * rs / 1e6:.0f} MB range fits "
+                          f"the {w['disk_bytes'] >> 20} MiB disk tier)"},
+            "warm_after_restart_gets": {"value": rwarm["gets"], "target": "0 (disk tier warm after a restart)"},
+            "remote_cold_vs_raw_get": {"value": round(cold["mb_per_s"] / raw["mb_per_s"], 3), "target": ">= 0.7"},
+            "cold_gets_per_mb": {"value": cold["gets_per_mb"], "target": f"<= {cold['bound_gets_per_mb']} "
+                                 f"(1 per {w['chunk_bytes'] / 1e6:.2f} MB chunk + 1 index read per segment)"},
+            "fanout_gets_vs_single": {"value": fanout["gets_vs_single"], "target": "~1 (single flight)"},
+            "pressure_rss_mb": {"value": p["broker_peak_rss_mb"],
+                                "target": f"<= baseline {p['baseline_rss_mb']} + memory {p['memory_budget_mb']} MiB"},
+            "pressure_cache_du_mb": {"value": p["cache_du_max_mb"],
+                                     "target": f"<= disk {p['disk_budget_mb']} MiB (+ one {block >> 20} MiB block)"},
+        }
+        return summary
+    finally:
+        blog = os.path.join(work, "chronik", "chronik.log")
+        if not ls.started and getattr(br, "proc", None) is not None and br.proc.poll() is None:
+            # Someone else's LocalStack: delete the topics so the broker deletes their objects.
+            try:
+                from confluent_kafka.admin import AdminClient
+                a = AdminClient({"bootstrap.servers": f"127.0.0.1:{br.port}"})
+                for f in a.delete_topics(["w5-remote"], operation_timeout=30).values():
+                    f.result(60)
+                mark = take_mark()
+                deadline = time.monotonic() + 30
+                while time.monotonic() < deadline and not ls.ops_since(mark).get("DeleteObject"):
+                    time.sleep(1)
+                time.sleep(2)
+            except Exception as e:  # noqa: BLE001 - cleanup only
+                log(f"  W5: could not delete the remote objects under {prefix}: {e}")
+        if getattr(br, "proc", None) is not None:
+            br.stop()
+        if os.path.exists(blog):
+            shutil.copy(blog, os.path.join(work, "chronik-broker.log"))
+        shutil.rmtree(os.path.join(work, "chronik"), ignore_errors=True)
+        ls.stop()
 
 
 # --- machine limits ------------------------------------------------------------------------------
@@ -558,6 +1004,29 @@ METRICS = [
     ("w4_cold", "W4 consume, after drop_caches, MB/s", "mb_per_s", True),
     ("w4_cold", "W4 cold broker CPU s/GB", "broker_cpu_s_per_gb", False),
     ("w4_cold", "W4 cold broker peak RSS MB", "broker_peak_rss_mb", False),
+    ("w5_raw_get", "W5 raw ranged GET of LocalStack (chunk-sized, sequential), MB/s", "mb_per_s", True),
+    ("w5_raw_get", "W5 raw GET LocalStack CPU s", "s3_cpu_s", False),
+    ("w5_cold", "W5 remote consume, cold cache, MB/s", "mb_per_s", True),
+    ("w5_cold", "W5 cold GETs per MB consumed", "gets_per_mb", False),
+    ("w5_cold", "W5 cold GETs per MB, bound (chunks + index reads)", "bound_gets_per_mb", False),
+    ("w5_cold", "W5 cold broker CPU s/GB", "broker_cpu_s_per_gb", False),
+    ("w5_cold", "W5 cold broker peak RSS MB", "broker_peak_rss_mb", False),
+    ("w5_cold", "W5 cold LocalStack CPU s", "s3_cpu_s", False),
+    ("w5_warm", "W5 remote consume, warm cache, MB/s", "mb_per_s", True),
+    ("w5_warm", "W5 warm GETs", "gets", False),
+    ("w5_warm", "W5 warm broker CPU s/GB", "broker_cpu_s_per_gb", False),
+    ("w5_restart_warm", "W5 remote consume after a clean restart (disk tier kept), MB/s", "mb_per_s", True),
+    ("w5_restart_warm", "W5 after-restart GETs", "gets", False),
+    ("w5_local", "W5 local-tier consume (same records), MB/s", "mb_per_s", True),
+    ("w5_fanout_single", "W5 one consumer, cold range: GETs", "gets", False),
+    ("w5_fanout", "W5 fan-out consumers at once, cold range: GETs", "gets", False),
+    ("w5_fanout", "W5 fan-out slowest consumer MB/s", "min_mb_per_s", True),
+    ("w5_fanout", "W5 fan-out aggregate MB/s", "aggregate_mb_per_s", True),
+    ("w5_pressure", "W5 working set 2x cache: consume MB/s", "mb_per_s", True),
+    ("w5_pressure", "W5 working set 2x cache: GETs per MB", "gets_per_mb", False),
+    ("w5_pressure", "W5 working set 2x cache: broker peak RSS MB", "broker_peak_rss_mb", False),
+    ("w5_pressure", "W5 working set 2x cache: RSS baseline MB", "baseline_rss_mb", False),
+    ("w5_pressure", "W5 working set 2x cache: cache dir du max MiB", "cache_du_max_mb", False),
 ]
 
 
@@ -629,6 +1098,20 @@ def render(doc):
     lines.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
     for b in body:
         lines.append("| " + " | ".join(c.ljust(w) for c, w in zip(b, widths)) + " |")
+    w5 = doc.get("w5")
+    if w5 and w5.get("error"):
+        lines.append("")
+        lines.append(f"W5 failed: {w5['error']}")
+    if w5 and w5.get("targets"):
+        lines.append("")
+        lines.append(f"W5 targets (remote tier on LocalStack {w5.get('endpoint')}, remote range "
+                     f"{w5.get('earliest_local', 0):,} records in {w5.get('config', {}).get('segment_bytes', 0) >> 20} MiB "
+                     f"segments; uploads took {w5.get('tier_wait_s')} s after the produce):")
+        for k, t in w5["targets"].items():
+            lines.append(f"  {k}: {t['value']}   target {t['target']}")
+        if w5.get("cold_fetch_phase_core_use"):
+            lines.append("  core use in the cold read's fetch phase (CPU s / s): " + ", ".join(
+                f"{k} {v}" for k, v in w5["cold_fetch_phase_core_use"].items()))
     util = doc.get("utilisation")
     if util:
         lines.append("")
@@ -642,7 +1125,8 @@ def render(doc):
 
 def utilisation(results, brokers):
     out = {}
-    for key in ("w1_p1", "w1_p16", "w1_rdkafka", "w1_rdkafka_p16", "w4_warm", "w4_cold"):
+    for key in ("w1_p1", "w1_p16", "w1_rdkafka", "w1_rdkafka_p16", "w4_warm", "w4_cold",
+                "w5_cold", "w5_warm", "w5_restart_warm", "w5_local", "w5_fanout", "w5_pressure"):
         per = {}
         for b in brokers:
             rs = [r for r in results.get(b, {}).get(key, []) if r.get("load_wall_s")]
@@ -663,9 +1147,9 @@ def kafka_version():
 def run():
     cfg = CONFIG
     scen = set(cfg["scenarios"])
-    unknown = scen - set(ALL_SCENARIOS) - {"startup"}
+    unknown = scen - set(ALL_SCENARIOS) - set(OPT_IN_SCENARIOS) - {"startup"}
     if unknown:
-        sys.exit(f"unknown scenarios {sorted(unknown)}; known: {ALL_SCENARIOS}")
+        sys.exit(f"unknown scenarios {sorted(unknown)}; known: {ALL_SCENARIOS + OPT_IN_SCENARIOS}")
     brokers = cfg["brokers"]
     run_dir = os.path.join(cfg["bench_dir"], time.strftime("run-%Y%m%d-%H%M%S"))
     os.makedirs(run_dir, exist_ok=True)
@@ -724,6 +1208,18 @@ def run():
         os.makedirs(work, exist_ok=True)
         results["chronik"].setdefault("restart", []).append(restart_times(work))
 
+    if "w5" in scen and "chronik" in brokers:
+        log("W5: the remote tier (LocalStack S3) and its chunk cache (chronik)")
+        work = os.path.join(run_dir, "w5")
+        os.makedirs(work, exist_ok=True)
+        subprocess.run(["sync"])
+        try:
+            doc["w5"] = w5_remote(work, add)
+            log("W5 targets " + json.dumps(doc["w5"]["targets"]))
+        except Exception as e:  # noqa: BLE001 - keep the other scenarios' results; fail at the end
+            log(f"W5 failed: {e!r}")
+            doc["w5"] = {"error": repr(e)}
+
     # The fixed rate of W2/W3: half of Kafka's W1 single-partition rate.
     rate = cfg["rate"]
     if not rate:
@@ -765,6 +1261,8 @@ def run():
     print()
     print(render(doc))
     print(f"\nJSON: {cfg['out']}   logs: {run_dir}")
+    if doc.get("w5", {}).get("error"):
+        sys.exit(f"W5 failed: {doc['w5']['error']}")
 
 
 def fs_of(path):

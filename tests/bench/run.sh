@@ -10,7 +10,9 @@
 #   ROUNDS [3]            rounds; every round runs each broker once, fresh data directory each time
 #   RECORDS [1000000]     records per W1 throughput run (also what W4 reads back)
 #   RECORD_SIZE [1024]    bytes per record
-#   SCENARIOS [limits,w1,w2,w3,w4]   subset to run (comma or space separated)
+#   SCENARIOS [limits,w1,w2,w3,w4,restart,w5]   subset to run (comma or space separated)
+#   W5_MB [1000] ...      W5 (remote tier on LocalStack, chronik only): see W5 in bench.py and
+#                         docs/performance.md; LocalStack on BENCH_PORT+30 (W5_S3_PORT)
 #   BROKERS ["chronik kafka"]        order within a round
 #   LAT_SECONDS [20] LAT_WARMUP [3]  W2/W3 duration and excluded warm-up at the fixed rate
 #   RATE [0]              fixed rate of W2/W3 in records/s; 0 = half of Kafka's W1 1-partition rate
