@@ -99,10 +99,11 @@ impl ChunkCache {
             .map_err(open_err)?;
         let engine = BlockEngineConfig::new(device)
             .with_block_size(layout.block_bytes)
-            // One block of write buffer: enough for several whole chunks. Under pressure foyer
-            // drops disk writes rather than queueing without bound, which is right for a cache.
-            .with_buffer_pool_size(layout.block_bytes)
-            .with_submit_queue_size_threshold(layout.block_bytes * 2)
+            // Up to four blocks of write buffer, counted in the memory budget. Under pressure
+            // foyer drops disk writes rather than queueing without bound, which is right for a
+            // cache; one block alone dropped most writes of a fast sequential reader.
+            .with_buffer_pool_size(layout.buffer_bytes)
+            .with_submit_queue_size_threshold(layout.buffer_bytes * 2)
             // `remove` must stay removed after a restart; without the tombstone log a removed
             // chunk could be recovered from its block.
             .with_tombstone_log(true);

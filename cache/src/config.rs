@@ -51,6 +51,8 @@ pub(crate) struct Layout {
     pub disk_bytes: usize,
     pub chunk_bytes: usize,
     pub block_bytes: usize,
+    /// The disk tier's write buffer, taken from the memory budget.
+    pub buffer_bytes: usize,
     pub memory_shards: usize,
 }
 
@@ -60,13 +62,17 @@ impl CacheConfig {
         if self.chunk_bytes == 0 {
             return invalid("chunk_bytes must be greater than 0".into());
         }
-        if self.memory_bytes < self.chunk_bytes {
+        let block_bytes = (self.chunk_bytes * CHUNKS_PER_BLOCK).div_ceil(PAGE) * PAGE;
+        // The disk tier's write buffer comes out of the memory budget: a quarter of it, between
+        // one and four blocks. Too small a buffer makes foyer drop disk writes under load.
+        let buffer_bytes = (self.memory_bytes / 4 / block_bytes).clamp(1, 4) * block_bytes;
+        if self.memory_bytes < buffer_bytes + self.chunk_bytes {
             return invalid(format!(
-                "memory_bytes ({}) must hold at least one chunk of chunk_bytes ({})",
+                "memory_bytes ({}) must hold the disk write buffer ({buffer_bytes}) and at least \
+                 one chunk of chunk_bytes ({})",
                 self.memory_bytes, self.chunk_bytes
             ));
         }
-        let block_bytes = (self.chunk_bytes * CHUNKS_PER_BLOCK).div_ceil(PAGE) * PAGE;
         let min_disk = block_bytes * MIN_DISK_BLOCKS;
         if self.disk_bytes < min_disk {
             return invalid(format!(
@@ -82,7 +88,7 @@ impl CacheConfig {
             usize::try_from(v)
                 .map_err(|_| CacheError::InvalidConfig(format!("{name} ({v}) is too large")))
         };
-        let memory_bytes = to_usize("memory_bytes", self.memory_bytes)?;
+        let memory_bytes = to_usize("memory_bytes", self.memory_bytes - buffer_bytes)?;
         let chunk_bytes = to_usize("chunk_bytes", self.chunk_bytes)?;
         // foyer splits the memory budget evenly over shards and lets an entry larger than its
         // shard overshoot it. Keeping every shard at least a few chunks large keeps the budget
@@ -93,6 +99,7 @@ impl CacheConfig {
             disk_bytes: to_usize("disk_bytes", self.disk_bytes)?,
             chunk_bytes,
             block_bytes: to_usize("chunk_bytes", block_bytes)?,
+            buffer_bytes: to_usize("memory_bytes", buffer_bytes)?,
             memory_shards,
         })
     }

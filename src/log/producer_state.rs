@@ -17,6 +17,8 @@ use super::batch::BatchHeader;
 /// Kafka keeps the last five batches per producer to recognise retries.
 const CACHED_BATCHES: usize = 5;
 const SNAPSHOT_VERSION: u16 = 1;
+/// Older snapshots kept besides the newest.
+const KEPT_SNAPSHOTS: usize = 8;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct BatchMetadata {
@@ -155,7 +157,7 @@ impl ProducerStateManager {
     }
 
     /// Writes the state as of `offset` (exclusive) to `<offset:020>.snapshot` in `dir`,
-    /// atomically, and removes snapshots older than the previous one.
+    /// atomically, and removes all but the newest few older snapshots.
     pub fn write_snapshot(&self, dir: &Path, offset: i64) -> io::Result<()> {
         let mut body = Vec::with_capacity(16 + self.producers.len() * 64);
         body.put_u16(SNAPSHOT_VERSION);
@@ -180,8 +182,10 @@ impl ProducerStateManager {
         let mut existing = list_snapshots(dir)?;
         existing.retain(|&o| o < offset);
         existing.sort_unstable();
-        if existing.len() > 1 {
-            for o in &existing[..existing.len() - 1] {
+        // A few older snapshots stay: the remote tier uploads each sealed segment's snapshot,
+        // and a fast producer may roll several segments before the upload gets to them.
+        if existing.len() > KEPT_SNAPSHOTS {
+            for o in &existing[..existing.len() - KEPT_SNAPSHOTS] {
                 let _ = fs::remove_file(snapshot_path(dir, *o));
             }
         }

@@ -311,6 +311,10 @@ impl RemoteLogManager {
             seg.producer_snapshot.as_ref().map(|p| (p, "snapshot")),
         ];
         for (path, ext) in files.into_iter().flatten() {
+            if ext == "snapshot" && !path.exists() {
+                // Producer snapshots are optional: an old one may already be gone.
+                continue;
+            }
             let key = self.key(&topic.name, &started, ext);
             chronik_tiering::upload_file(self.store.as_ref(), &key, path, self.part_size).await?;
         }
