@@ -13,7 +13,8 @@
 #
 # Environment: TARGET=chronik|kafka, TEST_PORT (default 29092; Kafka's controller uses +1),
 # BOOTSTRAP (use a running broker), CARGO_TARGET_DIR (default ~/.cache/chronik-target),
-# CHRONIK_TEST_CACHE (default ~/.cache/chronik-tests), SUITES (default: all of the above).
+# CHRONIK_TEST_CACHE (default ~/.cache/chronik-tests), SUITES (default: all of the above),
+# LOCALSTACK_PORT (default 4566: the LocalStack S3 that is chronik's remote tier here).
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -30,7 +31,7 @@ while (($#)); do
     --against-kafka) TARGET=kafka ;;
     --port) TEST_PORT=$2; shift ;;
     setup | build | compat | all) phases+=("$1") ;;
-    -h | --help) sed -n '2,19p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,20p' "$0"; exit 0 ;;
     *)
         if [[ " ${ALL_SUITES[*]} " == *" $1 "* ]]; then
             suites+=("$1")
@@ -49,6 +50,10 @@ fi
 [[ $TARGET == chronik || $TARGET == kafka ]] || { echo "run.sh: TARGET must be chronik or kafka" >&2; exit 2; }
 
 want() { [[ " ${phases[*]} " == *" $1 "* || " ${phases[*]} " == *" all "* ]]; }
+# The suites read TARGET too: tests that need what only chronik has here (tiered storage) are
+# skipped with TARGET=kafka.
+export TARGET
+LS_PORT=${LOCALSTACK_PORT:-4566}
 
 RUN_DIR=$(mktemp -d -t chronik-tests.XXXXXX)
 LOG_DIR=$RUN_DIR/logs
@@ -76,6 +81,22 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 banner() { printf '\n==== %s\n' "$*"; }
+
+# Starts LocalStack's S3 on 127.0.0.1:$LS_PORT unless it already listens (localstack/start.sh is
+# idempotent and ensures the bucket either way). Only an instance started by this run is stopped
+# at exit (LOCALSTACK_OURS).
+ensure_localstack() {
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$LS_PORT") 2>/dev/null; then
+        LOCALSTACK_OURS=1
+    fi
+    if PORT=$LS_PORT "$ROOT/localstack/start.sh" >>"$LOG_DIR/localstack.log" 2>&1; then
+        tail -n 2 "$LOG_DIR/localstack.log"
+    else
+        echo "LocalStack did not start; see $LOG_DIR/localstack.log"
+        tail -n 20 "$LOG_DIR/localstack.log"
+        return 1
+    fi
+}
 T_START=$SECONDS
 results=() # "name|status|passed|failed|seconds|note"
 
@@ -102,18 +123,8 @@ if want build && [[ $TARGET == chronik ]]; then
     fi
     # The tiering tests also run against a real S3 server: LocalStack on loopback, no Docker.
     banner "LocalStack S3 for the tiering tests"
-    LS_PORT=${LOCALSTACK_PORT:-4566}
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$LS_PORT") 2>/dev/null; then
-        LOCALSTACK_OURS=1
-    fi
     ls_ok=0
-    if PORT=$LS_PORT "$ROOT/localstack/start.sh" >"$LOG_DIR/localstack.log" 2>&1; then
-        ls_ok=1
-        tail -n 2 "$LOG_DIR/localstack.log"
-    else
-        echo "LocalStack did not start; see $LOG_DIR/localstack.log"
-        tail -n 20 "$LOG_DIR/localstack.log"
-    fi
+    ensure_localstack && ls_ok=1
     banner "cargo test --release"
     (cd "$ROOT" && env TIERING_TEST_S3_ENDPOINT="http://127.0.0.1:$LS_PORT" AWS_ACCESS_KEY_ID=test \
         AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true \
@@ -160,12 +171,25 @@ start_broker() {
     else
         local bin=$CARGO_TARGET_DIR/release/chronik
         [[ -x $bin ]] || { echo "no broker binary at $bin (run: tests/run.sh build)"; return 1; }
-        banner "starting chronik on 127.0.0.1:$port"
+        # The remote tier of tiered topics is LocalStack's S3, under a prefix of its own per run.
+        banner "LocalStack S3 on 127.0.0.1:$LS_PORT (chronik's remote tier)"
+        ensure_localstack || return 1
+        local tier_url="s3://chronik/ci-$(date -u +%Y%m%d%H%M%S)-$$-$RANDOM"
+        local tier_endpoint="http://127.0.0.1:$LS_PORT"
+        banner "starting chronik on 127.0.0.1:$port (remote tier $tier_url at $tier_endpoint)"
         mkdir -p "$RUN_DIR/data"
-        # Our own CHRONIK_* variables are not broker configuration: keep them away from it.
-        env -u CHRONIK_TEST_CACHE -u CHRONIK_BIN_PATH "$bin" serve --listen "127.0.0.1:$port" \
+        # Our own CHRONIK_* variables are not broker configuration: keep them away from it (it
+        # rejects unknown CHRONIK_* keys). LocalStack takes any credentials; a session token or
+        # profile of the calling environment must not leak into them.
+        env -u CHRONIK_TEST_CACHE -u CHRONIK_BIN_PATH -u AWS_SESSION_TOKEN -u AWS_PROFILE \
+            CHRONIK_TIERING_URL="$tier_url" CHRONIK_TIERING_ENDPOINT="$tier_endpoint" \
+            CHRONIK_TIERING_REGION=us-east-1 CHRONIK_TIERING_ALLOW_HTTP=true CHRONIK_TIERING_INTERVAL_MS=200 \
+            AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_EC2_METADATA_DISABLED=true \
+            "$bin" serve --listen "127.0.0.1:$port" \
             --data-dir "$RUN_DIR/data" >"$LOG_DIR/chronik.log" 2>&1 </dev/null &
         BROKER_PID=$!
+        # The tiered-storage tests check the objects in the bucket when they know where it is.
+        export REMOTE_TIER_URL=$tier_url REMOTE_TIER_ENDPOINT=$tier_endpoint
         local deadline=$((SECONDS + 30))
         until (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do
             if ! kill -0 "$BROKER_PID" 2>/dev/null; then
