@@ -9,7 +9,7 @@
 #   tests/run.sh --against-kafka [PHASE…]   same, against the reference Apache Kafka; no cargo
 #
 # Suites (tests/compat/<suite>.sh, each runnable alone with BOOTSTRAP=host:port):
-#   kcat confluent kafka-python java kafka-cli franz-go crash
+#   kcat confluent kafka-python java kafka-cli franz-go crash deploy
 #
 # Environment: TARGET=chronik|kafka, TEST_PORT (default 29092; Kafka's controller uses +1),
 # BOOTSTRAP (use a running broker), CARGO_TARGET_DIR (default ~/.cache/chronik-target),
@@ -22,7 +22,7 @@ export CHRONIK_TEST_CACHE=${CHRONIK_TEST_CACHE:-$HOME/.cache/chronik-tests}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/chronik-target}
 TARGET=${TARGET:-chronik}
 TEST_PORT=${TEST_PORT:-29092}
-ALL_SUITES=(kcat confluent kafka-python java kafka-cli franz-go crash)
+ALL_SUITES=(kcat confluent kafka-python java kafka-cli franz-go crash deploy)
 
 phases=()
 suites=()
@@ -66,6 +66,9 @@ cleanup() {
         kill -TERM "$BROKER_PID" 2>/dev/null
         for _ in $(seq 1 50); do kill -0 "$BROKER_PID" 2>/dev/null || break; sleep 0.2; done
         kill -KILL "$BROKER_PID" 2>/dev/null
+    fi
+    if [[ -n ${MOTO_OURS:-} ]]; then
+        PORT=${MOTO_PORT:-5000} "$ROOT/localstack/moto.sh" stop >/dev/null 2>&1
     fi
     if [[ -n ${LOCALSTACK_OURS:-} ]]; then
         PORT=${LS_PORT:-4566} "$ROOT/localstack/stop.sh" >/dev/null 2>&1
@@ -125,12 +128,27 @@ if want build && [[ $TARGET == chronik ]]; then
     banner "LocalStack S3 for the tiering tests"
     ls_ok=0
     ensure_localstack && ls_ok=1
+    # ... and against moto's S3 server, the lighter emulator.
+    banner "moto S3 for the tiering tests"
+    MOTO_PORT=${MOTO_PORT:-5000}
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$MOTO_PORT") 2>/dev/null; then
+        MOTO_OURS=1
+    fi
+    moto_ok=0
+    if PORT=$MOTO_PORT "$ROOT/localstack/moto.sh" start >"$LOG_DIR/moto.log" 2>&1; then
+        moto_ok=1
+        tail -n 1 "$LOG_DIR/moto.log"
+    else
+        echo "moto did not start; see $LOG_DIR/moto.log"
+        tail -n 20 "$LOG_DIR/moto.log"
+    fi
     banner "cargo test --release"
-    (cd "$ROOT" && env TIERING_TEST_S3_ENDPOINT="http://127.0.0.1:$LS_PORT" AWS_ACCESS_KEY_ID=test \
+    (cd "$ROOT" && env TIERING_TEST_S3_ENDPOINT="http://127.0.0.1:$LS_PORT" \
+        TIERING_TEST_MOTO_ENDPOINT="http://127.0.0.1:$MOTO_PORT" AWS_ACCESS_KEY_ID=test \
         AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true \
         cargo test --release) 2>&1 | tee "$LOG_DIR/cargo-test.log"
     rc=${PIPESTATUS[0]}
-    if ((ls_ok == 0)); then rc=1; fi
+    if ((ls_ok == 0 || moto_ok == 0)); then rc=1; fi
     # Sum the "test result: ok. N passed; M failed" lines of every test binary.
     read -r cp cf < <(grep -E '^test result:' "$LOG_DIR/cargo-test.log" \
         | sed -E 's/.* ([0-9]+) passed; ([0-9]+) failed.*/\1 \2/' | awk '{p += $1; f += $2} END {print p + 0, f + 0}')
@@ -142,7 +160,7 @@ fi
 count_tests() { # suite logfile -> "passed failed"
     local suite=$1 log=$2
     case $suite in
-    kcat | kafka-cli)
+    kcat | kafka-cli | deploy)
         grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log" | tail -1 | awk '{print $1, $3}' ;;
     confluent | kafka-python | crash)
         # pytest's closing line, e.g. "=== 3 failed, 21 passed, 1 skipped in 9.1s ==="

@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# deploy suite: static checks of deploy/ (Kubernetes manifests against their schemas, the compose
+# file, the Dockerfile, the Grafana dashboard's metric names) — offline, no broker needed.
+set -uo pipefail
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+exec "$HERE/../deploy/check.sh" "$@"
