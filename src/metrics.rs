@@ -28,8 +28,11 @@ pub struct Metrics {
     store_requests: IntGaugeVec,
     store_errors: IntGaugeVec,
     store_bytes: IntGaugeVec,
+    store_latency: prometheus::GaugeVec,
     cache: IntGaugeVec,
     groups: IntGauge,
+    throttle_ms: IntGauge,
+    under_replicated: IntGauge,
 }
 
 fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -122,6 +125,24 @@ impl Metrics {
                 "Consumer groups known to the coordinator.",
             )
             .expect("valid metric"),
+            store_latency: prometheus::GaugeVec::new(
+                Opts::new(
+                    "chronik_object_store_latency_seconds_total",
+                    "Summed object store request latency, by operation.",
+                ),
+                &["operation"],
+            )
+            .expect("valid metric"),
+            throttle_ms: IntGauge::new(
+                "chronik_kafka_throttle_time_ms",
+                "Throttle time given to clients (no quotas yet: 0).",
+            )
+            .expect("valid metric"),
+            under_replicated: IntGauge::new(
+                "chronik_partition_under_replicated",
+                "Under-replicated partitions (one node: 0).",
+            )
+            .expect("valid metric"),
             registry,
         };
         for c in [&m.requests, &m.bytes_in, &m.bytes_out] {
@@ -137,6 +158,15 @@ impl Metrics {
             .expect("unique metric");
         m.registry
             .register(Box::new(m.groups.clone()))
+            .expect("unique metric");
+        m.registry
+            .register(Box::new(m.store_latency.clone()))
+            .expect("unique metric");
+        m.registry
+            .register(Box::new(m.throttle_ms.clone()))
+            .expect("unique metric");
+        m.registry
+            .register(Box::new(m.under_replicated.clone()))
             .expect("unique metric");
         for g in [
             &m.partition_bytes,
@@ -212,6 +242,9 @@ impl Metrics {
                 self.store_bytes
                     .with_label_values(&[op, "received"])
                     .set(s.bytes_received as i64);
+                self.store_latency
+                    .with_label_values(&[op])
+                    .set(s.latency_us as f64 / 1e6);
             }
             if let Some(c) = r.cache() {
                 let s = c.stats();
