@@ -211,3 +211,126 @@ async fn tier_and_read_back(dir: &std::path::Path, remote: Remote) {
     .await;
     broker.stop().await;
 }
+
+/// Stops a LocalStack instance of this test's own when dropped.
+struct LocalStack {
+    port: u16,
+}
+
+impl LocalStack {
+    fn script(name: &str, port: u16) -> bool {
+        std::process::Command::new("bash")
+            .arg(format!("{}/localstack/{name}", env!("CARGO_MANIFEST_DIR")))
+            .env("PORT", port.to_string())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    fn start(port: u16) -> Self {
+        assert!(
+            Self::script("start.sh", port),
+            "LocalStack did not start on {port}"
+        );
+        Self { port }
+    }
+
+    fn stop(&self) {
+        assert!(
+            Self::script("stop.sh", self.port),
+            "LocalStack did not stop"
+        );
+    }
+
+    fn restart(&self) {
+        assert!(
+            Self::script("start.sh", self.port),
+            "LocalStack did not restart"
+        );
+    }
+}
+
+impl Drop for LocalStack {
+    fn drop(&mut self) {
+        let _ = Self::script("stop.sh", self.port);
+    }
+}
+
+/// A real outage: the S3 server itself is stopped while records are produced, then started
+/// again. Produce goes on, nothing that is not uploaded leaves local disk, and the uploads
+/// catch up with no record lost.
+#[tokio::test]
+async fn s3_outage_by_stopping_localstack() {
+    if std::env::var("TIERING_TEST_S3_ENDPOINT").is_err() {
+        eprintln!("note: s3_outage skipped; set TIERING_TEST_S3_ENDPOINT (tests/run.sh does)");
+        return;
+    }
+    let port = std::env::var("TIERING_TEST_OUTAGE_PORT")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(4577u16);
+    let localstack = LocalStack::start(port);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let remote = Remote {
+        url: format!("s3://chronik/outage-{}", uuid::Uuid::new_v4().simple()),
+        options: StoreOptions {
+            endpoint: Some(format!("http://127.0.0.1:{port}")),
+            region: Some("us-east-1".into()),
+            allow_http: true,
+            ..Default::default()
+        },
+    };
+    let tiered = |c: &mut chronik::Config| remote.apply(c);
+    let broker = TestBroker::start_with(dir.path(), tiered).await;
+    let mut c = Client::connect(broker.addr).await;
+    assert_eq!(c.create_topic("outage", 1, TOPIC_CONFIGS).await, 0);
+    localstack.stop();
+    let t0 = now_ms() - 60_000;
+    let mut expected = Vec::new();
+    for i in 0..60i64 {
+        let value = format!("outage-{i:04}-{}", "o".repeat(300 + i as usize));
+        let r = c
+            .produce(
+                "outage",
+                0,
+                batch(&[value.as_bytes()], t0 + i * 1000, Compression::None),
+                -1,
+            )
+            .await;
+        assert_eq!(
+            (r.error_code, r.base_offset),
+            (0, i),
+            "produce goes on during the outage"
+        );
+        expected.push((i, value.into_bytes()));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(
+        c.list_offset("outage", 0, -4).await.offset,
+        0,
+        "nothing left local disk"
+    );
+    assert_eq!(
+        c.list_offset("outage", 0, -5).await.offset,
+        -1,
+        "nothing is remote yet"
+    );
+    assert_eq!(read_values(&mut c, "outage", 0).await, expected);
+    localstack.restart();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while c.list_offset("outage", 0, -4).await.offset <= 40 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "uploads did not catch up"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        read_values(&mut c, "outage", 0).await,
+        expected,
+        "no record lost"
+    );
+    assert!(remote.objects().await.iter().any(|f| f.ends_with(".log")));
+    broker.stop().await;
+}
