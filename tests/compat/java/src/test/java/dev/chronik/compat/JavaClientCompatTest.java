@@ -82,20 +82,13 @@ class JavaClientCompatTest {
 
     @BeforeAll
     static void connect() {
-        bootstrap = System.getenv("BOOTSTRAP");
-        assertNotNull(bootstrap, "set BOOTSTRAP=host:port of the broker under test");
-        Properties props = new Properties();
-        props.put(AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
-        props.put(AdminClientConfig.DEFAULT_API_TIMEOUT_MS_CONFIG, 30000);
-        props.put(AdminClientConfig.REQUEST_TIMEOUT_MS_CONFIG, 20000);
-        admin = Admin.create(props);
+        bootstrap = BrokerConnection.bootstrap();
+        admin = BrokerConnection.admin(bootstrap);
     }
 
     @AfterAll
     static void close() {
-        if (admin != null) {
-            admin.close(Duration.ofSeconds(5));
-        }
+        BrokerConnection.close(admin);
     }
 
     // --- helpers ------------------------------------------------------------------------------
