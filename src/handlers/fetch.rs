@@ -99,12 +99,14 @@ pub async fn handle(
     }
     let max_wait = Duration::from_millis(req.max_wait_ms.max(0) as u64);
     let deadline = tokio::time::Instant::now() + max_wait;
+    // After a timeout or a dropped sender, one more read answers with whatever is there.
+    let mut last_read = false;
     loop {
         let (parts, total, any_error) =
             read_all(broker, &wanted, req.max_bytes, read_committed).await;
-        let satisfied = total >= req.min_bytes.max(0) as usize && (total > 0 || req.min_bytes <= 0);
+        let satisfied = total >= req.min_bytes.max(0) as usize;
         let now = tokio::time::Instant::now();
-        if satisfied || any_error || now >= deadline || watchers.is_empty() {
+        if satisfied || any_error || last_read || now >= deadline || watchers.is_empty() {
             for (slot, p) in parts {
                 topics[slot].partitions.push(p);
             }
@@ -118,18 +120,9 @@ pub async fn handle(
         let changes = watchers.iter_mut().map(|w| Box::pin(w.changed()));
         match tokio::time::timeout_at(deadline, select_all(changes)).await {
             Ok((Ok(()), _, _)) => {}
-            // A sender dropped (topic deleted) or the wait timed out: answer with what is there.
             Ok((Err(_), _, _)) | Err(_) => {
-                let (parts, _, _) = read_all(broker, &wanted, req.max_bytes, read_committed).await;
-                for (slot, p) in parts {
-                    topics[slot].partitions.push(p);
-                }
-                count_bytes_out(&topics);
-                let out = FetchOut {
-                    topics,
-                    ..Default::default()
-                };
-                return Ok(fetch_encoder::encode(ctx.correlation_id, version, &out));
+                last_read = true;
+                continue;
             }
         }
         for w in &mut watchers {
