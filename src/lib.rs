@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod network;
 pub mod protocol;
 pub mod remote;
+pub mod search;
 pub mod util;
 
 use std::future::Future;
@@ -89,6 +90,7 @@ pub async fn serve_full(
         stop_rx.clone(),
     ));
     let tiering = tokio::spawn(tiering_loop(broker.clone(), stop_rx.clone()));
+    let indexer = tokio::spawn(search_loop(broker.clone(), stop_rx.clone()));
     let admin = match http {
         Some(l) => {
             tracing::info!(listen = %l.local_addr()?, "admin http ready: /metrics /health /ready");
@@ -106,6 +108,7 @@ pub async fn serve_full(
     let mut handles = vec![
         acceptor.abort_handle(),
         tiering.abort_handle(),
+        indexer.abort_handle(),
         housekeeping.abort_handle(),
     ];
     if let Some(a) = &admin {
@@ -118,13 +121,19 @@ pub async fn serve_full(
     let _ = acceptor.await;
     let _ = housekeeping.await;
     let _ = tiering.await;
+    let _ = indexer.await;
     if let Some(a) = admin {
         let _ = a.await;
     }
     let closing = broker.clone();
-    tokio::task::spawn_blocking(move || closing.close())
-        .await
-        .map_err(std::io::Error::other)?;
+    tokio::task::spawn_blocking(move || {
+        if let Some(search) = &closing.search {
+            search.close();
+        }
+        closing.close()
+    })
+    .await
+    .map_err(std::io::Error::other)?;
     if let Some(cache) = broker.remote.as_ref().and_then(|r| r.cache())
         && let Err(e) = cache.close().await
     {
@@ -157,6 +166,24 @@ async fn tiering_loop(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
             _ = every.tick() => {
                 // A pass finishes its current upload before shutdown is noticed.
                 remote.run_once(&broker).await;
+            }
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// Indexes new records of searchable topics, a pass every 100 ms on a blocking thread.
+async fn search_loop(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
+    let Some(search) = broker.search.clone() else {
+        return;
+    };
+    let mut every = tokio::time::interval(Duration::from_millis(100));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = every.tick() => {
+                let (b, s) = (broker.clone(), search.clone());
+                let _ = tokio::task::spawn_blocking(move || s.index_pass(&b)).await;
             }
             _ = stop.changed() => return,
         }

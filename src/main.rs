@@ -44,6 +44,34 @@ enum Command {
         #[arg(long, default_value = "text")]
         log_format: String,
     },
+    /// Search a topic through a running broker's admin HTTP port.
+    Search {
+        /// The topic (it needs search.enabled=true).
+        topic: String,
+        /// Query string: `disk full`, `value:error AND json.level:warn`, `json.amount:[10 TO 20]`.
+        query: String,
+        /// Only records at or after this time (RFC 3339 or milliseconds since the epoch).
+        #[arg(long)]
+        from: Option<String>,
+        /// Only records before this time (RFC 3339 or milliseconds since the epoch).
+        #[arg(long)]
+        to: Option<String>,
+        /// Number of hits.
+        #[arg(long, default_value_t = 20)]
+        size: u64,
+        /// Only these partitions (repeatable).
+        #[arg(long = "partition")]
+        partitions: Vec<i32>,
+        /// score, timestamp, -timestamp (newest first), offset or -offset.
+        #[arg(long, default_value = "score")]
+        sort: String,
+        /// Print the broker's JSON answer instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// The broker's admin HTTP address.
+        #[arg(long, default_value = "127.0.0.1:9644", env = "CHRONIK_SEARCH_HTTP")]
+        http: String,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -101,6 +129,234 @@ fn main() -> std::process::ExitCode {
                     std::process::ExitCode::FAILURE
                 }
             }
+        }
+        Command::Search {
+            topic,
+            query,
+            from,
+            to,
+            size,
+            partitions,
+            sort,
+            json,
+            http,
+        } => {
+            let args = search_cli::Args {
+                topic,
+                query,
+                from,
+                to,
+                size,
+                partitions,
+                sort,
+                json,
+                http,
+            };
+            match search_cli::run(&args) {
+                Ok(()) => std::process::ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("chronik search: {e}");
+                    std::process::ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+mod search_cli {
+    //! `chronik search`: one query against the admin HTTP port, printed as a table or JSON.
+
+    use serde_json::{Value, json};
+
+    pub struct Args {
+        pub topic: String,
+        pub query: String,
+        pub from: Option<String>,
+        pub to: Option<String>,
+        pub size: u64,
+        pub partitions: Vec<i32>,
+        pub sort: String,
+        pub json: bool,
+        pub http: String,
+    }
+
+    fn time(s: &str) -> Value {
+        match s.parse::<i64>() {
+            Ok(ms) => json!(ms),
+            Err(_) => json!(s),
+        }
+    }
+
+    pub fn body(a: &Args) -> Result<Value, String> {
+        let mut body = json!({
+            "query": { "query_string": { "query": a.query } },
+            "size": a.size,
+        });
+        let sort = match a.sort.as_str() {
+            "score" | "_score" => json!(["_score"]),
+            "timestamp" => json!([{ "timestamp": "asc" }]),
+            "-timestamp" => json!([{ "timestamp": "desc" }]),
+            "offset" => json!([{ "offset": "asc" }]),
+            "-offset" => json!([{ "offset": "desc" }]),
+            other => {
+                return Err(format!(
+                    "--sort {other}: use score, timestamp, -timestamp, offset or -offset"
+                ));
+            }
+        };
+        body["sort"] = sort;
+        if a.from.is_some() || a.to.is_some() {
+            let mut t = serde_json::Map::new();
+            if let Some(f) = &a.from {
+                t.insert("from".into(), time(f));
+            }
+            if let Some(to) = &a.to {
+                t.insert("to".into(), time(to));
+            }
+            body["time"] = Value::Object(t);
+        }
+        if !a.partitions.is_empty() {
+            body["partitions"] = json!(a.partitions);
+        }
+        Ok(body)
+    }
+
+    pub fn run(a: &Args) -> Result<(), String> {
+        let body = body(a)?;
+        let url = format!("http://{}/topics/{}/_search", a.http, a.topic);
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let mut resp = agent
+            .post(&url)
+            .header("content-type", "application/json")
+            .send(body.to_string())
+            .map_err(|e| format!("{url}: {e}"))?;
+        let status = resp.status();
+        let text = resp
+            .body_mut()
+            .read_to_string()
+            .map_err(|e| format!("{url}: {e}"))?;
+        let v: Value = serde_json::from_str(&text)
+            .map_err(|e| format!("{url} answered {status} with something that is not JSON: {e}"))?;
+        if !status.is_success() {
+            let reason = v["error"]["reason"].as_str().unwrap_or(&text);
+            let kind = v["error"]["type"].as_str().unwrap_or("error");
+            return Err(format!("{kind}: {reason}"));
+        }
+        if a.json {
+            println!("{}", serde_json::to_string_pretty(&v).unwrap_or(text));
+            return Ok(());
+        }
+        print!("{}", table(&v));
+        Ok(())
+    }
+
+    fn clip(s: &str, n: usize) -> String {
+        let one_line: String = s
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
+        if one_line.chars().count() <= n {
+            one_line
+        } else {
+            let mut out: String = one_line.chars().take(n - 1).collect();
+            out.push('…');
+            out
+        }
+    }
+
+    fn rfc3339(ms: i64) -> String {
+        use tantivy::time::{OffsetDateTime, format_description::well_known::Rfc3339};
+        OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+            .ok()
+            .and_then(|t| t.format(&Rfc3339).ok())
+            .unwrap_or_else(|| ms.to_string())
+    }
+
+    pub fn table(v: &Value) -> String {
+        let hits = v["hits"].as_array().cloned().unwrap_or_default();
+        let mut out = format!(
+            "{} hits in {} ms ({} shown)\n",
+            v["total"],
+            v["took_ms"],
+            hits.len()
+        );
+        if hits.is_empty() {
+            return out;
+        }
+        out.push_str(&format!(
+            "{:>9} {:>12} {:<24} {:<20} {}\n",
+            "PARTITION", "OFFSET", "TIMESTAMP", "KEY", "VALUE"
+        ));
+        for h in hits {
+            let s = |k: &str| match &h[k] {
+                Value::Null => "-".to_string(),
+                Value::String(s) if h[format!("{k}_encoding")] == "base64" => format!("base64:{s}"),
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            out.push_str(&format!(
+                "{:>9} {:>12} {:<24} {:<20} {}\n",
+                h["partition"],
+                h["offset"],
+                rfc3339(h["timestamp"].as_i64().unwrap_or(-1)),
+                clip(&s("key"), 20),
+                clip(&s("value"), 100)
+            ));
+        }
+        out
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        fn args() -> Args {
+            Args {
+                topic: "t".into(),
+                query: "disk full".into(),
+                from: Some("2026-03-01T00:00:00Z".into()),
+                to: Some("1800000000000".into()),
+                size: 5,
+                partitions: vec![1],
+                sort: "-timestamp".into(),
+                json: false,
+                http: "127.0.0.1:1".into(),
+            }
+        }
+
+        #[test]
+        fn flags_become_the_request_body() {
+            let b = body(&args()).unwrap();
+            assert_eq!(b["query"]["query_string"]["query"], "disk full");
+            assert_eq!(b["time"]["from"], "2026-03-01T00:00:00Z");
+            assert_eq!(b["time"]["to"], 1800000000000i64);
+            assert_eq!(b["sort"], json!([{ "timestamp": "desc" }]));
+            assert_eq!(b["partitions"], json!([1]));
+            let mut bad = args();
+            bad.sort = "size".into();
+            assert!(body(&bad).is_err());
+        }
+
+        #[test]
+        fn table_shows_text_and_marks_base64() {
+            let v = json!({"total": 2, "took_ms": 3, "hits": [
+                {"partition": 0, "offset": 7, "timestamp": 0, "key": null, "value": "disk full\non node 3"},
+                {"partition": 1, "offset": 9, "timestamp": 1000, "key": "k", "value": "AAE=", "value_encoding": "base64"}
+            ]});
+            let t = table(&v);
+            assert!(t.starts_with("2 hits in 3 ms (2 shown)"), "{t}");
+            assert!(t.contains("disk full on node 3"), "{t}");
+            assert!(t.contains("base64:AAE="), "{t}");
+            assert!(t.contains("1970-01-01T00:00:01Z"), "{t}");
+        }
+
+        #[test]
+        fn an_unreachable_broker_is_a_clear_error() {
+            let e = run(&args()).unwrap_err();
+            assert!(e.contains("127.0.0.1:1"), "{e}");
         }
     }
 }

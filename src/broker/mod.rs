@@ -48,6 +48,8 @@ pub struct Broker {
     pub producer_ids: producer_ids::ProducerIdAllocator,
     pub groups: crate::group::GroupCoordinator,
     pub remote: Option<Arc<crate::remote::RemoteLogManager>>,
+    /// The indexer and query engine; `None` when `[search] enabled = false`.
+    pub search: Option<Arc<crate::search::SearchManager>>,
 }
 
 impl Broker {
@@ -126,6 +128,10 @@ impl Broker {
             admin_lock: tokio::sync::Mutex::new(()),
             groups: crate::group::GroupCoordinator::new(metadata.clone(), config.group.clone()),
             remote: Some(remote),
+            search: config
+                .search
+                .enabled
+                .then(|| Arc::new(crate::search::SearchManager::new(config.search.clone()))),
             metadata,
             producer_ids,
             config,
@@ -159,6 +165,11 @@ impl Broker {
             .collect();
         all.sort_by(|a, b| a.name.cmp(&b.name));
         all
+    }
+
+    /// Where a partition's log (and its search index) live.
+    pub fn partition_dir(&self, topic: &str, index: i32) -> PathBuf {
+        self.data_dir.join(partition::dir_name(topic, index))
     }
 
     pub fn partition(&self, topic: &str, index: i32) -> Option<Arc<Partition>> {

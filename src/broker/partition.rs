@@ -90,6 +90,27 @@ impl Partition {
         self.log().read(offset, max_bytes, at_least_one)
     }
 
+    /// Reads whole batches at `offset` into memory (at most `max_bytes`, at least one batch),
+    /// with the base offset of the segment they are in.
+    pub fn read_bytes(
+        &self,
+        offset: i64,
+        max_bytes: u32,
+    ) -> Result<Option<(i64, Vec<u8>)>, ReadError> {
+        let (info, base) = {
+            let log = self.log();
+            let info = log.read(offset, max_bytes, true)?;
+            (info, log.segment_base_for(offset))
+        };
+        let Some(region) = info.region else {
+            return Ok(None);
+        };
+        use std::os::unix::fs::FileExt;
+        let mut buf = vec![0u8; region.len as usize];
+        region.file.read_exact_at(&mut buf, region.position)?;
+        Ok(Some((base.unwrap_or(offset), buf)))
+    }
+
     /// A receiver that changes whenever the high watermark moves.
     pub fn subscribe(&self) -> watch::Receiver<i64> {
         self.high_watermark.subscribe()

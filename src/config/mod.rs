@@ -38,6 +38,32 @@ pub struct Config {
     pub tiering: TieringConfig,
     pub cache: CacheSettings,
     pub http: HttpConfig,
+    pub search: SearchConfig,
+}
+
+/// The search indexer and query API (`[search]`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SearchConfig {
+    /// Run the indexer and serve queries; topics still opt in with `search.enabled`.
+    pub enabled: bool,
+    /// How often newly indexed records are committed and become searchable.
+    pub commit_interval_ms: u64,
+    /// Tantivy's indexing buffer for each indexed partition.
+    pub writer_memory_bytes: u64,
+    /// Largest `from + size` of one query.
+    pub max_result_window: u64,
+}
+
+impl Default for SearchConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            commit_interval_ms: 500,
+            writer_memory_bytes: 16 << 20,
+            max_result_window: 10_000,
+        }
+    }
 }
 
 /// The admin HTTP port: metrics, health and readiness.
@@ -204,6 +230,8 @@ pub struct LogDefaults {
     pub remote_storage_enable: bool,
     pub local_retention_ms: i64,
     pub local_retention_bytes: i64,
+    /// Default of `search.enabled` for new topics.
+    pub search_enabled: bool,
     /// How often retention is applied.
     pub retention_check_interval_ms: u64,
 }
@@ -219,6 +247,7 @@ impl Default for Config {
             tiering: TieringConfig::default(),
             cache: CacheSettings::default(),
             http: HttpConfig::default(),
+            search: SearchConfig::default(),
         }
     }
 }
@@ -256,6 +285,7 @@ impl Default for LogDefaults {
             remote_storage_enable: false,
             local_retention_ms: -2,
             local_retention_bytes: -2,
+            search_enabled: false,
             retention_check_interval_ms: 300_000,
         }
     }

@@ -97,6 +97,15 @@ fn compression_type(v: &str) -> Result<(), (bool, String)> {
     }
 }
 
+fn search_fields(v: &str) -> Result<(), (bool, String)> {
+    for path in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        if path.starts_with('.') || path.ends_with('.') || path.contains("..") {
+            return Err((false, format!("{path} is not a JSON path like order.id")));
+        }
+    }
+    Ok(())
+}
+
 fn timestamp_type(v: &str) -> Result<(), (bool, String)> {
     match v {
         "CreateTime" | "LogAppendTime" => Ok(()),
@@ -315,6 +324,22 @@ pub static TOPIC_CONFIGS: &[ConfigDef] = &[
         "Copy sealed segments to object storage (KIP-405)."
     ),
     def!(
+        "search.enabled",
+        Boolean,
+        0,
+        |d| d.search_enabled.to_string(),
+        ok,
+        "Index the topic's records for the search API."
+    ),
+    def!(
+        "search.fields",
+        List,
+        0,
+        |_| String::new(),
+        search_fields,
+        "JSON paths indexed in the json field; empty: the whole object."
+    ),
+    def!(
         "local.retention.ms",
         Long,
         -2,
@@ -495,6 +520,16 @@ impl TopicConfigs {
                 .eq_ignore_ascii_case("true"),
             local_retention_ms: self.number("local.retention.ms", defaults)?,
             local_retention_bytes: self.number("local.retention.bytes", defaults)?,
+            search_enabled: self
+                .value("search.enabled", defaults)
+                .eq_ignore_ascii_case("true"),
+            search_fields: self
+                .value("search.fields", defaults)
+                .split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(str::to_string)
+                .collect(),
         })
     }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Json};
 use axum::routing::get;
@@ -16,6 +16,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::broker::Broker;
+use crate::search::{SearchError, SearchManager};
 
 #[derive(Serialize)]
 struct Check {
@@ -35,6 +36,8 @@ pub async fn serve(listener: TcpListener, broker: Arc<Broker>, mut stop: watch::
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
+        .route("/topics/{topic}/_search", get(search_get).post(search_post))
+        .route("/topics/{topic}/_search/status", get(search_status))
         .with_state(broker);
     let shutdown = async move {
         let _ = stop.changed().await;
@@ -45,6 +48,156 @@ pub async fn serve(listener: TcpListener, broker: Arc<Broker>, mut stop: watch::
     {
         tracing::warn!(error = %e, "admin http server stopped");
     }
+}
+
+type Reply = (StatusCode, Json<serde_json::Value>);
+
+fn error_reply(status: StatusCode, kind: &str, reason: impl std::fmt::Display) -> Reply {
+    (
+        status,
+        Json(serde_json::json!({ "error": { "type": kind, "reason": reason.to_string() } })),
+    )
+}
+
+fn search_error(e: SearchError) -> Reply {
+    match &e {
+        SearchError::BadRequest(b) if b.parse => {
+            error_reply(StatusCode::BAD_REQUEST, "parse_error", e)
+        }
+        SearchError::BadRequest(_) => error_reply(StatusCode::BAD_REQUEST, "bad_request", e),
+        SearchError::UnknownTopic(_) => error_reply(StatusCode::NOT_FOUND, "unknown_topic", e),
+        SearchError::Disabled(_) => error_reply(StatusCode::BAD_REQUEST, "search_disabled", e),
+        SearchError::Unavailable(_) => {
+            error_reply(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e)
+        }
+    }
+}
+
+/// The topic if it exists and is searchable on a broker with search on.
+fn searchable_topic(
+    broker: &Broker,
+    name: &str,
+) -> Result<(Arc<SearchManager>, Arc<crate::broker::Topic>), SearchError> {
+    let search = broker.search.clone().ok_or_else(|| {
+        SearchError::Unavailable("[search] enabled is false on this broker".into())
+    })?;
+    let topic = broker
+        .topic(name)
+        .ok_or_else(|| SearchError::UnknownTopic(name.to_string()))?;
+    if !topic
+        .partitions()
+        .first()
+        .is_some_and(|p| p.log_config().search_enabled)
+    {
+        return Err(SearchError::Disabled(name.to_string()));
+    }
+    Ok((search, topic))
+}
+
+async fn run_search(broker: Arc<Broker>, topic: String, body: serde_json::Value) -> Reply {
+    let (search, topic) = match searchable_topic(&broker, &topic) {
+        Ok(x) => x,
+        Err(e) => return search_error(e),
+    };
+    let req = match search.parse(&body) {
+        Ok(r) => r,
+        Err(e) => return search_error(e),
+    };
+    let handle = tokio::runtime::Handle::current();
+    let result =
+        tokio::task::spawn_blocking(move || search.search(&broker, &topic, &req, &handle)).await;
+    match result {
+        Ok(Ok(v)) => (StatusCode::OK, Json(v)),
+        Ok(Err(e)) => search_error(e),
+        Err(e) => error_reply(StatusCode::INTERNAL_SERVER_ERROR, "internal", e),
+    }
+}
+
+async fn search_post(
+    State(broker): State<Arc<Broker>>,
+    Path(topic): Path<String>,
+    body: axum::body::Bytes,
+) -> Reply {
+    let body: serde_json::Value = if body.iter().all(u8::is_ascii_whitespace) {
+        serde_json::json!({})
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(v) => v,
+            Err(e) => {
+                return error_reply(
+                    StatusCode::BAD_REQUEST,
+                    "parse_error",
+                    format!("the body is not JSON: {e}"),
+                );
+            }
+        }
+    };
+    run_search(broker, topic, body).await
+}
+
+async fn search_get(
+    State(broker): State<Arc<Broker>>,
+    Path(topic): Path<String>,
+    Query(params): Query<std::collections::HashMap<String, String>>,
+) -> Reply {
+    let mut body = serde_json::Map::new();
+    for (k, v) in &params {
+        match k.as_str() {
+            "q" => {
+                body.insert(
+                    "query".into(),
+                    serde_json::json!({ "query_string": { "query": v } }),
+                );
+            }
+            "size" | "from" => match v.parse::<u64>() {
+                Ok(n) => {
+                    body.insert(k.clone(), n.into());
+                }
+                Err(_) => {
+                    return error_reply(
+                        StatusCode::BAD_REQUEST,
+                        "bad_request",
+                        format!("{k} must be a number"),
+                    );
+                }
+            },
+            "sort" => {
+                let (field, order) = match v.strip_prefix('-') {
+                    Some(f) => (f, "desc"),
+                    None => (v.as_str(), "asc"),
+                };
+                body.insert("sort".into(), serde_json::json!([{ field: order }]));
+            }
+            other => {
+                return error_reply(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    format!("unknown parameter {other}; use q, size, from, sort"),
+                );
+            }
+        }
+    }
+    run_search(broker, topic, serde_json::Value::Object(body)).await
+}
+
+async fn search_status(State(broker): State<Arc<Broker>>, Path(topic): Path<String>) -> Reply {
+    let Some(search) = broker.search.clone() else {
+        return search_error(SearchError::Unavailable(
+            "[search] enabled is false on this broker".into(),
+        ));
+    };
+    let Some(t) = broker.topic(&topic) else {
+        return search_error(SearchError::UnknownTopic(topic));
+    };
+    let enabled = t
+        .partitions()
+        .first()
+        .is_some_and(|p| p.log_config().search_enabled);
+    let partitions = search.status(&broker, &t);
+    (
+        StatusCode::OK,
+        Json(serde_json::json!({ "topic": topic, "enabled": enabled, "partitions": partitions })),
+    )
 }
 
 async fn health() -> impl IntoResponse {

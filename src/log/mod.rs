@@ -58,6 +58,10 @@ pub struct LogConfig {
     /// How long / how much of the log stays local when tiered (`-2`: the total retention).
     pub local_retention_ms: i64,
     pub local_retention_bytes: i64,
+    /// Records are indexed for search (`search.enabled`).
+    pub search_enabled: bool,
+    /// JSON paths indexed in the `json` field (`search.fields`); empty: the whole object.
+    pub search_fields: Vec<String>,
 }
 
 impl Default for LogConfig {
@@ -77,6 +81,8 @@ impl Default for LogConfig {
             remote_storage: false,
             local_retention_ms: -2,
             local_retention_bytes: -2,
+            search_enabled: false,
+            search_fields: Vec::new(),
         }
     }
 }
@@ -561,6 +567,11 @@ impl PartitionLog {
     pub fn flush_due(&self, now_ms: i64) -> bool {
         self.first_unflushed_ms
             .is_some_and(|t| now_ms.saturating_sub(t) >= self.config.flush_ms)
+    }
+
+    /// Base offset of the local segment holding `offset` (the active one past the end).
+    pub fn segment_base_for(&self, offset: i64) -> Option<i64> {
+        self.segments.range(..=offset).next_back().map(|(b, _)| *b)
     }
 
     /// Finds the bytes to return for a fetch at `offset`: whole batches, at most `max_bytes`

@@ -57,6 +57,12 @@ pub enum MetadataRecord {
         topic: String,
         segment: chronik_tiering::RemoteLogSegmentMetadata,
     },
+    /// A search split was uploaded next to a remote segment (appended with the segment's
+    /// COPY_SEGMENT_FINISHED, so a finished segment always knows its split). New variants go
+    /// last: older logs must keep decoding.
+    RemoteSplitAdded {
+        split: chronik_tiering::RemoteSplitMetadata,
+    },
 }
 
 pub const FRAME_HEADER: usize = 16;

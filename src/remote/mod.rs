@@ -26,7 +26,7 @@ use crate::log::batch::{BATCH_HEADER_LEN, BatchHeader, LOG_OVERHEAD};
 use crate::metadata::{MetadataRecord, MetadataStore};
 
 /// Object kinds of one segment.
-const EXTS: [&str; 4] = ["log", "index", "timeindex", "snapshot"];
+const EXTS: [&str; 5] = ["log", "index", "timeindex", "snapshot", "split"];
 /// Bytes fetched beyond the requested maximum so the batch boundary can be found in one GET.
 const READ_SLACK: u64 = 64 * 1024;
 /// Offset indexes kept in memory for remote reads (a fuller cache lives in `chronik-cache`).
@@ -181,13 +181,26 @@ impl RemoteLogManager {
         m: &RemoteLogSegmentMetadata,
         range: std::ops::Range<u64>,
     ) -> Result<Bytes, RemoteError> {
+        self.object_range(key, m.segment_id, m.segment_size_bytes, range, true)
+            .await
+    }
+
+    /// Bytes `range` of any immutable remote object of `size` bytes whose chunks are cached
+    /// under `id`; `read_ahead` also fetches the chunk after the last one read.
+    pub async fn object_range(
+        &self,
+        key: &ObjectPath,
+        id: Uuid,
+        size: u64,
+        range: std::ops::Range<u64>,
+        read_ahead: bool,
+    ) -> Result<Bytes, RemoteError> {
         let Some(cache) = &self.cache else {
             return Ok(self.store.get_range(key, range).await?);
         };
         if range.is_empty() {
             return Ok(Bytes::new());
         }
-        let size = m.segment_size_bytes;
         let cs = cache.chunk_bytes() as u64;
         let first = range.start / cs;
         let last = (range.end - 1) / cs;
@@ -203,28 +216,27 @@ impl RemoteLogManager {
                 .prefetched
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .remove(&cache_chunk_key(m.segment_id, index))
+                .remove(&cache_chunk_key(id, index))
             {
                 TieringMetrics::add(&self.metrics.readahead_used, 1);
             }
             let chunk = cache
-                .get_or_fetch(cache_chunk_key(m.segment_id, index), fetch_chunk(index))
+                .get_or_fetch(cache_chunk_key(id, index), fetch_chunk(index))
                 .await?;
             parts.push(chunk);
         }
         let next = last + 1;
-        if next * cs < size && !cache.contains(&cache_chunk_key(m.segment_id, next)) {
+        if read_ahead && next * cs < size && !cache.contains(&cache_chunk_key(id, next)) {
             {
                 let mut p = self.prefetched.lock().unwrap_or_else(|e| e.into_inner());
                 if p.len() >= 4096 {
                     p.clear();
                 }
-                p.insert(cache_chunk_key(m.segment_id, next));
+                p.insert(cache_chunk_key(id, next));
             }
             TieringMetrics::add(&self.metrics.readahead_issued, 1);
             let cache = cache.clone();
             let ahead = fetch_chunk(next);
-            let id = m.segment_id;
             tokio::spawn(async move {
                 if let Err(e) = cache.get_or_fetch(cache_chunk_key(id, next), ahead).await {
                     tracing::debug!(segment = %id, chunk = next, error = %e, "read-ahead failed");
@@ -262,6 +274,19 @@ impl RemoteLogManager {
         )
     }
 
+    /// Where the search split of a remote segment lives.
+    pub fn split_key(&self, topic: &str, s: &chronik_tiering::RemoteSplitMetadata) -> ObjectPath {
+        segment_object_key(
+            &self.cluster,
+            topic,
+            s.topic_id,
+            s.partition,
+            s.base_offset,
+            s.segment_id,
+            "split",
+        )
+    }
+
     pub fn segments(&self, topic_id: Uuid, partition: i32) -> Vec<RemoteLogSegmentMetadata> {
         self.metadata
             .read(|s| s.remote_segments_of(topic_id, partition))
@@ -291,6 +316,7 @@ impl RemoteLogManager {
         topic: &Topic,
         partition: &Partition,
         seg: &SealedSegment,
+        split: Option<crate::search::LocalSplitFile>,
     ) -> Result<(), RemoteError> {
         let started = RemoteLogSegmentMetadata {
             topic_id: topic.id,
@@ -318,8 +344,32 @@ impl RemoteLogManager {
             let key = self.key(&topic.name, &started, ext);
             chronik_tiering::upload_file(self.store.as_ref(), &key, path, self.part_size).await?;
         }
+        let mut records = Vec::with_capacity(2);
+        if let Some(split) = split {
+            let key = self.key(&topic.name, &started, "split");
+            chronik_tiering::upload_file(self.store.as_ref(), &key, &split.path, self.part_size)
+                .await?;
+            records.push(MetadataRecord::RemoteSplitAdded {
+                split: chronik_tiering::RemoteSplitMetadata {
+                    topic_id: topic.id,
+                    partition: partition.index,
+                    segment_id: started.segment_id,
+                    base_offset: split.info.base_offset,
+                    next_offset: split.info.next_offset,
+                    min_timestamp_ms: split.info.min_timestamp_ms,
+                    max_timestamp_ms: split.info.max_timestamp_ms,
+                    docs: split.info.docs,
+                    size_bytes: split.size,
+                    footer_bytes: split.footer_bytes,
+                },
+            });
+        }
         let finished = started.with_state(RemoteSegmentState::CopySegmentFinished)?;
-        self.record(&topic.name, &finished).await?;
+        records.push(MetadataRecord::RemoteSegmentUpdated {
+            topic: topic.name.clone(),
+            segment: finished.clone(),
+        });
+        self.metadata.append(records).await?;
         TieringMetrics::add(&self.metrics.segments_uploaded, 1);
         TieringMetrics::add(&self.metrics.bytes_uploaded, seg.size);
         tracing::info!(
@@ -395,7 +445,10 @@ impl RemoteLogManager {
                 if !p.log_config().remote_storage {
                     continue;
                 }
-                if let Err(e) = self.tier_partition(topic, p, now).await {
+                if let Err(e) = self
+                    .tier_partition(topic, p, now, broker.search.as_deref())
+                    .await
+                {
                     TieringMetrics::add(&self.metrics.upload_errors, 1);
                     tracing::warn!(topic = %topic.name, partition = p.index, error = %e, "tiering pass failed; will retry");
                 }
@@ -427,6 +480,7 @@ impl RemoteLogManager {
         topic: &Topic,
         p: &Partition,
         now_ms: i64,
+        search: Option<&crate::search::SearchManager>,
     ) -> Result<(), RemoteError> {
         let remote = self.segments(topic.id, p.index);
         let copied: HashMap<i64, &RemoteLogSegmentMetadata> =
@@ -435,7 +489,18 @@ impl RemoteLogManager {
         let sealed = p.sealed_segments();
         for seg in &sealed {
             if !copied.contains_key(&seg.base_offset) && seg.base_offset >= remote_next {
-                self.copy_segment(topic, p, seg).await?;
+                // A searchable topic's segment goes up with its split: wait for the indexer.
+                let split = match search {
+                    Some(s) if p.log_config().search_enabled => {
+                        match s.split_for_upload(topic, p.index, seg.base_offset) {
+                            crate::search::SplitForUpload::Pending => break,
+                            crate::search::SplitForUpload::None => None,
+                            crate::search::SplitForUpload::Ready(split) => Some(split),
+                        }
+                    }
+                    _ => None,
+                };
+                self.copy_segment(topic, p, seg, split).await?;
             }
         }
         // Local retention: only segments that are safely remote may go.

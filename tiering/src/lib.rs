@@ -25,7 +25,7 @@ pub use credentials::{AwsChainCredentialProvider, DEFAULT_REGION, resolve_region
 pub use error::TieringError;
 pub use faults::{FaultInjector, FaultyStore};
 pub use layout::{cache_chunk_key, segment_object_key};
-pub use metadata::{RemoteLogSegmentMetadata, RemoteSegmentState};
+pub use metadata::{RemoteLogSegmentMetadata, RemoteSegmentState, RemoteSplitMetadata};
 pub use metered::{
     MeteredStore, OperationMetrics, OperationSnapshot, StoreMetrics, StoreMetricsSnapshot, metered,
 };

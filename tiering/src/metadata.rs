@@ -59,6 +59,27 @@ pub struct RemoteLogSegmentMetadata {
     pub state: RemoteSegmentState,
 }
 
+/// The search split uploaded next to a remote segment: enough to decide without a request
+/// whether a query needs it, and to read its footer with one ranged GET.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoteSplitMetadata {
+    pub topic_id: Uuid,
+    pub partition: i32,
+    /// The segment the split indexes; the split object shares its key stem.
+    pub segment_id: Uuid,
+    pub base_offset: i64,
+    /// One past the last offset the split covers.
+    pub next_offset: i64,
+    /// Smallest and largest record timestamp in the split (`-1` when it holds no records).
+    pub min_timestamp_ms: i64,
+    pub max_timestamp_ms: i64,
+    pub docs: u64,
+    /// Size of the `.split` object.
+    pub size_bytes: u64,
+    /// Bytes at the end of the object holding the hotcache and the footer.
+    pub footer_bytes: u64,
+}
+
 impl RemoteLogSegmentMetadata {
     /// The same segment in state `next`, if the life cycle allows it.
     pub fn with_state(&self, next: RemoteSegmentState) -> Result<Self, TieringError> {

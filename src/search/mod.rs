@@ -1,0 +1,1054 @@
+//! Search over both tiers.
+//!
+//! Each partition of a topic with `search.enabled=true` has a Tantivy index of the segment being
+//! written (`<partition dir>/search/active/`), fed in the background from committed batches and
+//! committed every `commit_interval_ms` with the next offset to index as its payload — so after a
+//! crash indexing resumes exactly where the last commit ended, with nothing missing or twice.
+//! When the log moves on to a new segment, the finished index is merged into one Tantivy segment
+//! and packed into a split file (`<base_offset:020>.split`, see [`split`]) that the tiering path
+//! uploads next to the segment before the segment may leave local disk. Queries fan out over the
+//! active indexes, the local splits and the remote splits (read through the chunk cache) of the
+//! partitions they ask for, skip splits outside their time range, and merge the top hits.
+
+pub mod query;
+pub mod schema;
+pub mod split;
+
+use std::collections::{BTreeMap, HashMap};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tantivy::collector::{Count, TopDocs};
+use tantivy::query::{BooleanQuery, ConstScoreQuery, Occur, Query, RangeQuery};
+use tantivy::schema::Value as _;
+use tantivy::{
+    DocAddress, Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, TantivyDocument, Term,
+};
+use uuid::Uuid;
+
+use crate::broker::{Broker, Partition, Topic};
+use crate::config::SearchConfig;
+use crate::log::ReadError;
+use query::{BadRequest, QueryBuilder, SearchRequest, Sort, SortKey};
+use schema::Fields;
+use split::{LocalSplit, SplitDirectory, SplitInfo, SplitSource};
+
+const ACTIVE_DIR: &str = "active";
+/// Bytes of log read per indexing step of one partition.
+const STEP_BYTES: u32 = 4 << 20;
+/// Remote splits kept open (their footers, hotcaches and term dictionaries in memory).
+const OPEN_REMOTE_SPLITS: usize = 512;
+
+/// Why a query could not be answered.
+#[derive(Debug, thiserror::Error)]
+pub enum SearchError {
+    #[error("{}", .0.reason)]
+    BadRequest(BadRequest),
+    #[error("unknown topic {0}")]
+    UnknownTopic(String),
+    #[error("search is not enabled on topic {0}; set search.enabled=true")]
+    Disabled(String),
+    #[error("search is unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// A local split ready to go to the remote tier with its segment.
+#[derive(Debug, Clone)]
+pub struct LocalSplitFile {
+    pub path: PathBuf,
+    pub info: SplitInfo,
+    pub size: u64,
+    pub footer_bytes: u64,
+}
+
+/// What the tiering path may do with a sealed segment of a searchable topic.
+#[derive(Debug)]
+pub enum SplitForUpload {
+    /// The indexer has not finished the segment yet: do not upload it now.
+    Pending,
+    /// The segment has no split (indexing started after it, or it held no records).
+    None,
+    Ready(LocalSplitFile),
+}
+
+/// The commit payload of an active index: which segment it indexes and how far it got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+struct Progress {
+    segment_base: i64,
+    next_offset: i64,
+    min_ts: i64,
+    max_ts: i64,
+    docs: u64,
+}
+
+impl Progress {
+    fn new(segment_base: i64, next_offset: i64) -> Self {
+        Self {
+            segment_base,
+            next_offset,
+            min_ts: -1,
+            max_ts: -1,
+            docs: 0,
+        }
+    }
+
+    fn info(&self) -> SplitInfo {
+        SplitInfo {
+            base_offset: self.segment_base,
+            next_offset: self.next_offset,
+            min_timestamp_ms: self.min_ts,
+            max_timestamp_ms: self.max_ts,
+            docs: self.docs,
+        }
+    }
+}
+
+struct Active {
+    index: Index,
+    writer: IndexWriter,
+    reader: IndexReader,
+    /// Including documents not yet committed.
+    progress: Progress,
+    uncommitted: u64,
+    last_commit: Instant,
+}
+
+struct OpenSplit {
+    file: LocalSplitFile,
+    searcher: Searcher,
+}
+
+/// What queries see of one partition, swapped as a whole so that a segment is never seen both
+/// as the active index and as a split.
+#[derive(Default)]
+struct View {
+    active: Option<(Progress, Searcher)>,
+    splits: BTreeMap<i64, Arc<OpenSplit>>,
+    /// Every offset below this is searchable.
+    searchable: i64,
+    /// The indexer is at or past this segment base: smaller sealed segments are done.
+    position: i64,
+}
+
+/// The search state of one partition.
+pub struct PartitionIndex {
+    dir: PathBuf,
+    partition: i32,
+    active: Mutex<Option<Active>>,
+    view: Mutex<View>,
+}
+
+impl PartitionIndex {
+    fn view(&self) -> std::sync::MutexGuard<'_, View> {
+        self.view.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Counters for `/metrics`.
+#[derive(Default)]
+pub struct SearchMetrics {
+    pub docs_indexed: AtomicU64,
+    pub bytes_indexed: AtomicU64,
+    pub commits: AtomicU64,
+    pub splits_sealed: AtomicU64,
+    pub index_errors: AtomicU64,
+    pub queries: AtomicU64,
+    pub query_errors: AtomicU64,
+    pub query_micros: AtomicU64,
+    pub remote_splits_opened: AtomicU64,
+}
+
+pub struct SearchManager {
+    config: SearchConfig,
+    builder: QueryBuilder,
+    partitions: Mutex<HashMap<(Uuid, i32), Arc<PartitionIndex>>>,
+    remote_open: Mutex<HashMap<Uuid, Searcher>>,
+    pub metrics: SearchMetrics,
+    /// Per-query latency in seconds, for the histogram.
+    pub query_latency: prometheus::Histogram,
+}
+
+/// Partition status for `/topics/{topic}/_search/status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct PartitionStatus {
+    pub partition: i32,
+    pub high_watermark: i64,
+    pub searchable_offset: i64,
+    pub lag: i64,
+    pub local_splits: usize,
+    pub remote_splits: usize,
+}
+
+fn tantivy_io(e: tantivy::TantivyError) -> io::Error {
+    io::Error::other(e.to_string())
+}
+
+impl SearchManager {
+    pub fn new(config: SearchConfig) -> Self {
+        let max_window = config.max_result_window as usize;
+        let query_latency = prometheus::Histogram::with_opts(
+            prometheus::HistogramOpts::new(
+                "chronik_search_query_duration_seconds",
+                "Search query latency.",
+            )
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ]),
+        )
+        .expect("valid histogram");
+        Self {
+            config,
+            builder: QueryBuilder::new(Fields::new(), max_window),
+            partitions: Mutex::new(HashMap::new()),
+            remote_open: Mutex::new(HashMap::new()),
+            metrics: SearchMetrics::default(),
+            query_latency,
+        }
+    }
+
+    fn fields(&self) -> &Fields {
+        &self.builder.fields
+    }
+
+    fn existing(&self, topic: &Topic, partition: i32) -> Option<Arc<PartitionIndex>> {
+        self.partitions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&(topic.id, partition))
+            .cloned()
+    }
+
+    /// The partition's index, opened (and recovered) on first use.
+    fn open_partition(
+        &self,
+        topic: &Topic,
+        p: &Partition,
+        dir: &Path,
+    ) -> io::Result<Arc<PartitionIndex>> {
+        if let Some(pi) = self.existing(topic, p.index) {
+            return Ok(pi);
+        }
+        let pi = Arc::new(self.recover(p, dir)?);
+        self.partitions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert((topic.id, p.index), pi.clone());
+        Ok(pi)
+    }
+
+    /// Opens what a previous run left: the local splits and the active index at its last
+    /// commit. Documents the log no longer has (a crash lost its unflushed tail) are deleted.
+    fn recover(&self, p: &Partition, dir: &Path) -> io::Result<PartitionIndex> {
+        std::fs::create_dir_all(dir)?;
+        let mut splits = BTreeMap::new();
+        for entry in std::fs::read_dir(dir)? {
+            let path = entry?.path();
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if name.ends_with(".split.tmp") {
+                std::fs::remove_file(&path)?;
+                continue;
+            }
+            if !name.ends_with(".split") {
+                continue;
+            }
+            match open_local_split(&path) {
+                Ok(s) => {
+                    splits.insert(s.file.info.base_offset, Arc::new(s));
+                }
+                Err(e) => {
+                    // A damaged split is rebuilt from the log when the log still has it.
+                    tracing::warn!(path = %path.display(), error = %e, "dropping unreadable split");
+                    std::fs::remove_file(&path)?;
+                }
+            }
+        }
+        let log_end = p.high_watermark();
+        let after_splits = splits.values().map(|s| s.file.info.next_offset).max();
+        let active_dir = dir.join(ACTIVE_DIR);
+        let mut active = None;
+        if active_dir.join("meta.json").exists() {
+            let index = Index::open_in_dir(&active_dir).map_err(tantivy_io)?;
+            let progress = index
+                .load_metas()
+                .map_err(tantivy_io)?
+                .payload
+                .and_then(|p| serde_json::from_str::<Progress>(&p).ok());
+            match progress {
+                Some(pr) if !splits.contains_key(&pr.segment_base) => {
+                    active = Some(self.open_active(index, pr, log_end)?);
+                }
+                _ => {
+                    // Already packed into a split (a crash after packing), or never committed.
+                    std::fs::remove_dir_all(&active_dir)?;
+                }
+            }
+        } else if active_dir.exists() {
+            std::fs::remove_dir_all(&active_dir)?;
+        }
+        let start = after_splits.unwrap_or_else(|| p.local_log_start_offset());
+        let view_active = active
+            .as_ref()
+            .map(|a: &Active| (a.progress, a.reader.searcher()));
+        let searchable = active.as_ref().map_or(start, |a| a.progress.next_offset);
+        let position = active.as_ref().map_or(start, |a| a.progress.segment_base);
+        Ok(PartitionIndex {
+            dir: dir.to_path_buf(),
+            partition: p.index,
+            active: Mutex::new(active),
+            view: Mutex::new(View {
+                active: view_active,
+                splits,
+                searchable,
+                position,
+            }),
+        })
+    }
+
+    fn open_active(
+        &self,
+        index: Index,
+        mut progress: Progress,
+        log_end: i64,
+    ) -> io::Result<Active> {
+        let mut writer: IndexWriter = index
+            .writer_with_num_threads(1, self.config.writer_memory_bytes.max(15 << 20) as usize)
+            .map_err(tantivy_io)?;
+        if progress.next_offset > log_end {
+            // The log lost records the index has: forget them.
+            let gone = RangeQuery::new(
+                std::ops::Bound::Included(Term::from_field_i64(self.fields().offset, log_end)),
+                std::ops::Bound::Unbounded,
+            );
+            writer.delete_query(Box::new(gone)).map_err(tantivy_io)?;
+            progress.next_offset = log_end.max(progress.segment_base);
+            let mut commit = writer.prepare_commit().map_err(tantivy_io)?;
+            commit.set_payload(&serde_json::to_string(&progress).map_err(io::Error::other)?);
+            commit.commit().map_err(tantivy_io)?;
+        }
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()
+            .map_err(tantivy_io)?;
+        Ok(Active {
+            index,
+            writer,
+            reader,
+            progress,
+            uncommitted: 0,
+            last_commit: Instant::now(),
+        })
+    }
+
+    fn new_active(&self, dir: &Path, progress: Progress) -> io::Result<Active> {
+        let path = dir.join(ACTIVE_DIR);
+        if path.exists() {
+            std::fs::remove_dir_all(&path)?;
+        }
+        std::fs::create_dir_all(&path)?;
+        let index =
+            Index::create_in_dir(&path, self.fields().schema.clone()).map_err(tantivy_io)?;
+        self.open_active(index, progress, i64::MAX)
+    }
+
+    /// Indexes what is new in every searchable partition. Runs on a blocking thread.
+    pub fn index_pass(&self, broker: &Broker) {
+        for topic in broker.topics() {
+            for p in topic.partitions() {
+                let config = p.log_config();
+                if !config.search_enabled || p.is_deleted() {
+                    continue;
+                }
+                let dir = broker.partition_dir(&topic.name, p.index).join("search");
+                let result = self
+                    .open_partition(&topic, p, &dir)
+                    .and_then(|pi| self.index_step(&pi, p, &config.search_fields));
+                if let Err(e) = result {
+                    self.metrics.index_errors.fetch_add(1, Relaxed);
+                    tracing::warn!(topic = %topic.name, partition = p.index, error = %e, "indexing failed; will retry");
+                }
+            }
+        }
+        // Forget partitions of deleted topics (their directories went with the topic).
+        let live: std::collections::HashSet<Uuid> = broker.topics().iter().map(|t| t.id).collect();
+        self.partitions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|(id, _), _| live.contains(id));
+    }
+
+    fn index_step(
+        &self,
+        pi: &PartitionIndex,
+        p: &Partition,
+        json_paths: &[String],
+    ) -> io::Result<()> {
+        let mut guard = pi.active.lock().unwrap_or_else(|e| e.into_inner());
+        let mut budget = STEP_BYTES as u64 * 4;
+        loop {
+            let next = match guard.as_ref() {
+                Some(a) => a.progress.next_offset,
+                None => pi.view().searchable,
+            };
+            let hw = p.high_watermark();
+            if next >= hw || budget == 0 {
+                break;
+            }
+            let (base, bytes) = match p.read_bytes(next, STEP_BYTES) {
+                Ok(Some(r)) => r,
+                Ok(None) => break,
+                Err(ReadError::NotLocal { local_start, .. }) => {
+                    self.skip_to(pi, &mut guard, local_start)?;
+                    continue;
+                }
+                Err(ReadError::OffsetOutOfRange { log_start, .. }) if next < log_start => {
+                    self.skip_to(pi, &mut guard, log_start)?;
+                    continue;
+                }
+                Err(ReadError::OffsetOutOfRange { .. }) => break,
+                Err(ReadError::Io(e)) => return Err(e),
+            };
+            budget = budget.saturating_sub(bytes.len() as u64);
+            // A new segment: the previous one is finished.
+            if guard
+                .as_ref()
+                .is_none_or(|a| a.progress.segment_base != base)
+            {
+                if let Some(done) = guard.take() {
+                    self.seal(pi, done)?;
+                }
+                *guard = Some(self.new_active(&pi.dir, Progress::new(base, next))?);
+                pi.view().position = base;
+            }
+            let active = guard.as_mut().expect("set above");
+            let records = schema::decode_batches(&bytes)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            let mut last = next - 1;
+            let mut walk: &[u8] = &bytes;
+            while let Ok(h) = crate::log::batch::BatchHeader::parse(walk) {
+                last = h.last_offset();
+                walk = &walk[h.total_len().min(walk.len())..];
+            }
+            for r in records.iter().filter(|r| r.offset >= next) {
+                let doc = schema::document(self.fields(), pi.partition, r, json_paths);
+                active.writer.add_document(doc).map_err(tantivy_io)?;
+                let pr = &mut active.progress;
+                pr.docs += 1;
+                if r.timestamp >= 0 {
+                    pr.min_ts = if pr.min_ts < 0 {
+                        r.timestamp
+                    } else {
+                        pr.min_ts.min(r.timestamp)
+                    };
+                    pr.max_ts = pr.max_ts.max(r.timestamp);
+                }
+                active.uncommitted += 1;
+            }
+            self.metrics
+                .docs_indexed
+                .fetch_add(records.len() as u64, Relaxed);
+            self.metrics
+                .bytes_indexed
+                .fetch_add(bytes.len() as u64, Relaxed);
+            active.progress.next_offset = active.progress.next_offset.max(last + 1);
+            if active.uncommitted == 0 {
+                // Only control batches: nothing to search, but the position moved.
+                active.uncommitted = 1;
+            }
+        }
+        if let Some(a) = guard.as_mut()
+            && a.uncommitted > 0
+            && a.last_commit.elapsed() >= Duration::from_millis(self.config.commit_interval_ms)
+        {
+            self.commit(pi, a)?;
+        }
+        drop(guard);
+        self.drop_gone_splits(pi, p);
+        Ok(())
+    }
+
+    /// The log no longer has offsets below `offset` locally: finish what is indexed and carry
+    /// on from there.
+    fn skip_to(
+        &self,
+        pi: &PartitionIndex,
+        guard: &mut Option<Active>,
+        offset: i64,
+    ) -> io::Result<()> {
+        if let Some(done) = guard.take() {
+            self.seal(pi, done)?;
+        }
+        let mut v = pi.view();
+        v.searchable = v.searchable.max(offset);
+        v.position = v.position.max(offset);
+        Ok(())
+    }
+
+    fn commit(&self, pi: &PartitionIndex, a: &mut Active) -> io::Result<()> {
+        let mut commit = a.writer.prepare_commit().map_err(tantivy_io)?;
+        commit.set_payload(&serde_json::to_string(&a.progress).map_err(io::Error::other)?);
+        commit.commit().map_err(tantivy_io)?;
+        a.reader.reload().map_err(tantivy_io)?;
+        a.uncommitted = 0;
+        a.last_commit = Instant::now();
+        self.metrics.commits.fetch_add(1, Relaxed);
+        let mut v = pi.view();
+        v.active = Some((a.progress, a.reader.searcher()));
+        v.searchable = a.progress.next_offset;
+        Ok(())
+    }
+
+    /// Packs a finished active index into a split file and swaps it in for the active index.
+    fn seal(&self, pi: &PartitionIndex, mut a: Active) -> io::Result<()> {
+        let progress = a.progress;
+        let dir = pi.dir.join(ACTIVE_DIR);
+        if progress.docs == 0 {
+            drop(a);
+            std::fs::remove_dir_all(&dir)?;
+            let mut v = pi.view();
+            v.active = None;
+            v.searchable = v.searchable.max(progress.next_offset);
+            return Ok(());
+        }
+        let mut commit = a.writer.prepare_commit().map_err(tantivy_io)?;
+        commit.set_payload(&serde_json::to_string(&progress).map_err(io::Error::other)?);
+        commit.commit().map_err(tantivy_io)?;
+        let ids = a.index.searchable_segment_ids().map_err(tantivy_io)?;
+        if ids.len() > 1 {
+            a.writer.merge(&ids).wait().map_err(tantivy_io)?;
+        }
+        a.writer.wait_merging_threads().map_err(tantivy_io)?;
+        let metas = a.index.searchable_segment_metas().map_err(tantivy_io)?;
+        let prefixes: Vec<String> = metas.iter().map(|m| m.id().uuid_string()).collect();
+        let mut files = vec!["meta.json".to_string()];
+        for entry in std::fs::read_dir(&dir)? {
+            let name = entry?.file_name().to_string_lossy().into_owned();
+            if prefixes.iter().any(|p| name.starts_with(p.as_str())) {
+                files.push(name);
+            }
+        }
+        files.sort();
+        let out = pi.dir.join(format!("{:020}.split", progress.segment_base));
+        split::pack(&dir, &files, &progress.info(), &out)?;
+        let opened = Arc::new(open_local_split(&out)?);
+        {
+            let mut v = pi.view();
+            v.splits.insert(progress.segment_base, opened);
+            v.active = None;
+            v.searchable = v.searchable.max(progress.next_offset);
+        }
+        drop(a.reader);
+        drop(a.index);
+        std::fs::remove_dir_all(&dir)?;
+        self.metrics.splits_sealed.fetch_add(1, Relaxed);
+        tracing::debug!(dir = %pi.dir.display(), base_offset = progress.segment_base, docs = progress.docs, "search split sealed");
+        Ok(())
+    }
+
+    /// Local splits of segments that left local disk are deleted (the remote tier has its own
+    /// copy when the topic is tiered).
+    fn drop_gone_splits(&self, pi: &PartitionIndex, p: &Partition) {
+        let local_start = p.local_log_start_offset();
+        let gone: Vec<Arc<OpenSplit>> = {
+            let mut v = pi.view();
+            let keys: Vec<i64> = v
+                .splits
+                .iter()
+                .filter(|(_, s)| s.file.info.next_offset <= local_start)
+                .map(|(k, _)| *k)
+                .collect();
+            keys.iter().filter_map(|k| v.splits.remove(k)).collect()
+        };
+        for s in gone {
+            if let Err(e) = std::fs::remove_file(&s.file.path) {
+                tracing::warn!(path = %s.file.path.display(), error = %e, "could not delete split");
+            }
+        }
+    }
+
+    /// Whether the sealed segment at `base` of a searchable partition may be uploaded now.
+    pub fn split_for_upload(&self, topic: &Topic, partition: i32, base: i64) -> SplitForUpload {
+        let Some(pi) = self.existing(topic, partition) else {
+            return SplitForUpload::Pending;
+        };
+        let v = pi.view();
+        if let Some(s) = v.splits.get(&base) {
+            return SplitForUpload::Ready(s.file.clone());
+        }
+        if base < v.position {
+            SplitForUpload::None
+        } else {
+            SplitForUpload::Pending
+        }
+    }
+
+    /// Indexing status of a topic's partitions.
+    pub fn status(&self, broker: &Broker, topic: &Topic) -> Vec<PartitionStatus> {
+        topic
+            .partitions()
+            .iter()
+            .map(|p| {
+                let hw = p.high_watermark();
+                let remote = broker
+                    .metadata
+                    .read(|s| s.remote_splits_of(topic.id, p.index));
+                let (searchable, local) = match self.existing(topic, p.index) {
+                    Some(pi) => {
+                        let v = pi.view();
+                        (v.searchable, v.splits.len())
+                    }
+                    None => (p.local_log_start_offset().min(hw), 0),
+                };
+                let searchable = searchable.min(hw);
+                PartitionStatus {
+                    partition: p.index,
+                    high_watermark: hw,
+                    searchable_offset: searchable,
+                    lag: hw - searchable,
+                    local_splits: local,
+                    remote_splits: remote.len(),
+                }
+            })
+            .collect()
+    }
+
+    /// Records indexed but not yet searchable, over every searchable partition.
+    pub fn lag(&self, broker: &Broker) -> i64 {
+        let mut lag = 0;
+        for t in broker.topics() {
+            if !t.partitions().iter().any(|p| p.log_config().search_enabled) {
+                continue;
+            }
+            lag += self.status(broker, &t).iter().map(|s| s.lag).sum::<i64>();
+        }
+        lag
+    }
+
+    pub fn parse(&self, body: &Value) -> Result<SearchRequest, SearchError> {
+        self.builder.request(body).map_err(SearchError::BadRequest)
+    }
+
+    pub fn query_string(&self, q: &str) -> Result<Box<dyn Query>, SearchError> {
+        self.builder
+            .query_string(q)
+            .map_err(SearchError::BadRequest)
+    }
+
+    /// Runs a query. Blocking: remote splits are read with `handle.block_on`.
+    pub fn search(
+        &self,
+        broker: &Broker,
+        topic: &Topic,
+        req: &SearchRequest,
+        handle: &tokio::runtime::Handle,
+    ) -> Result<Value, SearchError> {
+        let started = Instant::now();
+        let result = self.search_inner(broker, topic, req, handle, started);
+        self.metrics.queries.fetch_add(1, Relaxed);
+        if result.is_err() {
+            self.metrics.query_errors.fetch_add(1, Relaxed);
+        }
+        let elapsed = started.elapsed();
+        self.metrics
+            .query_micros
+            .fetch_add(elapsed.as_micros() as u64, Relaxed);
+        self.query_latency.observe(elapsed.as_secs_f64());
+        result
+    }
+
+    fn search_inner(
+        &self,
+        broker: &Broker,
+        topic: &Topic,
+        req: &SearchRequest,
+        handle: &tokio::runtime::Handle,
+        started: Instant,
+    ) -> Result<Value, SearchError> {
+        struct Unit {
+            partition: i32,
+            searcher: Searcher,
+            /// Records below the log start are gone for Kafka clients: filter them out.
+            min_offset: Option<i64>,
+        }
+        let overlaps = |min_ts: i64, max_ts: i64| {
+            let (from, to) = req.time;
+            // Unknown times (-1) are never pruned.
+            if min_ts < 0 || max_ts < 0 {
+                return true;
+            }
+            from.is_none_or(|f| max_ts >= f) && to.is_none_or(|t| min_ts < t)
+        };
+        let mut units = Vec::new();
+        let mut pruned = 0usize;
+        let mut remote_units = 0usize;
+        for p in topic.partitions() {
+            if req
+                .partitions
+                .as_ref()
+                .is_some_and(|ps| !ps.contains(&p.index))
+            {
+                continue;
+            }
+            let log_start = p.log_start_offset();
+            let (active, splits) = match self.existing(topic, p.index) {
+                Some(pi) => {
+                    let v = pi.view();
+                    (v.active.clone(), v.splits.clone())
+                }
+                None => (None, BTreeMap::new()),
+            };
+            let active_base = active.as_ref().map(|(pr, _)| pr.segment_base);
+            for (base, s) in &splits {
+                let i = &s.file.info;
+                if !overlaps(i.min_timestamp_ms, i.max_timestamp_ms) || i.next_offset <= log_start {
+                    pruned += 1;
+                    continue;
+                }
+                units.push(Unit {
+                    partition: p.index,
+                    searcher: s.searcher.clone(),
+                    min_offset: (*base < log_start).then_some(log_start),
+                });
+            }
+            if let Some((pr, searcher)) = active {
+                if overlaps(pr.min_ts, pr.max_ts) {
+                    units.push(Unit {
+                        partition: p.index,
+                        searcher,
+                        min_offset: (pr.segment_base < log_start).then_some(log_start),
+                    });
+                } else {
+                    pruned += 1;
+                }
+            }
+            let remote = broker
+                .metadata
+                .read(|s| s.remote_splits_of(topic.id, p.index));
+            for r in remote {
+                if splits.contains_key(&r.base_offset) || active_base == Some(r.base_offset) {
+                    continue;
+                }
+                if !overlaps(r.min_timestamp_ms, r.max_timestamp_ms) || r.next_offset <= log_start {
+                    pruned += 1;
+                    continue;
+                }
+                let searcher = self.remote_searcher(broker, topic, &r, handle)?;
+                remote_units += 1;
+                units.push(Unit {
+                    partition: p.index,
+                    searcher,
+                    min_offset: (r.base_offset < log_start).then_some(log_start),
+                });
+            }
+        }
+        let limit = req.from + req.size;
+        let mut total = 0u64;
+        let mut hits: Vec<(SortKey, f32, usize, DocAddress)> = Vec::new();
+        for (ui, unit) in units.iter().enumerate() {
+            let query: Box<dyn Query> = match unit.min_offset {
+                Some(min) => Box::new(BooleanQuery::new(vec![
+                    (Occur::Must, req.query.box_clone()),
+                    (
+                        Occur::Must,
+                        Box::new(ConstScoreQuery::new(
+                            Box::new(RangeQuery::new(
+                                std::ops::Bound::Included(Term::from_field_i64(
+                                    self.fields().offset,
+                                    min,
+                                )),
+                                std::ops::Bound::Unbounded,
+                            )),
+                            0.0,
+                        )),
+                    ),
+                ])),
+                None => req.query.box_clone(),
+            };
+            let unavailable = |e: tantivy::TantivyError| SearchError::Unavailable(e.to_string());
+            if limit == 0 {
+                total += unit.searcher.search(&query, &Count).map_err(unavailable)? as u64;
+                continue;
+            }
+            let sort = req.sort;
+            let after = req.after;
+            let collector =
+                TopDocs::with_limit(limit).tweak_score(move |segment: &tantivy::SegmentReader| {
+                    let col = |name: &str| {
+                        segment
+                            .fast_fields()
+                            .i64(name)
+                            .ok()
+                            .map(|c| c.first_or_default_col(0))
+                    };
+                    let (ts, off, part) = (col("timestamp"), col("offset"), col("partition"));
+                    move |doc: tantivy::DocId, score: tantivy::Score| {
+                        let get = |c: &Option<Arc<dyn tantivy::columnar::ColumnValues<i64>>>| {
+                            c.as_ref().map_or(0, |c| c.get_val(doc))
+                        };
+                        let key = SortKey::new(sort, score, get(&part), get(&off), get(&ts));
+                        match after {
+                            Some(a) if key >= a => (SortKey::NONE, score),
+                            _ => (key, score),
+                        }
+                    }
+                });
+            let (count, top) = unit
+                .searcher
+                .search(&query, &(Count, collector))
+                .map_err(unavailable)?;
+            total += count as u64;
+            for ((key, score), addr) in top {
+                if key != SortKey::NONE {
+                    hits.push((key, score, ui, addr));
+                }
+            }
+        }
+        hits.sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap_or(std::cmp::Ordering::Equal));
+        let page: Vec<_> = hits.into_iter().skip(req.from).take(req.size).collect();
+        let mut out = Vec::with_capacity(page.len());
+        for (_key, score, ui, addr) in page {
+            let unit = &units[ui];
+            let doc: TantivyDocument = unit
+                .searcher
+                .doc(addr)
+                .map_err(|e| SearchError::Unavailable(e.to_string()))?;
+            out.push(self.hit_json(&topic.name, unit.partition, &doc, req.sort, score));
+        }
+        Ok(json!({
+            "took_ms": started.elapsed().as_millis() as u64,
+            "total": total,
+            "splits": {
+                "searched": units.len(),
+                "remote": remote_units,
+                "pruned": pruned,
+            },
+            "hits": out,
+        }))
+    }
+
+    fn hit_json(
+        &self,
+        topic: &str,
+        partition: i32,
+        doc: &TantivyDocument,
+        sort: Sort,
+        score: f32,
+    ) -> Value {
+        let f = self.fields();
+        let int = |field| doc.get_first(field).and_then(|v| v.as_i64()).unwrap_or(-1);
+        let offset = int(f.offset);
+        let timestamp = int(f.timestamp);
+        let raw = |field| {
+            doc.get_first(field)
+                .and_then(|v| v.as_bytes())
+                .map(<[u8]>::to_vec)
+        };
+        let mut hit = serde_json::Map::new();
+        hit.insert("topic".into(), json!(topic));
+        hit.insert("partition".into(), json!(partition));
+        hit.insert("offset".into(), json!(offset));
+        hit.insert("timestamp".into(), json!(timestamp));
+        put_bytes(&mut hit, "key", raw(f.key_raw));
+        put_bytes(&mut hit, "value", raw(f.value_raw));
+        let headers: Vec<Value> = raw(f.headers_raw)
+            .map(|h| schema::decode_headers(&h))
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| {
+                let mut m = serde_json::Map::new();
+                m.insert("key".into(), json!(k));
+                put_bytes(&mut m, "value", v);
+                Value::Object(m)
+            })
+            .collect();
+        hit.insert("headers".into(), Value::Array(headers));
+        let sort_values = match sort {
+            Sort::Score => json!([score, partition, offset]),
+            Sort::Timestamp { .. } => json!([timestamp, partition, offset]),
+            Sort::Offset { .. } => json!([offset, partition]),
+        };
+        hit.insert(
+            "score".into(),
+            if sort == Sort::Score {
+                json!(score)
+            } else {
+                Value::Null
+            },
+        );
+        hit.insert("sort".into(), sort_values);
+        Value::Object(hit)
+    }
+
+    fn remote_searcher(
+        &self,
+        broker: &Broker,
+        topic: &Topic,
+        r: &chronik_tiering::RemoteSplitMetadata,
+        handle: &tokio::runtime::Handle,
+    ) -> Result<Searcher, SearchError> {
+        if let Some(s) = self
+            .remote_open
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&r.segment_id)
+        {
+            return Ok(s.clone());
+        }
+        let remote = broker
+            .remote
+            .clone()
+            .ok_or_else(|| SearchError::Unavailable("no remote tier".into()))?;
+        let source = Arc::new(RemoteSplit {
+            key: remote.split_key(&topic.name, r),
+            cache_id: split_cache_id(r.segment_id),
+            size: r.size_bytes,
+            remote,
+            handle: handle.clone(),
+        });
+        let dir = SplitDirectory::open(source, r.footer_bytes)
+            .map_err(|e| SearchError::Unavailable(format!("remote split {}: {e}", r.segment_id)))?;
+        let searcher = open_searcher(dir)
+            .map_err(|e| SearchError::Unavailable(format!("remote split {}: {e}", r.segment_id)))?;
+        self.metrics.remote_splits_opened.fetch_add(1, Relaxed);
+        let mut open = self.remote_open.lock().unwrap_or_else(|e| e.into_inner());
+        if open.len() >= OPEN_REMOTE_SPLITS {
+            open.clear();
+        }
+        open.insert(r.segment_id, searcher.clone());
+        Ok(searcher)
+    }
+
+    /// Closes indexes cleanly: uncommitted documents are committed so a restart does not redo
+    /// them.
+    pub fn close(&self) {
+        let parts: Vec<Arc<PartitionIndex>> = self
+            .partitions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        for pi in parts {
+            let mut guard = pi.active.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(a) = guard.as_mut()
+                && a.uncommitted > 0
+                && let Err(e) = self.commit(&pi, a)
+            {
+                tracing::warn!(dir = %pi.dir.display(), error = %e, "search index commit at shutdown failed");
+            }
+        }
+    }
+}
+
+fn put_bytes(m: &mut serde_json::Map<String, Value>, name: &str, bytes: Option<Vec<u8>>) {
+    match bytes {
+        None => {
+            m.insert(name.into(), Value::Null);
+        }
+        Some(b) => match String::from_utf8(b) {
+            Ok(s) => {
+                m.insert(name.into(), Value::String(s));
+            }
+            Err(e) => {
+                let b = e.into_bytes();
+                m.insert(
+                    name.into(),
+                    Value::String(base64::engine::general_purpose::STANDARD.encode(b)),
+                );
+                m.insert(format!("{name}_encoding"), json!("base64"));
+            }
+        },
+    }
+}
+
+fn open_searcher(dir: SplitDirectory) -> io::Result<Searcher> {
+    let index = Index::open(dir).map_err(tantivy_io)?;
+    let reader: IndexReader = index
+        .reader_builder()
+        .reload_policy(ReloadPolicy::Manual)
+        .try_into()
+        .map_err(tantivy_io)?;
+    Ok(reader.searcher())
+}
+
+fn open_local_split(path: &Path) -> io::Result<OpenSplit> {
+    let source = Arc::new(LocalSplit::open(path)?);
+    let size = source.size();
+    let dir = SplitDirectory::open(source, 256 << 10)?;
+    let info = dir.info().clone();
+    let searcher = open_searcher(dir.clone())?;
+    let footer_bytes = footer_bytes_of(path, size)?;
+    Ok(OpenSplit {
+        file: LocalSplitFile {
+            path: path.to_path_buf(),
+            info,
+            size,
+            footer_bytes,
+        },
+        searcher,
+    })
+}
+
+/// Size of the hotcache + footer region of a local split, from its footer.
+fn footer_bytes_of(path: &Path, size: u64) -> io::Result<u64> {
+    #[derive(Deserialize)]
+    struct HotOffset {
+        hotcache_offset: u64,
+    }
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::File::open(path)?;
+    let mut trailer = [0u8; 16];
+    f.read_exact_at(&mut trailer, size.saturating_sub(16))?;
+    let len = u64::from_le_bytes(trailer[..8].try_into().unwrap());
+    let mut footer = vec![0u8; len as usize];
+    f.read_exact_at(&mut footer, size - 16 - len)?;
+    let h: HotOffset = serde_json::from_slice(&footer).map_err(io::Error::other)?;
+    Ok(size - h.hotcache_offset)
+}
+
+/// Chunks of a split object are cached apart from those of its segment's `.log` object.
+fn split_cache_id(segment_id: Uuid) -> Uuid {
+    let mut b = segment_id.into_bytes();
+    for x in &mut b {
+        *x ^= 0x5a;
+    }
+    Uuid::from_bytes(b)
+}
+
+/// A split in the remote tier, read in chunks through the cache.
+struct RemoteSplit {
+    remote: Arc<crate::remote::RemoteLogManager>,
+    key: chronik_tiering::object_store::path::Path,
+    cache_id: Uuid,
+    size: u64,
+    handle: tokio::runtime::Handle,
+}
+
+impl std::fmt::Debug for RemoteSplit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RemoteSplit({})", self.key)
+    }
+}
+
+impl SplitSource for RemoteSplit {
+    fn size(&self) -> u64 {
+        self.size
+    }
+
+    fn read(&self, range: std::ops::Range<u64>) -> io::Result<tantivy::directory::OwnedBytes> {
+        let bytes = self
+            .handle
+            .block_on(
+                self.remote
+                    .object_range(&self.key, self.cache_id, self.size, range, false),
+            )
+            .map_err(io::Error::other)?;
+        Ok(tantivy::directory::OwnedBytes::new(bytes.to_vec()))
+    }
+}

@@ -1,0 +1,687 @@
+//! The JSON query language of `POST /topics/{topic}/_search`, turned into Tantivy queries.
+//!
+//! It follows what Elasticsearch users know (`match`, `match_phrase`, `term`, `range`,
+//! `query_string`, `bool`, `match_all`) over this index's fields: `key`, `value`,
+//! `json.<path>`, `headers.<name>`, `timestamp`, `offset`, `partition`.
+
+use std::ops::Bound;
+
+use serde_json::Value;
+use tantivy::query::{
+    AllQuery, BooleanQuery, ConstScoreQuery, EmptyQuery, Occur, PhraseQuery, Query, QueryParser,
+    RangeQuery, TermQuery,
+};
+use tantivy::schema::{Field, IndexRecordOption};
+use tantivy::{Index, Term};
+
+use super::schema::{Fields, TOKENIZER};
+
+/// A request the client got wrong; `parse` says the query language itself did not parse.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadRequest {
+    pub parse: bool,
+    pub reason: String,
+}
+
+fn bad(reason: impl Into<String>) -> BadRequest {
+    BadRequest {
+        parse: false,
+        reason: reason.into(),
+    }
+}
+
+fn parse_err(reason: impl Into<String>) -> BadRequest {
+    BadRequest {
+        parse: true,
+        reason: reason.into(),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sort {
+    Score,
+    Timestamp { asc: bool },
+    Offset { asc: bool },
+}
+
+/// A parsed search request.
+pub struct SearchRequest {
+    pub query: Box<dyn Query>,
+    pub size: usize,
+    pub from: usize,
+    pub sort: Sort,
+    /// Only hits whose sort key comes after this one.
+    pub after: Option<SortKey>,
+    pub partitions: Option<Vec<i32>>,
+    /// `[from, to)` in milliseconds.
+    pub time: (Option<i64>, Option<i64>),
+}
+
+/// A hit's position in the result order: larger is earlier. Ties on the first part are broken by
+/// partition, then offset, ascending (hence the negations).
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd)]
+pub struct SortKey(pub f64, pub i64, pub i64);
+
+impl SortKey {
+    /// Ranks below every real hit.
+    pub const NONE: SortKey = SortKey(f64::NEG_INFINITY, i64::MIN, i64::MIN);
+
+    pub fn new(sort: Sort, score: f32, partition: i64, offset: i64, timestamp: i64) -> Self {
+        match sort {
+            Sort::Score => SortKey(score as f64, -partition, -offset),
+            Sort::Timestamp { asc } => {
+                let t = if asc { -timestamp } else { timestamp };
+                SortKey(t as f64, -partition, -offset)
+            }
+            Sort::Offset { asc } => {
+                let o = if asc { -offset } else { offset };
+                SortKey(o as f64, -partition, 0)
+            }
+        }
+    }
+
+    /// The key from a hit's `sort` array as returned to the client.
+    fn from_values(sort: Sort, values: &[Value]) -> Result<Self, BadRequest> {
+        let int = |i: usize| {
+            values
+                .get(i)
+                .and_then(Value::as_i64)
+                .ok_or_else(|| bad(format!("search_after[{i}] must be an integer")))
+        };
+        match sort {
+            Sort::Score => {
+                let score = values
+                    .first()
+                    .and_then(Value::as_f64)
+                    .ok_or_else(|| bad("search_after[0] must be a score"))?;
+                Ok(SortKey(score, -int(1)?, -int(2)?))
+            }
+            Sort::Timestamp { .. } => Ok(Self::new(sort, 0.0, int(1)?, int(2)?, int(0)?)),
+            Sort::Offset { .. } => Ok(Self::new(sort, 0.0, int(1)?, int(0)?, 0)),
+        }
+    }
+}
+
+/// What every query is built against: the schema and its tokenizers.
+pub struct QueryBuilder {
+    pub fields: Fields,
+    index: Index,
+    max_window: usize,
+}
+
+impl QueryBuilder {
+    pub fn new(fields: Fields, max_window: usize) -> Self {
+        let index = Index::create_in_ram(fields.schema.clone());
+        Self {
+            fields,
+            index,
+            max_window,
+        }
+    }
+
+    /// Parses a request body.
+    pub fn request(&self, body: &Value) -> Result<SearchRequest, BadRequest> {
+        let obj = body
+            .as_object()
+            .ok_or_else(|| parse_err("the request body must be a JSON object"))?;
+        for k in obj.keys() {
+            if !matches!(
+                k.as_str(),
+                "query" | "size" | "from" | "sort" | "search_after" | "partitions" | "time"
+            ) {
+                return Err(bad(format!("unknown request field [{k}]")));
+            }
+        }
+        let uint = |name: &str, default: usize| -> Result<usize, BadRequest> {
+            match obj.get(name) {
+                None | Some(Value::Null) => Ok(default),
+                Some(v) => v
+                    .as_u64()
+                    .map(|n| n as usize)
+                    .ok_or_else(|| bad(format!("[{name}] must be a non-negative integer"))),
+            }
+        };
+        let size = uint("size", 10)?;
+        let from = uint("from", 0)?;
+        if from.saturating_add(size) > self.max_window {
+            return Err(bad(format!(
+                "from + size must be at most {} (the result window), got {}",
+                self.max_window,
+                from.saturating_add(size)
+            )));
+        }
+        let sort = parse_sort(obj.get("sort"))?;
+        let after = match obj.get("search_after") {
+            None | Some(Value::Null) => None,
+            Some(Value::Array(a)) => Some(SortKey::from_values(sort, a)?),
+            Some(_) => return Err(bad("[search_after] must be the sort array of a hit")),
+        };
+        let partitions = match obj.get("partitions") {
+            None | Some(Value::Null) => None,
+            Some(Value::Array(a)) => Some(
+                a.iter()
+                    .map(|v| {
+                        v.as_i64()
+                            .and_then(|n| i32::try_from(n).ok())
+                            .ok_or_else(|| bad("[partitions] must be partition numbers"))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
+            Some(_) => return Err(bad("[partitions] must be an array")),
+        };
+        let time = match obj.get("time") {
+            None | Some(Value::Null) => (None, None),
+            Some(Value::Object(t)) => {
+                for k in t.keys() {
+                    if k != "from" && k != "to" {
+                        return Err(bad(format!("unknown field [time.{k}]; use from and to")));
+                    }
+                }
+                let bound = |k: &str| match t.get(k) {
+                    None | Some(Value::Null) => Ok(None),
+                    Some(v) => timestamp_value(v).map(Some),
+                };
+                (bound("from")?, bound("to")?)
+            }
+            Some(_) => return Err(bad("[time] must be an object with from and to")),
+        };
+        let mut query = match obj.get("query") {
+            None | Some(Value::Null) => Box::new(AllQuery) as Box<dyn Query>,
+            Some(q) => self.query(q)?,
+        };
+        if time != (None, None) {
+            let lo = time.0.map_or(Bound::Unbounded, |t| {
+                Bound::Included(Term::from_field_i64(self.fields.timestamp, t))
+            });
+            let hi = time.1.map_or(Bound::Unbounded, |t| {
+                Bound::Excluded(Term::from_field_i64(self.fields.timestamp, t))
+            });
+            query = Box::new(BooleanQuery::new(vec![
+                (Occur::Must, query),
+                (
+                    Occur::Must,
+                    Box::new(ConstScoreQuery::new(Box::new(RangeQuery::new(lo, hi)), 0.0)),
+                ),
+            ]));
+        }
+        Ok(SearchRequest {
+            query,
+            size,
+            from,
+            sort,
+            after,
+            partitions,
+            time,
+        })
+    }
+
+    /// A `query_string` query over `key`, `value` and `json`.
+    pub fn query_string(&self, text: &str) -> Result<Box<dyn Query>, BadRequest> {
+        let f = &self.fields;
+        let parser = QueryParser::for_index(&self.index, vec![f.key, f.value, f.json]);
+        parser
+            .parse_query(text)
+            .map_err(|e| parse_err(e.to_string()))
+    }
+
+    /// One query clause.
+    pub fn query(&self, q: &Value) -> Result<Box<dyn Query>, BadRequest> {
+        let obj = q
+            .as_object()
+            .filter(|o| o.len() == 1)
+            .ok_or_else(|| parse_err("a query is an object with exactly one query type"))?;
+        let (kind, body) = obj.iter().next().expect("one entry");
+        match kind.as_str() {
+            "match_all" => Ok(Box::new(AllQuery)),
+            "match_none" => Ok(Box::new(EmptyQuery)),
+            "query_string" => {
+                let text = match body {
+                    Value::String(s) => s.as_str(),
+                    Value::Object(o) => o
+                        .get("query")
+                        .and_then(Value::as_str)
+                        .ok_or_else(|| parse_err("[query_string] needs a string [query]"))?,
+                    _ => return Err(parse_err("[query_string] needs a string [query]")),
+                };
+                self.query_string(text)
+            }
+            "match" | "match_phrase" => {
+                let (field, spec) = single_field(kind, body)?;
+                let (text, and) = match spec {
+                    Value::String(s) => (s.clone(), false),
+                    Value::Number(n) => (n.to_string(), false),
+                    Value::Object(o) => {
+                        let text = match o.get("query") {
+                            Some(Value::String(s)) => s.clone(),
+                            Some(Value::Number(n)) => n.to_string(),
+                            _ => return Err(parse_err(format!("[{kind}] needs a [query]"))),
+                        };
+                        let and = match o.get("operator").and_then(Value::as_str) {
+                            None => false,
+                            Some(op) if op.eq_ignore_ascii_case("or") => false,
+                            Some(op) if op.eq_ignore_ascii_case("and") => true,
+                            Some(op) => {
+                                return Err(bad(format!("operator must be and or or, not {op}")));
+                            }
+                        };
+                        (text, and)
+                    }
+                    _ => return Err(parse_err(format!("[{kind}] takes text"))),
+                };
+                let terms = self.text_terms(field, &text)?;
+                if terms.is_empty() {
+                    return Ok(Box::new(EmptyQuery));
+                }
+                if kind == "match_phrase" && terms.len() > 1 {
+                    return Ok(Box::new(PhraseQuery::new(terms)));
+                }
+                let occur = if and { Occur::Must } else { Occur::Should };
+                let clauses = terms.into_iter().map(|t| (occur, term_query(t))).collect();
+                Ok(Box::new(BooleanQuery::new(clauses)))
+            }
+            "term" => {
+                let (field, spec) = single_field(kind, body)?;
+                let value = match spec {
+                    Value::Object(o) => o
+                        .get("value")
+                        .ok_or_else(|| parse_err("[term] needs a [value]"))?,
+                    v => v,
+                };
+                let terms = self.exact_terms(field, value)?;
+                let clauses = terms
+                    .into_iter()
+                    .map(|t| (Occur::Should, term_query(t)))
+                    .collect();
+                Ok(Box::new(BooleanQuery::new(clauses)))
+            }
+            "range" => {
+                let (field, spec) = single_field(kind, body)?;
+                let spec = spec
+                    .as_object()
+                    .ok_or_else(|| parse_err("[range] takes gt, gte, lt, lte"))?;
+                let mut lo = Bound::Unbounded;
+                let mut hi = Bound::Unbounded;
+                for (op, v) in spec {
+                    let term = self.range_term(field, v)?;
+                    match op.as_str() {
+                        "gt" => lo = Bound::Excluded(term),
+                        "gte" => lo = Bound::Included(term),
+                        "lt" => hi = Bound::Excluded(term),
+                        "lte" => hi = Bound::Included(term),
+                        other => {
+                            return Err(bad(format!(
+                                "unknown range bound [{other}]; use gt, gte, lt, lte"
+                            )));
+                        }
+                    }
+                }
+                Ok(Box::new(RangeQuery::new(lo, hi)))
+            }
+            "bool" => {
+                let o = body
+                    .as_object()
+                    .ok_or_else(|| parse_err("[bool] takes must, should, must_not, filter"))?;
+                let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+                let mut positive = false;
+                for (k, v) in o {
+                    let list: Vec<&Value> = match v {
+                        Value::Array(a) => a.iter().collect(),
+                        other => vec![other],
+                    };
+                    for item in list {
+                        let sub = self.query(item)?;
+                        match k.as_str() {
+                            "must" => {
+                                positive = true;
+                                clauses.push((Occur::Must, sub));
+                            }
+                            "filter" => {
+                                positive = true;
+                                clauses
+                                    .push((Occur::Must, Box::new(ConstScoreQuery::new(sub, 0.0))));
+                            }
+                            "should" => {
+                                positive = true;
+                                clauses.push((Occur::Should, sub));
+                            }
+                            "must_not" => clauses.push((Occur::MustNot, sub)),
+                            other => {
+                                return Err(bad(format!(
+                                    "unknown bool clause [{other}]; use must, should, must_not, filter"
+                                )));
+                            }
+                        }
+                    }
+                }
+                if !positive {
+                    // Only exclusions: everything else matches, as in Elasticsearch.
+                    clauses.push((
+                        Occur::Must,
+                        Box::new(ConstScoreQuery::new(Box::new(AllQuery), 0.0)),
+                    ));
+                }
+                Ok(Box::new(BooleanQuery::new(clauses)))
+            }
+            other => Err(bad(format!(
+                "unknown query type [{other}]; use match_all, match, match_phrase, term, range, \
+                 query_string or bool"
+            ))),
+        }
+    }
+
+    /// The field (and JSON path) a name refers to.
+    fn resolve(&self, name: &str) -> Result<Target, BadRequest> {
+        let f = &self.fields;
+        Ok(match name {
+            "key" => Target::Text(f.key),
+            "value" => Target::Text(f.value),
+            "timestamp" => Target::Int(f.timestamp),
+            "offset" => Target::Int(f.offset),
+            "partition" => Target::Int(f.partition),
+            _ => {
+                if let Some(path) = name.strip_prefix("json.").filter(|p| !p.is_empty()) {
+                    Target::Json(f.json, path.to_string())
+                } else if let Some(path) = name.strip_prefix("headers.").filter(|p| !p.is_empty()) {
+                    Target::Json(f.headers, path.to_string())
+                } else {
+                    return Err(bad(format!(
+                        "unknown field [{name}]; use key, value, json.<path>, headers.<name>, \
+                         timestamp, offset or partition"
+                    )));
+                }
+            }
+        })
+    }
+
+    fn tokens(&self, text: &str) -> Vec<String> {
+        let mut analyzer = self
+            .index
+            .tokenizers()
+            .get(TOKENIZER)
+            .expect("the default tokenizer exists");
+        let mut stream = analyzer.token_stream(text);
+        let mut out = Vec::new();
+        while stream.advance() {
+            out.push(stream.token().text.clone());
+        }
+        out
+    }
+
+    /// Terms of analysed text for `match`.
+    fn text_terms(&self, field: &str, text: &str) -> Result<Vec<Term>, BadRequest> {
+        match self.resolve(field)? {
+            Target::Text(f) => Ok(self
+                .tokens(text)
+                .into_iter()
+                .map(|t| Term::from_field_text(f, &t))
+                .collect()),
+            Target::Json(f, path) => Ok(self
+                .tokens(text)
+                .into_iter()
+                .map(|t| {
+                    let mut term = Term::from_field_json_path(f, &path, false);
+                    term.append_type_and_str(&t);
+                    term
+                })
+                .collect()),
+            Target::Int(_) => Err(bad(format!("[{field}] is a number; use term or range"))),
+        }
+    }
+
+    /// Terms for `term`: the value as given, not analysed. A JSON number matches the number
+    /// and the same digits as text.
+    fn exact_terms(&self, field: &str, value: &Value) -> Result<Vec<Term>, BadRequest> {
+        match self.resolve(field)? {
+            Target::Text(f) => match value {
+                Value::String(s) => Ok(vec![Term::from_field_text(f, s)]),
+                Value::Number(n) => Ok(vec![Term::from_field_text(f, &n.to_string())]),
+                _ => Err(bad(format!("[term] on [{field}] takes a string"))),
+            },
+            Target::Int(f) => Ok(vec![Term::from_field_i64(f, int_value(field, value)?)]),
+            Target::Json(f, path) => {
+                let base = || Term::from_field_json_path(f, &path, false);
+                let mut out = Vec::new();
+                match value {
+                    Value::String(s) => {
+                        let mut t = base();
+                        t.append_type_and_str(s);
+                        out.push(t);
+                    }
+                    Value::Number(n) => {
+                        let mut t = base();
+                        if let Some(i) = n.as_i64() {
+                            t.append_type_and_fast_value(i);
+                        } else if let Some(u) = n.as_u64() {
+                            t.append_type_and_fast_value(u);
+                        } else {
+                            t.append_type_and_fast_value(n.as_f64().unwrap_or(f64::NAN));
+                        }
+                        out.push(t);
+                        let mut s = base();
+                        s.append_type_and_str(&n.to_string());
+                        out.push(s);
+                    }
+                    Value::Bool(b) => {
+                        let mut t = base();
+                        t.append_type_and_fast_value(*b);
+                        out.push(t);
+                    }
+                    _ => {
+                        return Err(bad(format!(
+                            "[term] on [{field}] takes a string, number or boolean"
+                        )));
+                    }
+                }
+                Ok(out)
+            }
+        }
+    }
+
+    fn range_term(&self, field: &str, v: &Value) -> Result<Term, BadRequest> {
+        match self.resolve(field)? {
+            Target::Int(f) => {
+                let n = if f == self.fields.timestamp {
+                    timestamp_value(v)?
+                } else {
+                    int_value(field, v)?
+                };
+                Ok(Term::from_field_i64(f, n))
+            }
+            Target::Json(f, path) if f == self.fields.json => {
+                let mut t = Term::from_field_json_path(f, &path, false);
+                match v {
+                    Value::Number(n) if n.is_i64() => {
+                        t.append_type_and_fast_value(n.as_i64().unwrap())
+                    }
+                    Value::Number(n) if n.is_u64() => {
+                        t.append_type_and_fast_value(n.as_u64().unwrap())
+                    }
+                    Value::Number(n) => {
+                        t.append_type_and_fast_value(n.as_f64().unwrap_or(f64::NAN))
+                    }
+                    _ => return Err(bad(format!("[range] on [{field}] takes numbers"))),
+                }
+                Ok(t)
+            }
+            _ => Err(bad(format!(
+                "[range] works on timestamp, offset, partition and numeric json.<path>, not [{field}]"
+            ))),
+        }
+    }
+}
+
+enum Target {
+    Text(Field),
+    Int(Field),
+    Json(Field, String),
+}
+
+fn term_query(t: Term) -> Box<dyn Query> {
+    Box::new(TermQuery::new(t, IndexRecordOption::WithFreqs))
+}
+
+fn single_field<'a>(kind: &str, body: &'a Value) -> Result<(&'a str, &'a Value), BadRequest> {
+    let o = body
+        .as_object()
+        .filter(|o| o.len() == 1)
+        .ok_or_else(|| parse_err(format!("[{kind}] takes exactly one field")))?;
+    let (k, v) = o.iter().next().expect("one entry");
+    Ok((k.as_str(), v))
+}
+
+fn int_value(field: &str, v: &Value) -> Result<i64, BadRequest> {
+    v.as_i64()
+        .ok_or_else(|| bad(format!("[{field}] takes an integer")))
+}
+
+/// Milliseconds since the epoch, or an RFC 3339 time.
+pub fn timestamp_value(v: &Value) -> Result<i64, BadRequest> {
+    match v {
+        Value::Number(n) => n
+            .as_i64()
+            .ok_or_else(|| bad("a timestamp is milliseconds since the epoch")),
+        Value::String(s) => parse_time(s),
+        _ => Err(bad("a timestamp is milliseconds or an RFC 3339 string")),
+    }
+}
+
+/// Milliseconds since the epoch, or an RFC 3339 time (`2026-03-01T00:00:00Z`).
+pub fn parse_time(s: &str) -> Result<i64, BadRequest> {
+    if let Ok(ms) = s.trim().parse::<i64>() {
+        return Ok(ms);
+    }
+    tantivy::time::OffsetDateTime::parse(
+        s.trim(),
+        &tantivy::time::format_description::well_known::Rfc3339,
+    )
+    .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
+    .map_err(|e| bad(format!("{s} is not milliseconds or an RFC 3339 time: {e}")))
+}
+
+fn parse_sort(v: Option<&Value>) -> Result<Sort, BadRequest> {
+    let item = match v {
+        None | Some(Value::Null) => return Ok(Sort::Score),
+        Some(Value::Array(a)) if a.is_empty() => return Ok(Sort::Score),
+        Some(Value::Array(a)) if a.len() == 1 => &a[0],
+        Some(Value::Array(_)) => {
+            return Err(bad(
+                "sort by one of _score, timestamp or offset (ties go by partition, offset)",
+            ));
+        }
+        Some(other) => other,
+    };
+    let (field, order) = match item {
+        Value::String(s) => (s.as_str(), None),
+        Value::Object(o) if o.len() == 1 => {
+            let (k, v) = o.iter().next().expect("one entry");
+            let order = match v {
+                Value::String(s) => s.as_str(),
+                Value::Object(inner) => inner
+                    .get("order")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| bad("sort order is asc or desc"))?,
+                _ => return Err(bad("sort order is asc or desc")),
+            };
+            (k.as_str(), Some(order))
+        }
+        _ => return Err(bad("sort is _score, timestamp or offset")),
+    };
+    let asc = match order {
+        None => None,
+        Some("asc") => Some(true),
+        Some("desc") => Some(false),
+        Some(o) => return Err(bad(format!("sort order is asc or desc, not {o}"))),
+    };
+    match field {
+        "_score" => Ok(Sort::Score),
+        "timestamp" => Ok(Sort::Timestamp {
+            asc: asc.unwrap_or(false),
+        }),
+        "offset" => Ok(Sort::Offset {
+            asc: asc.unwrap_or(true),
+        }),
+        other => Err(bad(format!(
+            "cannot sort by [{other}]; use _score, timestamp or offset"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn qb() -> QueryBuilder {
+        QueryBuilder::new(Fields::new(), 10_000)
+    }
+
+    #[test]
+    fn every_query_type_parses() {
+        let qb = qb();
+        for q in [
+            json!({"match_all": {}}),
+            json!({"match": {"value": "disk full"}}),
+            json!({"match": {"value": {"query": "disk full", "operator": "and"}}}),
+            json!({"match_phrase": {"json.note": "disk full"}}),
+            json!({"term": {"json.status": "paid"}}),
+            json!({"term": {"json.order.id": 8812}}),
+            json!({"term": {"partition": 2}}),
+            json!({"range": {"timestamp": {"gte": "2026-03-01T00:00:00Z", "lt": 1800000000000i64}}}),
+            json!({"range": {"json.amount": {"gt": 10, "lte": 20.5}}}),
+            json!({"query_string": {"query": "value:error AND json.level:warn"}}),
+            json!({"bool": {"must": [{"match": {"value": "a"}}], "must_not": {"term": {"offset": 3}}}}),
+            json!({"bool": {"must_not": [{"match": {"value": "a"}}]}}),
+        ] {
+            qb.query(&q).unwrap_or_else(|e| panic!("{q}: {e:?}"));
+        }
+    }
+
+    #[test]
+    fn bad_queries_say_what_is_wrong() {
+        let qb = qb();
+        let e = qb
+            .query(&json!({"query_string": {"query": "value:(unclosed"}}))
+            .err()
+            .unwrap();
+        assert!(e.parse && !e.reason.is_empty(), "{e:?}");
+        let e = qb.query(&json!({"fuzzy": {"value": "x"}})).err().unwrap();
+        assert!(e.reason.contains("unknown query type"), "{e:?}");
+        let e = qb.query(&json!({"match": {"nope": "x"}})).err().unwrap();
+        assert!(e.reason.contains("unknown field"), "{e:?}");
+        let e = qb
+            .query(&json!({"range": {"value": {"gt": 1}}}))
+            .err()
+            .unwrap();
+        assert!(e.reason.contains("[range]"), "{e:?}");
+        let e = qb
+            .request(&json!({"size": 9000, "from": 2000}))
+            .err()
+            .unwrap();
+        assert!(e.reason.contains("result window"), "{e:?}");
+        assert!(qb.request(&json!({"sort": [{"value": "asc"}]})).is_err());
+        assert!(qb.request(&json!({"bogus": 1})).is_err());
+        assert!(qb.request(&json!([1])).err().unwrap().parse);
+    }
+
+    #[test]
+    fn sort_keys_order_as_documented() {
+        // Timestamp descending, ties by partition then offset ascending.
+        let s = Sort::Timestamp { asc: false };
+        let a = SortKey::new(s, 0.0, 0, 5, 100);
+        let b = SortKey::new(s, 0.0, 1, 2, 100);
+        let c = SortKey::new(s, 0.0, 0, 9, 99);
+        assert!(a > b && b > c);
+        let s = Sort::Offset { asc: true };
+        assert!(SortKey::new(s, 0.0, 1, 3, 0) > SortKey::new(s, 0.0, 0, 4, 0));
+        assert!(SortKey::new(s, 0.0, 0, 3, 0) > SortKey::new(s, 0.0, 1, 3, 0));
+        // search_after round-trips the hit's sort array.
+        let k = SortKey::new(Sort::Timestamp { asc: true }, 0.0, 2, 7, 1000);
+        let back = SortKey::from_values(
+            Sort::Timestamp { asc: true },
+            &[json!(1000), json!(2), json!(7)],
+        )
+        .unwrap();
+        assert_eq!(k, back);
+        assert_eq!(parse_time("1970-01-01T00:00:01Z").unwrap(), 1000);
+    }
+}
