@@ -9,7 +9,7 @@
 #   tests/run.sh --against-kafka [PHASE…]   same, against the reference Apache Kafka; no cargo
 #
 # Suites (tests/compat/<suite>.sh, each runnable alone with BOOTSTRAP=host:port):
-#   kcat confluent kafka-python java kafka-cli franz-go crash deploy
+#   kcat confluent kafka-python java kafka-cli franz-go search crash deploy
 #
 # Environment: TARGET=chronik|kafka, TEST_PORT (default 29092; Kafka's controller uses +1),
 # BOOTSTRAP (use a running broker), CARGO_TARGET_DIR (default ~/.cache/chronik-target),
@@ -22,7 +22,7 @@ export CHRONIK_TEST_CACHE=${CHRONIK_TEST_CACHE:-$HOME/.cache/chronik-tests}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/chronik-target}
 TARGET=${TARGET:-chronik}
 TEST_PORT=${TEST_PORT:-29092}
-ALL_SUITES=(kcat confluent kafka-python java kafka-cli franz-go crash deploy)
+ALL_SUITES=(kcat confluent kafka-python java kafka-cli franz-go search crash deploy)
 
 phases=()
 suites=()
@@ -162,7 +162,7 @@ count_tests() { # suite logfile -> "passed failed"
     case $suite in
     kcat | kafka-cli | deploy)
         grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log" | tail -1 | awk '{print $1, $3}' ;;
-    confluent | kafka-python | crash)
+    confluent | kafka-python | search | crash)
         # pytest's closing line, e.g. "=== 3 failed, 21 passed, 1 skipped in 9.1s ==="
         tail -n 5 "$log" | grep -E '(passed|failed|skipped|error)' | tail -1 | awk '{
             p = 0; f = 0
@@ -203,9 +203,11 @@ start_broker() {
             CHRONIK_TIERING_URL="$tier_url" CHRONIK_TIERING_ENDPOINT="$tier_endpoint" \
             CHRONIK_TIERING_REGION=us-east-1 CHRONIK_TIERING_ALLOW_HTTP=true CHRONIK_TIERING_INTERVAL_MS=200 \
             AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_EC2_METADATA_DISABLED=true \
-            "$bin" serve --listen "127.0.0.1:$port" \
+            "$bin" serve --listen "127.0.0.1:$port" --http-listen "127.0.0.1:$((port + 2))" \
             --data-dir "$RUN_DIR/data" >"$LOG_DIR/chronik.log" 2>&1 </dev/null &
         BROKER_PID=$!
+        # The search suite queries the admin HTTP port.
+        export ADMIN_HTTP=127.0.0.1:$((port + 2))
         # The tiered-storage tests check the objects in the bucket when they know where it is.
         export REMOTE_TIER_URL=$tier_url REMOTE_TIER_ENDPOINT=$tier_endpoint
         local deadline=$((SECONDS + 30))

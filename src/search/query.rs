@@ -219,9 +219,10 @@ impl QueryBuilder {
     pub fn query_string(&self, text: &str) -> Result<Box<dyn Query>, BadRequest> {
         let f = &self.fields;
         let parser = QueryParser::for_index(&self.index, vec![f.key, f.value, f.json]);
-        parser
+        let q = parser
             .parse_query(text)
-            .map_err(|e| parse_err(e.to_string()))
+            .map_err(|e| parse_err(e.to_string()))?;
+        Ok(with_positive_clauses(q))
     }
 
     /// One query clause.
@@ -510,6 +511,27 @@ impl QueryBuilder {
     }
 }
 
+/// A boolean query of only exclusions matches nothing in Tantivy; the query parser makes one of
+/// `a AND NOT b` (`+a +(-b)`). Every such group gets a match-everything clause, which gives the
+/// meaning users expect (as the `bool` query does for `must_not` alone).
+fn with_positive_clauses(q: Box<dyn Query>) -> Box<dyn Query> {
+    let Some(b) = q.downcast_ref::<BooleanQuery>() else {
+        return q;
+    };
+    let mut clauses: Vec<(Occur, Box<dyn Query>)> = b
+        .clauses()
+        .iter()
+        .map(|(o, sub)| (*o, with_positive_clauses(sub.box_clone())))
+        .collect();
+    if !clauses.is_empty() && clauses.iter().all(|(o, _)| *o == Occur::MustNot) {
+        clauses.push((
+            Occur::Must,
+            Box::new(ConstScoreQuery::new(Box::new(AllQuery), 0.0)),
+        ));
+    }
+    Box::new(BooleanQuery::new(clauses))
+}
+
 enum Target {
     Text(Field),
     Int(Field),
@@ -644,6 +666,10 @@ mod tests {
             .err()
             .unwrap();
         assert!(e.parse && !e.reason.is_empty(), "{e:?}");
+        // `a AND NOT b` keeps its meaning (the parser alone makes it match nothing).
+        let q = qb.query_string("error AND NOT checkout").unwrap();
+        let text = format!("{q:?}");
+        assert!(text.contains("AllQuery"), "{text}");
         let e = qb.query(&json!({"fuzzy": {"value": "x"}})).err().unwrap();
         assert!(e.reason.contains("unknown query type"), "{e:?}");
         let e = qb.query(&json!({"match": {"nope": "x"}})).err().unwrap();

@@ -301,7 +301,8 @@ QUERY_NAMES = [
     "qs_and_or_not", "qs_phrases_or", "qs_json_range_and", "qs_timestamp_range_exclusive",
     "qs_plus_minus", "qs_json_number", "qs_headers_key", "qs_uppercase_word", "bool_must_must_not",
     "bool_should_only", "bool_filter_should", "bool_everything", "bool_only_must_not",
-    "bool_nested", "headers_term", "headers_match", "headers_trace_single", "partitions_filter",
+    "bool_nested", "bool_filter_only", "qs_json_phrase", "qs_multi_token_word", "match_key_and",
+    "headers_term", "headers_match", "headers_trace_single", "partitions_filter",
     "time_window_rfc3339", "time_window_partitions_bool", "time_window_match_all",
 ]
 
@@ -374,6 +375,11 @@ def build_queries(records, base_ts=BASE_TS):
                                           {"term": {"json.customer.country": "it"}}]}}],
             "must_not": [{"bool": {"must": [{"term": {"json.status": "paid"}},
                                             {"range": {"json.order.amount": {"gte": 2500}}}]}}]}}},
+        "bool_filter_only": {"query": {"bool": {"filter": [{"range": {"json.retries": {"gte": 6}}}]}}},
+        "qs_json_phrase": {"query": {"query_string": {
+            "query": 'json.shipping.address.city:"new york" AND json.customer.country:de'}}},
+        "qs_multi_token_word": {"query": {"query_string": {"query": "key:order-8812 OR value:search-api"}}},
+        "match_key_and": {"query": {"match": {"key": {"query": "Kunde MÜLLER 7", "operator": "and"}}}},
         "headers_term": {"query": {"term": {"headers.source": "mobile"}}},
         "headers_match": {"query": {"match": {"headers.tenant": "acme globex"}}},
         "headers_trace_single": {"query": {"term": {"headers.trace": utf8(traced.headers[0][1])}}},

@@ -7,8 +7,10 @@ to an explicit partition; the delivery reports give every record's (partition, o
 `GET /topics/{t}/_search/status` shows every partition searchable up to its high watermark,
 each query of search_corpus.QUERY_NAMES is sent to `POST /topics/{t}/_search`, and its `total`,
 its first page in offset order and every hit's key / value / headers / timestamp must equal
-what a linear scan of the produced records says. Sorting, `from` and `search_after` paging, the
-`GET ?q=` form and the error answers are checked too.
+what a linear scan of the produced records says. Sorting (timestamp, offset, score), `from` and
+`search_after` paging, the default page, binary / null / empty keys, values and headers in hits,
+the `GET ?q=` form and the error answers are checked too, and a separate small topic checks that
+`searchable_offset` is a promise while records are still being indexed.
 
 The tiered part (marker `tiered`) does the same on a topic whose sealed segments move to the
 remote tier (local.retention.bytes=1): once every partition's splits are all remote, every
@@ -49,6 +51,7 @@ N_MAIN = int(os.environ.get("SEARCH_CORPUS_RECORDS", "300000"))
 N_TIERED = int(os.environ.get("SEARCH_TIERED_RECORDS", "60000"))
 INDEX_TIMEOUT = float(os.environ.get("SEARCH_INDEX_TIMEOUT", "120"))
 TIER_TIMEOUT = float(os.environ.get("SEARCH_TIER_TIMEOUT", "180"))
+TIER_STABLE_SECONDS = 2.0  # several passes of the tiering loop (every 200 ms under tests/run.sh)
 SEED_MAIN, SEED_TIERED = 20260301, 20260405
 PAGE = 100
 BY_OFFSET = [{"offset": "asc"}]
@@ -114,13 +117,14 @@ def poll(check, timeout, interval, what):
 # --- producing and waiting --------------------------------------------------------------------
 
 
-def produce_corpus(bootstrap, topic, records, plan=None):
+def produce_corpus(bootstrap, topic, records, plan=None, start_offsets=None):
     """Produces the records (one idempotent acks=all producer per codec slice, in index order,
     each to its record's partition) and sets every record's offset from its delivery report."""
     reports = [None] * len(records)
+    first = records[0].idx if records else 0
 
     def delivered(i, err, msg):
-        reports[i] = (err, msg.partition(), msg.offset())
+        reports[i - first] = (err, msg.partition(), msg.offset())
 
     for codec, lo, hi in sc.codec_slices(len(records), plan):
         producer = new_producer(bootstrap, **{
@@ -141,7 +145,7 @@ def produce_corpus(bootstrap, topic, records, plan=None):
         assert left == 0, f"{left} {codec} messages not delivered"
     errors = [(i, r) for i, r in enumerate(reports) if r is None or r[0] is not None]
     assert not errors, errors[:5]
-    next_offset = {}
+    next_offset = dict(start_offsets or {})
     for rec, (_, partition, offset) in zip(records, reports):
         assert partition == rec.partition, (rec.idx, partition)
         # One producer at a time, in record order: each partition's offsets follow the records.
@@ -442,6 +446,128 @@ def test_get_query_string(main, q, start):
     main.hits_compared += len(hits)
 
 
+def test_default_size_and_score_order(main):
+    body = main.queries["match_value_or"]
+    want = {(r.partition, r.offset) for r in main.ev.matches(body)}
+    main.queries_run += 1
+    resp = search(main.topic, body)  # no size, from or sort: 10 best by score
+    assert resp["total"] == len(want)
+    hits = resp["hits"]
+    assert len(hits) == min(10, len(want))
+    assert all((h["partition"], h["offset"]) in want for h in hits)
+    assert hits == sorted(hits, key=lambda h: (-h["score"], h["partition"], h["offset"]))
+    for h in hits:
+        check_hit(main, h)
+    main.hits_compared += len(hits)
+
+
+def score_walk(phase, name, use_from=False):
+    """Pages through every hit in score order (search_after, or from): together the pages are
+    exactly the brute-force set, each hit once, best first across pages."""
+    body = dict(phase.queries[name], size=PAGE)
+    want = {(r.partition, r.offset) for r in phase.ev.matches(body)}
+    seen, after, last = [], None, None
+    for page in range(len(want) // PAGE + 2):
+        req = dict(body, **{"from": page * PAGE}) if use_from else (
+            dict(body) if after is None else dict(body, search_after=after))
+        phase.queries_run += 1
+        resp = search(phase.topic, req)
+        assert resp["total"] == len(want), (name, page, resp["total"], len(want))
+        hits = resp["hits"]
+        for h in hits:
+            check_hit(phase, h)
+            key = (-h["score"], h["partition"], h["offset"])
+            assert last is None or key > last, f"{name} page {page}: {h['sort']} does not follow {last}"
+            last = key
+        seen += [(h["partition"], h["offset"]) for h in hits]
+        phase.hits_compared += len(hits)
+        if not hits:
+            break
+        after = hits[-1]["sort"]
+    assert len(seen) == len(set(seen)), f"{name}: {len(seen) - len(set(seen))} hits on two pages"
+    assert set(seen) == want, (f"{name}: pages hold {len(seen)} hits, brute force {len(want)}; missing e.g. "
+                               f"{describe([phase.by_po[x] for x in sorted(want - set(seen))])}")
+
+
+@pytest.mark.parametrize("name,use_from", [("qs_json_phrase", False), ("match_key_and", True)])
+def test_score_order_walk(main, name, use_from):
+    score_walk(main, name, use_from)
+
+
+def encoding_samples(phase, per_kind=4):
+    kinds = {
+        "binary key": lambda r: r.key is not None and r.key_toks is None,
+        "null key": lambda r: r.key is None,
+        "binary value": lambda r: r.value is not None and r.value_toks is None,
+        "null value": lambda r: r.value is None,
+        "empty value": lambda r: r.value == b"",
+        "binary header": lambda r: any(sc.utf8(v) is None for _, v in r.headers or ()),
+        "no headers": lambda r: not r.headers,
+        "unicode key": lambda r: r.key is not None and r.key_toks is not None and not r.key.isascii(),
+    }
+    out = []
+    for kind, pred in kinds.items():
+        found = [r for r in phase.records if pred(r)]
+        assert found, f"the corpus has no record with a {kind}"
+        step = max(1, len(found) // per_kind)
+        out += [(kind, r) for r in found[::step][:per_kind]]
+    return out
+
+
+def check_encodings(phase):
+    """Records with binary / null / empty keys, values and headers come back as the spec says
+    (text or base64 with *_encoding, null), found by term on offset within their partition."""
+    for kind, rec in encoding_samples(phase):
+        body = {"query": {"term": {"offset": rec.offset}}, "partitions": [rec.partition]}
+        phase.queries_run += 1
+        resp = search(phase.topic, body)
+        assert resp["total"] == 1 and len(resp["hits"]) == 1, (kind, rec, resp)
+        check_hit(phase, resp["hits"][0])
+        phase.hits_compared += 1
+
+
+def test_hit_encodings(main):
+    check_encodings(main)
+
+
+def test_searchable_offset_is_a_promise(admin, bootstrap):
+    """While records are being indexed, every record below a partition's searchable_offset is
+    found (the count of a query within that partition is at least the brute-force count below
+    it); once lag is 0 every answer is exact. Four rounds of produce-then-query."""
+    topic = create_topic(admin, f"search-live-{RUN}", partitions=sc.PARTITIONS,
+                         config={"search.enabled": "true", "retention.ms": "-1"})
+    records = sc.generate_corpus(12000, seed=77)
+    body = {"query": {"match": {"value": "error"}}}
+    pred = sc.request_pred(body)
+    hwm, produced, observations = {}, [], 0
+    for lo in range(0, len(records), 3000):
+        hwm = produce_corpus(bootstrap, topic, records[lo:lo + 3000], start_offsets=hwm)
+        produced = records[:lo + 3000]
+        deadline = time.monotonic() + INDEX_TIMEOUT
+        while True:
+            st, info = status_or_none(topic)
+            assert st is not None, info
+            parts = {p["partition"]: p for p in st["partitions"]}
+            for p, ps in parts.items():
+                so = ps["searchable_offset"]
+                assert 0 <= so <= ps["high_watermark"] and ps["lag"] == ps["high_watermark"] - so, ps
+                for b in ({}, body):
+                    got = search(topic, dict(b, partitions=[p], size=0))["total"]
+                    below = sum(1 for r in produced if r.partition == p and r.offset < so and (not b or pred(r)))
+                    every = sum(1 for r in produced if r.partition == p and (not b or pred(r)))
+                    assert below <= got <= every, (p, ps, b, got, below, every)
+                    observations += 1
+            if all(parts[p]["searchable_offset"] == hwm.get(p, 0) for p in parts):
+                break
+            assert time.monotonic() < deadline, f"not searchable in {INDEX_TIMEOUT}s: {st}"
+            time.sleep(0.05)
+        for b in ({}, body, {"query": {"term": {"json.status": "paid"}}}):
+            resp = search(topic, dict(b, size=1))
+            want = sum(1 for r in produced if sc.request_pred(b)(r))
+            assert resp["total"] == want, (len(produced), b, resp["total"], want)
+    print(f"{observations} observations of searchable_offset")
+
+
 def expect_error(code, resp, status, types, what):
     assert code == status, f"{what}: HTTP {code} {resp}"
     assert isinstance(resp, dict) and isinstance(resp.get("error"), dict), f"{what}: body {resp!r}"
@@ -511,6 +637,7 @@ def tiered(admin, bootstrap):
         "local.retention.bytes": "1", "retention.ms": "-1"},
         N_TIERED, SEED_TIERED, plan=TIERED_PLAN, partition_weights=(1, 1, 1))
     t = time.monotonic()
+    seen = {"splits": None, "since": 0.0}
 
     def check():
         st, info = status_or_none(topic)
@@ -520,9 +647,14 @@ def tiered(admin, bootstrap):
         ok = len(parts) == sc.PARTITIONS and all(
             p["remote_splits"] > 0 and p["local_splits"] == 0 and p["lag"] == 0
             and p["searchable_offset"] == p["high_watermark"] == phase.hwm[p["partition"]] for p in parts)
-        return ok, st
-    phase.tier_status = poll(check, TIER_TIMEOUT, 0.5,
-                             f"{topic}: remote_splits > 0 and local_splits == 0 in every partition")
+        # ... and unchanged for a while: a segment sealed last may still be on its way.
+        splits = sorted((p["partition"], p["remote_splits"], p["local_splits"]) for p in parts)
+        if splits != seen["splits"]:
+            seen["splits"], seen["since"] = splits, time.monotonic()
+        return ok and time.monotonic() - seen["since"] >= TIER_STABLE_SECONDS, st
+    phase.tier_status = poll(check, TIER_TIMEOUT, 0.25,
+                             f"{topic}: remote_splits > 0 and local_splits == 0 in every partition, "
+                             f"unchanged for {TIER_STABLE_SECONDS}s")
     phase.timings["tiered"] = time.monotonic() - t
     return phase
 
@@ -572,6 +704,12 @@ def test_tiered_paging_and_pruning(tiered):
     remote = [p["remote_splits"] for p in tiered.tier_status["partitions"]]
     if max(remote) >= 2:
         assert resp["splits"]["pruned"] >= 1, (resp["splits"], remote)
+
+
+@pytest.mark.tiered
+def test_tiered_hit_encodings_and_score_walk(tiered):
+    check_encodings(tiered)
+    score_walk(tiered, "qs_json_phrase")
 
 
 @pytest.mark.tiered
