@@ -33,6 +33,10 @@ pub struct Metrics {
     groups: IntGauge,
     throttle_ms: IntGauge,
     under_replicated: IntGauge,
+    /// Search query latency (observed by the search API).
+    pub search_query_seconds: prometheus::Histogram,
+    search: IntGaugeVec,
+    search_lag: IntGauge,
 }
 
 fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -143,6 +147,27 @@ impl Metrics {
                 "Under-replicated partitions (one node: 0).",
             )
             .expect("valid metric"),
+            search_query_seconds: prometheus::Histogram::with_opts(
+                HistogramOpts::new(
+                    "chronik_search_query_duration_seconds",
+                    "Search query latency, over every split a query opens.",
+                )
+                .buckets(vec![
+                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                ]),
+            )
+            .expect("valid metric"),
+            search: gauge(
+                "chronik_search_counter",
+                "Search counters (records and bytes indexed, commits, splits sealed, queries, \
+                 errors, remote splits opened).",
+                &["what"],
+            ),
+            search_lag: IntGauge::new(
+                "chronik_search_index_lag_records",
+                "Records committed to the log but not yet searchable, over all searchable topics.",
+            )
+            .expect("valid metric"),
             registry,
         };
         for c in [&m.requests, &m.bytes_in, &m.bytes_out] {
@@ -168,6 +193,12 @@ impl Metrics {
         m.registry
             .register(Box::new(m.under_replicated.clone()))
             .expect("unique metric");
+        m.registry
+            .register(Box::new(m.search_query_seconds.clone()))
+            .expect("unique metric");
+        m.registry
+            .register(Box::new(m.search_lag.clone()))
+            .expect("unique metric");
         for g in [
             &m.partition_bytes,
             &m.partition_start,
@@ -178,6 +209,7 @@ impl Metrics {
             &m.store_errors,
             &m.store_bytes,
             &m.cache,
+            &m.search,
         ] {
             m.registry
                 .register(Box::new(g.clone()))
@@ -260,6 +292,25 @@ impl Metrics {
                     self.cache.with_label_values(&[what]).set(v as i64);
                 }
             }
+        }
+        if let Some(s) = &broker.search {
+            use std::sync::atomic::Ordering::Relaxed;
+            let c = &s.metrics;
+            for (what, v) in [
+                ("records_indexed", &c.docs_indexed),
+                ("bytes_indexed", &c.bytes_indexed),
+                ("commits", &c.commits),
+                ("splits_sealed", &c.splits_sealed),
+                ("index_errors", &c.index_errors),
+                ("queries", &c.queries),
+                ("query_errors", &c.query_errors),
+                ("remote_splits_opened", &c.remote_splits_opened),
+            ] {
+                self.search
+                    .with_label_values(&[what])
+                    .set(v.load(Relaxed) as i64);
+            }
+            self.search_lag.set(s.lag(broker));
         }
         self.groups.set(broker.groups.list().len() as i64);
         let mut out = Vec::new();

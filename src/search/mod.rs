@@ -160,7 +160,6 @@ pub struct SearchMetrics {
     pub index_errors: AtomicU64,
     pub queries: AtomicU64,
     pub query_errors: AtomicU64,
-    pub query_micros: AtomicU64,
     pub remote_splits_opened: AtomicU64,
 }
 
@@ -170,8 +169,6 @@ pub struct SearchManager {
     partitions: Mutex<HashMap<(Uuid, i32), Arc<PartitionIndex>>>,
     remote_open: Mutex<HashMap<Uuid, Searcher>>,
     pub metrics: SearchMetrics,
-    /// Per-query latency in seconds, for the histogram.
-    pub query_latency: prometheus::Histogram,
 }
 
 /// Partition status for `/topics/{topic}/_search/status`.
@@ -192,23 +189,12 @@ fn tantivy_io(e: tantivy::TantivyError) -> io::Error {
 impl SearchManager {
     pub fn new(config: SearchConfig) -> Self {
         let max_window = config.max_result_window as usize;
-        let query_latency = prometheus::Histogram::with_opts(
-            prometheus::HistogramOpts::new(
-                "chronik_search_query_duration_seconds",
-                "Search query latency.",
-            )
-            .buckets(vec![
-                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-            ]),
-        )
-        .expect("valid histogram");
         Self {
             config,
             builder: QueryBuilder::new(Fields::new(), max_window),
             partitions: Mutex::new(HashMap::new()),
             remote_open: Mutex::new(HashMap::new()),
             metrics: SearchMetrics::default(),
-            query_latency,
         }
     }
 
@@ -655,10 +641,9 @@ impl SearchManager {
             self.metrics.query_errors.fetch_add(1, Relaxed);
         }
         let elapsed = started.elapsed();
-        self.metrics
-            .query_micros
-            .fetch_add(elapsed.as_micros() as u64, Relaxed);
-        self.query_latency.observe(elapsed.as_secs_f64());
+        crate::metrics::get()
+            .search_query_seconds
+            .observe(elapsed.as_secs_f64());
         result
     }
 
