@@ -413,8 +413,11 @@ impl SearchManager {
                 pi.view().position = base;
             }
             let active = guard.as_mut().expect("set above");
-            let records = schema::decode_batches(&bytes)
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            let (records, errors) = schema::decode_batches(&bytes);
+            for e in errors {
+                self.metrics.index_errors.fetch_add(1, Relaxed);
+                tracing::warn!(dir = %pi.dir.display(), error = %e, "batch skipped by the indexer");
+            }
             let mut last = next - 1;
             let mut walk: &[u8] = &bytes;
             while let Ok(h) = crate::log::batch::BatchHeader::parse(walk) {

@@ -89,15 +89,24 @@ pub struct IndexedRecord {
     pub headers: Vec<(String, Option<Bytes>)>,
 }
 
-/// Decodes the records of whole batches (any codec). Control batches are skipped; with
-/// LogAppendTime every record carries the batch's timestamp, as consumers see it.
-pub fn decode_batches(mut bytes: &[u8]) -> Result<Vec<IndexedRecord>, String> {
+/// Records of whole batches (any codec), with one message per batch that could not be decoded
+/// (it is skipped: one bad batch must not stop the indexer for good). Control batches are
+/// skipped; with LogAppendTime every record carries the batch's timestamp, as consumers see it.
+pub fn decode_batches(mut bytes: &[u8]) -> (Vec<IndexedRecord>, Vec<String>) {
     let mut out = Vec::new();
+    let mut errors = Vec::new();
     while !bytes.is_empty() {
-        let h = BatchHeader::parse(bytes).map_err(|e| e.to_string())?;
+        let h = match BatchHeader::parse(bytes) {
+            Ok(h) => h,
+            Err(e) => {
+                errors.push(e.to_string());
+                break;
+            }
+        };
         let len = h.total_len();
         if len > bytes.len() {
-            return Err(format!("batch of {len} bytes is cut at {}", bytes.len()));
+            errors.push(format!("batch of {len} bytes is cut at {}", bytes.len()));
+            break;
         }
         let (batch, rest) = bytes.split_at(len);
         bytes = rest;
@@ -105,8 +114,13 @@ pub fn decode_batches(mut bytes: &[u8]) -> Result<Vec<IndexedRecord>, String> {
             continue;
         }
         let mut buf = Bytes::copy_from_slice(batch);
-        let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut buf)
-            .map_err(|e| format!("batch at offset {}: {e}", h.base_offset))?;
+        let set = match kafka_protocol::records::RecordBatchDecoder::decode(&mut buf) {
+            Ok(set) => set,
+            Err(e) => {
+                errors.push(format!("batch at offset {}: {e}", h.base_offset));
+                continue;
+            }
+        };
         for r in set.records {
             let timestamp = if h.is_log_append_time() {
                 h.max_timestamp
@@ -126,7 +140,7 @@ pub fn decode_batches(mut bytes: &[u8]) -> Result<Vec<IndexedRecord>, String> {
             });
         }
     }
-    Ok(out)
+    (out, errors)
 }
 
 /// The document of one record. `json_paths` keeps only those paths of a JSON value (all when
@@ -285,6 +299,50 @@ pub fn decode_headers(mut raw: &[u8]) -> Vec<(String, Option<Vec<u8>>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_undecodable_batch_is_skipped_and_reported() {
+        let records: Vec<kafka_protocol::records::Record> = (0..3)
+            .map(|i| kafka_protocol::records::Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: 0,
+                producer_id: -1,
+                producer_epoch: -1,
+                timestamp_type: kafka_protocol::records::TimestampType::Creation,
+                offset: i,
+                sequence: -1,
+                timestamp: 1000 + i,
+                key: None,
+                value: Some(Bytes::from(format!("v{i}"))),
+                headers: Default::default(),
+            })
+            .collect();
+        let mut good = bytes::BytesMut::new();
+        kafka_protocol::records::RecordBatchEncoder::encode(
+            &mut good,
+            &records,
+            &kafka_protocol::records::RecordEncodeOptions {
+                version: 2,
+                compression: kafka_protocol::records::Compression::Gzip,
+            },
+        )
+        .unwrap();
+        // The encoder may make one batch per record: spoil the first batch only, where its
+        // compressed records are (the header still parses).
+        let first = BatchHeader::parse(&good).unwrap().total_len();
+        let mut bad = good[..first].to_vec();
+        for b in &mut bad[70..first] {
+            *b = 0xff;
+        }
+        let mut both = bad.clone();
+        both.extend_from_slice(&good);
+        let (records, errors) = decode_batches(&both);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(records.len(), 3);
+        assert_eq!(records[2].value.as_deref(), Some(&b"v2"[..]));
+    }
 
     #[test]
     fn headers_round_trip() {

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Chronik vs Apache Kafka benchmark (issue 3), plus W5, the remote tier and its chunk cache on
-LocalStack (issue 6, chronik only). Started by tests/bench/run.sh, which installs the tools and
+LocalStack (issue 6, chronik only), and the opt-in `search` scenario (issue 7, chronik only; in
+search_bench.py). Started by tests/bench/run.sh, which installs the tools and
 sets the environment; see docs/performance.md for what every scenario measures.
 
     bench.py run                 measure the machine, then both brokers, print the table, write JSON
@@ -22,13 +23,16 @@ import sys
 import threading
 import time
 
+# search_bench.py does `import bench`: let that be this module, not a second copy of it.
+sys.modules.setdefault("bench", sys.modules[__name__])
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 CACHE = os.environ.get("CHRONIK_TEST_CACHE", os.path.expanduser("~/.cache/chronik-tests"))
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 # The default list. w5 (remote tier on LocalStack, chronik only) adds ~3 min at W5_MB=1000.
 ALL_SCENARIOS = ["limits", "w1", "w2", "w3", "w4", "restart", "w5"]
-OPT_IN_SCENARIOS = []   # scenarios that run only when named in SCENARIOS
+OPT_IN_SCENARIOS = ["search"]   # scenarios that run only when named in SCENARIOS
 
 
 def env_int(name, default):
@@ -331,9 +335,13 @@ def measured(broker, fn):
     return r
 
 
-def producer_perf(broker, work, topic, records, throughput, warmup=0):
+def producer_perf(broker, work, topic, records, throughput, warmup=0, payload_file=None, payload_bytes=None):
+    """One ProducerPerformance run. With payload_file (one UTF-8 record per line, each send picks
+    a random line) instead of RECORD_SIZE random bytes, payload_bytes is the mean line length."""
+    size = payload_bytes if payload_file else CONFIG["record_size"]
     args = ["--bootstrap-server", f"127.0.0.1:{broker.port}", "--topic", topic,
-            "--num-records", str(records), "--record-size", str(CONFIG["record_size"]),
+            "--num-records", str(records),
+            *(["--payload-file", payload_file] if payload_file else ["--record-size", str(size)]),
             "--throughput", str(throughput), "--command-property", "acks=all"]
     if warmup:
         args += ["--warmup-records", str(warmup)]
@@ -347,9 +355,9 @@ def producer_perf(broker, work, topic, records, throughput, warmup=0):
     m = matches[-1]
     n = int(matches[0][0])
     rps = float(m[1])
-    return {"records": n, "bytes": n * CONFIG["record_size"], "steady_records": int(m[0]),
-            "records_per_s": rps,
-            "mb_per_s": round(rps * CONFIG["record_size"] / 1e6, 2),
+    return {"records": n, "bytes": round(n * size), "steady_records": int(m[0]),
+            "records_per_s": rps, "all_records_per_s": float(matches[0][1]),
+            "mb_per_s": round(rps * size / 1e6, 2),
             "lat_avg_ms": float(m[3]), "lat_max_ms": float(m[4]), "p50_ms": float(m[5]),
             "p95_ms": float(m[6]), "p99_ms": float(m[7]), "p999_ms": float(m[8]),
             "load_cpu_s": round(cpu, 3), "load_wall_s": round(wall, 3)}
@@ -625,6 +633,39 @@ def rss_mb(pid):
     return None
 
 
+def remote_tier_env(ls, prefix, http_port, memory, disk):
+    """The broker's environment for a remote tier on LocalStack `ls` under s3://chronik/PREFIX,
+    with this chunk cache, and the admin HTTP port on 127.0.0.1:HTTP_PORT (None: not set)."""
+    env = {"CHRONIK_HTTP_LISTEN": f"127.0.0.1:{http_port}"} if http_port else {}
+    return env | {"CHRONIK_TIERING_URL": f"s3://chronik/{prefix}",
+                  "CHRONIK_TIERING_ENDPOINT": ls.endpoint,
+                  "CHRONIK_TIERING_ALLOW_HTTP": "true",
+                  "CHRONIK_TIERING_REGION": "us-east-1",
+                  "CHRONIK_TIERING_INTERVAL_MS": "200",
+                  "CHRONIK_CACHE_MEMORY_BYTES": str(memory),
+                  "CHRONIK_CACHE_DISK_BYTES": str(disk),
+                  "CHRONIK_CACHE_CHUNK_BYTES": str(W5["chunk_bytes"]),
+                  "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
+                  "AWS_EC2_METADATA_DISABLED": "true"}
+
+
+def delete_remote_topics(br, ls, topics, what):
+    """Deletes `topics` on a running broker and waits (at most 30 s) until LocalStack logged a
+    DeleteObject: used when the LocalStack instance is someone else's, so our objects go."""
+    try:
+        from confluent_kafka.admin import AdminClient
+        a = AdminClient({"bootstrap.servers": f"127.0.0.1:{br.port}"})
+        mark = ls.mark()
+        for f in a.delete_topics(list(topics), operation_timeout=30).values():
+            f.result(60)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not ls.ops_since(mark).get("DeleteObject"):
+            time.sleep(1)
+        time.sleep(2)
+    except Exception as e:  # noqa: BLE001 - cleanup only
+        log(f"  {what}: could not delete the remote objects of {list(topics)}: {e}")
+
+
 def w5_remote(work, add):
     """W5 (issue 6): consume from the remote tier (LocalStack S3) through the chunk cache: cold and
     warm against a local read and the raw ranged-GET rate, GETs per MB, ten consumers on one cold
@@ -642,17 +683,7 @@ def w5_remote(work, add):
     http = broker_has_http(Chronik(0, work).bin)
 
     def broker_env(memory, disk):
-        env = {"CHRONIK_HTTP_LISTEN": f"127.0.0.1:{http_port}"} if http else {}
-        return env | {"CHRONIK_TIERING_URL": f"s3://chronik/{prefix}",
-                "CHRONIK_TIERING_ENDPOINT": ls.endpoint,
-                "CHRONIK_TIERING_ALLOW_HTTP": "true",
-                "CHRONIK_TIERING_REGION": "us-east-1",
-                "CHRONIK_TIERING_INTERVAL_MS": "200",
-                "CHRONIK_CACHE_MEMORY_BYTES": str(memory),
-                "CHRONIK_CACHE_DISK_BYTES": str(disk),
-                "CHRONIK_CACHE_CHUNK_BYTES": str(w["chunk_bytes"]),
-                "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
-                "AWS_EC2_METADATA_DISABLED": "true"}
+        return remote_tier_env(ls, prefix, http_port if http else None, memory, disk)
 
     br = make_broker("chronik", work, broker_env(w["memory_bytes"], w["disk_bytes"]))
     summary = {"prefix": prefix, "endpoint": ls.endpoint, "localstack_started_here": ls.started,
@@ -886,18 +917,7 @@ def w5_remote(work, add):
         blog = os.path.join(work, "chronik", "chronik.log")
         if not ls.started and getattr(br, "proc", None) is not None and br.proc.poll() is None:
             # Someone else's LocalStack: delete the topics so the broker deletes their objects.
-            try:
-                from confluent_kafka.admin import AdminClient
-                a = AdminClient({"bootstrap.servers": f"127.0.0.1:{br.port}"})
-                for f in a.delete_topics(["w5-remote"], operation_timeout=30).values():
-                    f.result(60)
-                mark = take_mark()
-                deadline = time.monotonic() + 30
-                while time.monotonic() < deadline and not ls.ops_since(mark).get("DeleteObject"):
-                    time.sleep(1)
-                time.sleep(2)
-            except Exception as e:  # noqa: BLE001 - cleanup only
-                log(f"  W5: could not delete the remote objects under {prefix}: {e}")
+            delete_remote_topics(br, ls, ["w5-remote"], f"W5 ({prefix})")
         if getattr(br, "proc", None) is not None:
             br.stop()
         if os.path.exists(blog):
@@ -1088,6 +1108,10 @@ def render(doc):
                          lim.get("fsync_4k_p50_ms"), lim.get("fsync_4k_p99_ms"),
                          lim.get("loopback_tcp_gb_per_s")))
     lines.append("")
+    if not doc["summary"] and doc.get("search"):
+        # SCENARIOS=search alone: no Kafka table, only the search section below.
+        import search_bench
+        return "\n".join(lines[:1] + search_bench.render_lines(doc["search"]))
     hdr = ["metric", "better", "chronik", "kafka", "ratio"]
     body = []
     for r in doc["summary"]:
@@ -1112,6 +1136,10 @@ def render(doc):
         if w5.get("cold_fetch_phase_core_use"):
             lines.append("  core use in the cold read's fetch phase (CPU s / s): " + ", ".join(
                 f"{k} {v}" for k, v in w5["cold_fetch_phase_core_use"].items()))
+    if doc.get("search"):
+        import search_bench
+        lines.append("")
+        lines += search_bench.render_lines(doc["search"])
     util = doc.get("utilisation")
     if util:
         lines.append("")
@@ -1220,6 +1248,20 @@ def run():
             log(f"W5 failed: {e!r}")
             doc["w5"] = {"error": repr(e)}
 
+    if "search" in scen and "chronik" in brokers:
+        log("search: indexing throughput, queries over remote splits, freshness (chronik)")
+        work = os.path.join(run_dir, "search")
+        os.makedirs(work, exist_ok=True)
+        subprocess.run(["sync"])
+        import search_bench
+        doc["search"] = {}  # filled step by step, so a failure keeps what was measured
+        try:
+            search_bench.run_search(work, add, doc["search"])
+            log("search targets " + json.dumps(doc["search"].get("targets")))
+        except Exception as e:  # noqa: BLE001 - keep the other scenarios' results; fail at the end
+            log(f"search failed: {e!r}")
+            doc["search"]["error"] = repr(e)
+
     # The fixed rate of W2/W3: half of Kafka's W1 single-partition rate.
     rate = cfg["rate"]
     if not rate:
@@ -1263,6 +1305,8 @@ def run():
     print(f"\nJSON: {cfg['out']}   logs: {run_dir}")
     if doc.get("w5", {}).get("error"):
         sys.exit(f"W5 failed: {doc['w5']['error']}")
+    if doc.get("search", {}).get("error"):
+        sys.exit(f"search failed: {doc['search']['error']}")
 
 
 def fs_of(path):
