@@ -172,22 +172,51 @@ async fn tiering_loop(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
     }
 }
 
-/// Indexes new records of searchable topics, a pass every 100 ms on a blocking thread.
+/// Indexes new records of searchable topics on a thread of its own, a pass every 100 ms. The
+/// thread runs at a lower scheduling priority (nice 10, inherited by Tantivy's indexing and
+/// merge threads it starts), so that on a busy machine produce and fetch go first and the indexer
+/// takes the spare CPU; its lag is a metric.
 async fn search_loop(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
+    use std::sync::atomic::{AtomicBool, Ordering};
     let Some(search) = broker.search.clone() else {
         return;
     };
-    let mut every = tokio::time::interval(Duration::from_millis(100));
-    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = every.tick() => {
-                let (b, s) = (broker.clone(), search.clone());
-                let _ = tokio::task::spawn_blocking(move || s.index_pass(&b)).await;
-            }
-            _ = stop.changed() => return,
+    /// Stops the thread when the loop ends, also when its task is aborted.
+    struct StopOnDrop(Arc<AtomicBool>);
+    impl Drop for StopOnDrop {
+        fn drop(&mut self) {
+            self.0.store(false, Ordering::Release);
         }
     }
+    let running = Arc::new(AtomicBool::new(true));
+    let guard = StopOnDrop(running.clone());
+    let b = broker.clone();
+    let thread = std::thread::Builder::new()
+        .name("chronik-indexer".into())
+        .spawn(move || {
+            // Linux applies a thread's nice value to that thread only.
+            // SAFETY: gettid and setpriority only take and return integers.
+            let tid = unsafe { nix::libc::gettid() } as nix::libc::id_t;
+            if unsafe { nix::libc::setpriority(nix::libc::PRIO_PROCESS, tid, 10) } != 0 {
+                tracing::debug!("could not lower the indexer's priority");
+            }
+            while running.load(Ordering::Acquire) {
+                let started = std::time::Instant::now();
+                search.index_pass(&b);
+                let pause = Duration::from_millis(100).saturating_sub(started.elapsed());
+                std::thread::sleep(pause.max(Duration::from_millis(5)));
+            }
+        });
+    let thread = match thread {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the search indexer");
+            return;
+        }
+    };
+    let _ = stop.changed().await;
+    drop(guard);
+    let _ = tokio::task::spawn_blocking(move || thread.join()).await;
 }
 
 /// Periodic work: retention, time-based flushes, group deadlines and offset expiry.

@@ -495,7 +495,24 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn spawn(dir: &std::path::Path, port: u16, http: u16) -> Child {
+/// The broker process, killed when the test ends however it ends (a failed assertion must not
+/// leave a broker running).
+struct Broker(Child);
+
+impl Broker {
+    fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn spawn(dir: &std::path::Path, port: u16, http: u16) -> Broker {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_chronik"));
     cmd.arg("serve")
         .arg("--listen")
@@ -512,7 +529,7 @@ fn spawn(dir: &std::path::Path, port: u16, http: u16) -> Child {
             cmd.env_remove(k);
         }
     }
-    cmd.spawn().expect("spawn chronik")
+    Broker(cmd.spawn().expect("spawn chronik"))
 }
 
 async fn connect(port: u16) -> Client {
@@ -574,8 +591,7 @@ async fn kill_9_during_indexing_loses_and_duplicates_nothing() {
             next[p as usize] += 40;
             n += 1;
         }
-        child.kill().expect("kill -9");
-        child.wait().expect("reap");
+        child.kill();
         child = spawn(dir.path(), port, http_port);
         c = connect(port).await;
     }
@@ -601,6 +617,5 @@ async fn kill_9_during_indexing_loses_and_duplicates_nothing() {
         s["partitions"][0]["local_splits"].as_u64() > Some(0),
         "segments were sealed into splits: {s}"
     );
-    child.kill().expect("kill");
-    child.wait().expect("reap");
+    child.kill();
 }

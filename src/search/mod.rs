@@ -119,6 +119,12 @@ struct Active {
     last_commit: Instant,
 }
 
+/// An active index whose writer is gone, being packed.
+struct Sealing {
+    index: Index,
+    reader: IndexReader,
+}
+
 struct OpenSplit {
     file: LocalSplitFile,
     searcher: Searcher,
@@ -357,7 +363,13 @@ impl SearchManager {
                     .and_then(|pi| self.index_step(&pi, p, &config.search_fields));
                 if let Err(e) = result {
                     self.metrics.index_errors.fetch_add(1, Relaxed);
-                    tracing::warn!(topic = %topic.name, partition = p.index, error = %e, "indexing failed; will retry");
+                    tracing::warn!(topic = %topic.name, partition = p.index, error = %e, "indexing failed; will retry from the last commit");
+                    // Start again from what is on disk: the last commit of the active index and
+                    // the splits (a failed seal leaves the active index committed).
+                    self.partitions
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(&(topic.id, p.index));
                 }
             }
         }
@@ -494,7 +506,7 @@ impl SearchManager {
     }
 
     /// Packs a finished active index into a split file and swaps it in for the active index.
-    fn seal(&self, pi: &PartitionIndex, mut a: Active) -> io::Result<()> {
+    fn seal(&self, pi: &PartitionIndex, a: Active) -> io::Result<()> {
         let progress = a.progress;
         let dir = pi.dir.join(ACTIVE_DIR);
         if progress.docs == 0 {
@@ -505,14 +517,28 @@ impl SearchManager {
             v.searchable = v.searchable.max(progress.next_offset);
             return Ok(());
         }
-        let mut commit = a.writer.prepare_commit().map_err(tantivy_io)?;
+        let Active {
+            index,
+            mut writer,
+            reader,
+            ..
+        } = a;
+        let mut commit = writer.prepare_commit().map_err(tantivy_io)?;
         commit.set_payload(&serde_json::to_string(&progress).map_err(io::Error::other)?);
         commit.commit().map_err(tantivy_io)?;
-        let ids = a.index.searchable_segment_ids().map_err(tantivy_io)?;
+        // Background merges of the writer must be finished (or they race the merge below for
+        // the same segments); then one merge makes the split a single Tantivy segment.
+        writer.wait_merging_threads().map_err(tantivy_io)?;
+        let ids = index.searchable_segment_ids().map_err(tantivy_io)?;
         if ids.len() > 1 {
-            a.writer.merge(&ids).wait().map_err(tantivy_io)?;
+            let mut merger: IndexWriter = index
+                .writer_with_num_threads(1, 15 << 20)
+                .map_err(tantivy_io)?;
+            merger.set_merge_policy(Box::new(tantivy::indexer::NoMergePolicy));
+            merger.merge(&ids).wait().map_err(tantivy_io)?;
+            merger.wait_merging_threads().map_err(tantivy_io)?;
         }
-        a.writer.wait_merging_threads().map_err(tantivy_io)?;
+        let a = Sealing { index, reader };
         let metas = a.index.searchable_segment_metas().map_err(tantivy_io)?;
         let prefixes: Vec<String> = metas.iter().map(|m| m.id().uuid_string()).collect();
         let mut files = vec!["meta.json".to_string()];
@@ -526,14 +552,15 @@ impl SearchManager {
         let out = pi.dir.join(format!("{:020}.split", progress.segment_base));
         split::pack(&dir, &files, &progress.info(), &out)?;
         let opened = Arc::new(open_local_split(&out)?);
+        let Sealing { index, reader } = a;
         {
             let mut v = pi.view();
             v.splits.insert(progress.segment_base, opened);
             v.active = None;
             v.searchable = v.searchable.max(progress.next_offset);
         }
-        drop(a.reader);
-        drop(a.index);
+        drop(reader);
+        drop(index);
         std::fs::remove_dir_all(&dir)?;
         self.metrics.splits_sealed.fetch_add(1, Relaxed);
         tracing::debug!(dir = %pi.dir.display(), base_offset = progress.segment_base, docs = progress.docs, "search split sealed");

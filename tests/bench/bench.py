@@ -25,6 +25,7 @@ import time
 
 # search_bench.py does `import bench`: let that be this module, not a second copy of it.
 sys.modules.setdefault("bench", sys.modules[__name__])
+sys.dont_write_bytecode = True  # no __pycache__ in tests/bench from importing search_bench
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
@@ -1111,7 +1112,9 @@ def render(doc):
     if not doc["summary"] and doc.get("search"):
         # SCENARIOS=search alone: no Kafka table, only the search section below.
         import search_bench
-        return "\n".join(lines[:1] + search_bench.render_lines(doc["search"]))
+        return "\n".join([f"Chronik benchmark — {doc['generated']}"
+                          f"{' — ' + cfg['label'] if cfg.get('label') else ''}"] +
+                         search_bench.render_lines(doc["search"]))
     hdr = ["metric", "better", "chronik", "kafka", "ratio"]
     body = []
     for r in doc["summary"]:

@@ -13,6 +13,24 @@
 #   SCENARIOS [limits,w1,w2,w3,w4,restart,w5]   subset to run (comma or space separated)
 #   W5_MB [1000] ...      W5 (remote tier on LocalStack, chronik only): see W5 in bench.py and
 #                         docs/performance.md; LocalStack on BENCH_PORT+30 (W5_S3_PORT)
+#   search (opt-in, chronik only: SCENARIOS=search): indexing throughput, produce latency with
+#                         search, queries over remote splits cold and warm, freshness; see
+#                         tests/bench/search_bench.py and docs/performance.md, "Search (issue 7)".
+#                         Smoke run (~1 min): SCENARIOS=search SEARCH_RECORDS=200000
+#                         SEARCH_PRODUCE_RECORDS=200000 SEARCH_LAT_SECONDS=5 SEARCH_LAT_WARMUP=1
+#                         SEARCH_FRESH_RECORDS=50 tests/bench/run.sh
+#   SEARCH_RECORDS [10000000]     ~100 B records in the remote-split topic (LocalStack as W5)
+#   SEARCH_SEGMENT_BYTES [auto]   its segment.bytes: 64 MiB, less below ~5M records (~16 segments)
+#   SEARCH_PRODUCE_RECORDS [1000000]  200-500 B text records per produce run without / with search
+#   SEARCH_LAT_SECONDS [20] SEARCH_LAT_WARMUP [3]  produce-latency runs at SEARCH_RATE [0 = half
+#                         the no-search produce rate], without and with search
+#   SEARCH_FRESH_RECORDS [200] SEARCH_FRESH_RATE [20]  freshness probes and their rate per second
+#   SEARCH_WARM_RUNS [5]  warm runs of every query    SEARCH_PARTITIONS [1]  partitions per topic
+#   SEARCH_INDEX_TIMEOUT [1800]  s to wait for lag 0 / uploads   SEARCH_QUERY_TIMEOUT [60]  s per query
+#   SEARCH_DROP_CACHES [1]  a cold query also drops page caches (root only)
+#   SEARCH_STEPS [index,latency,freshness,remote]   subset of the search steps
+#   SEARCH_STALL_TIMEOUT [120]  fail when records wait but no searchable offset moves for this long
+#   SEARCH_BROKER_ENV [""]  extra broker settings for the search broker, "CHRONIK_X=1 CHRONIK_Y=2"
 #   BROKERS ["chronik kafka"]        order within a round
 #   LAT_SECONDS [20] LAT_WARMUP [3]  W2/W3 duration and excluded warm-up at the fixed rate
 #   RATE [0]              fixed rate of W2/W3 in records/s; 0 = half of Kafka's W1 1-partition rate
