@@ -299,8 +299,8 @@ mod search_cli {
             };
             out.push_str(&format!(
                 "{:>9} {:>12} {:<24} {:<20} {}\n",
-                h["partition"],
-                h["offset"],
+                h["partition"].to_string(),
+                h["offset"].to_string(),
                 rfc3339(h["timestamp"].as_i64().unwrap_or(-1)),
                 clip(&s("key"), 20),
                 clip(&s("value"), 100)
@@ -351,6 +351,8 @@ mod search_cli {
             assert!(t.contains("disk full on node 3"), "{t}");
             assert!(t.contains("base64:AAE="), "{t}");
             assert!(t.contains("1970-01-01T00:00:01Z"), "{t}");
+            // Columns line up: numbers are padded like the header.
+            assert!(t.contains("        0            7 "), "{t}");
         }
 
         #[test]
