@@ -36,29 +36,6 @@ fn spawn(dir: &std::path::Path, port: u16) -> Child {
     cmd.spawn().expect("spawn chronik")
 }
 
-async fn connect(port: u16) -> Client {
-    let addr = format!("127.0.0.1:{port}").parse().expect("addr");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Ok(Ok(stream)) =
-            tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(addr)).await
-        {
-            drop(stream);
-            return Client::connect(addr).await;
-        }
-        assert!(Instant::now() < deadline, "broker did not come up");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
 /// What a key may look like after the crash: the last acknowledged state, or the state the
 /// operation in flight would have produced.
 #[derive(Clone, Debug, PartialEq)]
@@ -101,7 +78,7 @@ async fn metadata_survives_kill_9_during_churn() {
     let dir = tempfile::tempdir().expect("tempdir");
     let port = free_port();
     let mut child = spawn(dir.path(), port);
-    let mut c = connect(port).await;
+    let mut c = connect_port(port).await;
     assert_eq!(c.create_topic("base", 1, &[]).await, 0);
     let ledger = Arc::new(Mutex::new(Ledger {
         topics: vec![(TopicState::Absent, None); TOPIC_TASKS],
@@ -112,7 +89,7 @@ async fn metadata_survives_kill_9_during_churn() {
     for i in 0..TOPIC_TASKS {
         let ledger = ledger.clone();
         tasks.push(tokio::spawn(async move {
-            let mut c = connect(port).await;
+            let mut c = connect_port(port).await;
             let name = format!("churn-{i}");
             let mut n: i64 = 1000;
             while Instant::now() < stop {
@@ -167,7 +144,7 @@ async fn metadata_survives_kill_9_during_churn() {
     for j in 0..OFFSET_TASKS {
         let ledger = ledger.clone();
         tasks.push(tokio::spawn(async move {
-            let mut c = connect(port).await;
+            let mut c = connect_port(port).await;
             let mut k: i64 = 0;
             while Instant::now() < stop {
                 ledger.lock().expect("ledger").offsets[j].1 = Some(k);
@@ -201,7 +178,7 @@ async fn metadata_survives_kill_9_during_churn() {
     let ledger = std::mem::take(&mut *ledger.lock().expect("ledger"));
 
     let mut child = spawn(dir.path(), port);
-    let mut c = connect(port).await;
+    let mut c = connect_port(port).await;
     let mut acked_ops = 0;
     for (i, (acked, in_flight)) in ledger.topics.iter().enumerate() {
         let name = format!("churn-{i}");

@@ -487,14 +487,6 @@ async fn bad_requests_get_clear_errors_and_search_can_be_turned_on_later() {
     task.await.expect("join").expect("serve");
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
 /// The broker process, killed when the test ends however it ends (a failed assertion must not
 /// leave a broker running).
 struct Broker(Child);
@@ -532,21 +524,6 @@ fn spawn(dir: &std::path::Path, port: u16, http: u16) -> Broker {
     Broker(cmd.spawn().expect("spawn chronik"))
 }
 
-async fn connect(port: u16) -> Client {
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Ok(Ok(s)) =
-            tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(addr)).await
-        {
-            drop(s);
-            return Client::connect(addr).await;
-        }
-        assert!(Instant::now() < deadline, "broker did not come up");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// `kill -9` while records are being indexed (and segments sealed into splits): after each
 /// restart indexing resumes, and in the end every offset is in the index exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -555,7 +532,7 @@ async fn kill_9_during_indexing_loses_and_duplicates_nothing() {
     let (port, http_port) = (free_port(), free_port());
     let http: SocketAddr = format!("127.0.0.1:{http_port}").parse().expect("addr");
     let mut child = spawn(dir.path(), port, http_port);
-    let mut c = connect(port).await;
+    let mut c = connect_port(port).await;
     assert_eq!(
         c.create_topic(
             "crashy",
@@ -593,7 +570,7 @@ async fn kill_9_during_indexing_loses_and_duplicates_nothing() {
         }
         child.kill();
         child = spawn(dir.path(), port, http_port);
-        c = connect(port).await;
+        c = connect_port(port).await;
     }
     // Wait for the HTTP port, then for the indexer to catch up.
     let deadline = Instant::now() + Duration::from_secs(20);

@@ -398,6 +398,31 @@ pub async fn http_request(addr: SocketAddr, method: &str, path: &str, body: &str
     (status, body)
 }
 
+/// A free loopback port (for brokers started as processes).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// Connects to a broker process on `port` once it accepts connections (at most 20 s).
+pub async fn connect_port(port: u16) -> Client {
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(Ok(s)) =
+            tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(addr)).await
+        {
+            drop(s);
+            return Client::connect(addr).await;
+        }
+        assert!(Instant::now() < deadline, "broker did not come up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 pub async fn wait_until(what: &str, mut cond: impl AsyncFnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
