@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use kafka_protocol::records::Compression;
-use tokio::net::TcpListener;
 
 async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
     http_request(addr, "GET", path, "").await
@@ -55,28 +54,8 @@ impl Drop for Unwritable {
 #[tokio::test]
 async fn metrics_health_and_readiness() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let kafka = listener.local_addr().expect("addr");
-    let http = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let admin = http.local_addr().expect("addr");
-    let mut config = chronik::Config {
-        data_dir: dir.path().to_path_buf(),
-        ..Default::default()
-    };
-    config.kafka.listen = kafka.to_string();
-    config.tiering.interval_ms = 50;
-    config.cache.memory_bytes = 32 << 20;
-    config.cache.disk_bytes = 96 << 20;
-    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(chronik::serve_full(
-        listener,
-        Some(http),
-        config,
-        None,
-        async {
-            let _ = rx.await;
-        },
-    ));
+    let broker = TestBroker::start_with_http(dir.path(), |c| c.tiering.interval_ms = 50).await;
+    let (kafka, admin) = (broker.addr, broker.http.expect("http"));
 
     let (status, body) = get(admin, "/health").await;
     assert_eq!(status, 200);
@@ -173,6 +152,5 @@ async fn metrics_health_and_readiness() {
         assert!(Instant::now() < deadline, "ready again once writable");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let _ = stop.send(());
-    task.await.expect("join").expect("serve");
+    broker.stop().await;
 }

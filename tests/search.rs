@@ -19,7 +19,6 @@ use kafka_protocol::records::{
     Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
 
 /// One synthetic record: a log line or a JSON order, with a key and a header.
 fn record_value(i: i64) -> String {
@@ -181,29 +180,12 @@ fn queries() -> Vec<Value> {
 /// The same data in a plain and a tiered topic answers every query identically, and a query's
 /// hits are what a scan of the records finds.
 async fn same_hits_both_tiers(dir: &std::path::Path, tier: impl Fn(&mut chronik::Config) + Copy) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let kafka = listener.local_addr().expect("addr");
-    let http_l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let http = http_l.local_addr().expect("addr");
-    let mut config = chronik::Config {
-        data_dir: dir.to_path_buf(),
-        ..Default::default()
-    };
-    config.kafka.listen = kafka.to_string();
-    config.cache.memory_bytes = 32 << 20;
-    config.cache.disk_bytes = 96 << 20;
-    config.search.commit_interval_ms = 100;
-    tier(&mut config);
-    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(chronik::serve_full(
-        listener,
-        Some(http_l),
-        config,
-        None,
-        async {
-            let _ = rx.await;
-        },
-    ));
+    let broker = TestBroker::start_with_http(dir, |c| {
+        c.search.commit_interval_ms = 100;
+        tier(c);
+    })
+    .await;
+    let (kafka, http) = (broker.addr, broker.http.expect("http"));
     let mut c = Client::connect(kafka).await;
     let base = [("search.enabled", "true"), ("retention.ms", "-1")];
     assert_eq!(c.create_topic("plain", 2, &base).await, 0);
@@ -337,8 +319,7 @@ async fn same_hits_both_tiers(dir: &std::path::Path, tier: impl Fn(&mut chronik:
         "freshness: searchable {} ms after the ack",
         started.elapsed().as_millis()
     );
-    let _ = stop.send(());
-    task.await.expect("join").expect("serve");
+    broker.stop().await;
 }
 
 #[tokio::test]
@@ -378,27 +359,8 @@ async fn same_hits_after_moving_to_the_remote_tier_localstack() {
 #[tokio::test]
 async fn bad_requests_get_clear_errors_and_search_can_be_turned_on_later() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let kafka = listener.local_addr().expect("addr");
-    let http_l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let http = http_l.local_addr().expect("addr");
-    let mut config = chronik::Config {
-        data_dir: dir.path().to_path_buf(),
-        ..Default::default()
-    };
-    config.kafka.listen = kafka.to_string();
-    config.cache.memory_bytes = 32 << 20;
-    config.cache.disk_bytes = 96 << 20;
-    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(chronik::serve_full(
-        listener,
-        Some(http_l),
-        config,
-        None,
-        async {
-            let _ = rx.await;
-        },
-    ));
+    let broker = TestBroker::start_with_http(dir.path(), |_| {}).await;
+    let (kafka, http) = (broker.addr, broker.http.expect("http"));
     let mut c = Client::connect(kafka).await;
     assert_eq!(c.create_topic("later", 1, &[]).await, 0);
     let r = c
@@ -483,8 +445,7 @@ async fn bad_requests_get_clear_errors_and_search_can_be_turned_on_later() {
     let (code, text) = http_request(http, "GET", "/topics/later/_search?q=second&size=1", "").await;
     assert_eq!(code, 200, "{text}");
     assert!(text.contains("second words"), "{text}");
-    let _ = stop.send(());
-    task.await.expect("join").expect("serve");
+    broker.stop().await;
 }
 
 /// The broker process, killed when the test ends however it ends (a failed assertion must not

@@ -425,16 +425,14 @@ impl SearchManager {
                 pi.view().position = base;
             }
             let active = guard.as_mut().expect("set above");
-            let (records, errors) = schema::decode_batches(&bytes);
+            let schema::Decoded {
+                records,
+                errors,
+                next_offset,
+            } = schema::decode_batches(&bytes);
             for e in errors {
                 self.metrics.index_errors.fetch_add(1, Relaxed);
                 tracing::warn!(dir = %pi.dir.display(), error = %e, "batch skipped by the indexer");
-            }
-            let mut last = next - 1;
-            let mut walk: &[u8] = &bytes;
-            while let Ok(h) = crate::log::batch::BatchHeader::parse(walk) {
-                last = h.last_offset();
-                walk = &walk[h.total_len().min(walk.len())..];
             }
             for r in records.iter().filter(|r| r.offset >= next) {
                 let doc = schema::document(self.fields(), pi.partition, r, json_paths);
@@ -457,7 +455,7 @@ impl SearchManager {
             self.metrics
                 .bytes_indexed
                 .fetch_add(bytes.len() as u64, Relaxed);
-            active.progress.next_offset = active.progress.next_offset.max(last + 1);
+            active.progress.next_offset = active.progress.next_offset.max(next_offset);
             if active.uncommitted == 0 {
                 // Only control batches: nothing to search, but the position moved.
                 active.uncommitted = 1;
@@ -998,7 +996,7 @@ fn open_local_split(path: &Path) -> io::Result<OpenSplit> {
     let dir = SplitDirectory::open(source, 256 << 10)?;
     let info = dir.info().clone();
     let searcher = open_searcher(dir.clone())?;
-    let footer_bytes = footer_bytes_of(path, size)?;
+    let footer_bytes = dir.tail_bytes();
     Ok(OpenSplit {
         file: LocalSplitFile {
             path: path.to_path_buf(),
@@ -1008,23 +1006,6 @@ fn open_local_split(path: &Path) -> io::Result<OpenSplit> {
         },
         searcher,
     })
-}
-
-/// Size of the hotcache + footer region of a local split, from its footer.
-fn footer_bytes_of(path: &Path, size: u64) -> io::Result<u64> {
-    #[derive(Deserialize)]
-    struct HotOffset {
-        hotcache_offset: u64,
-    }
-    use std::os::unix::fs::FileExt;
-    let f = std::fs::File::open(path)?;
-    let mut trailer = [0u8; 16];
-    f.read_exact_at(&mut trailer, size.saturating_sub(16))?;
-    let len = u64::from_le_bytes(trailer[..8].try_into().unwrap());
-    let mut footer = vec![0u8; len as usize];
-    f.read_exact_at(&mut footer, size - 16 - len)?;
-    let h: HotOffset = serde_json::from_slice(&footer).map_err(io::Error::other)?;
-    Ok(size - h.hotcache_offset)
 }
 
 /// Chunks of a split object are cached apart from those of its segment's `.log` object.

@@ -89,12 +89,23 @@ pub struct IndexedRecord {
     pub headers: Vec<(String, Option<Bytes>)>,
 }
 
-/// Records of whole batches (any codec), with one message per batch that could not be decoded
-/// (it is skipped: one bad batch must not stop the indexer for good). Control batches are
-/// skipped; with LogAppendTime every record carries the batch's timestamp, as consumers see it.
-pub fn decode_batches(mut bytes: &[u8]) -> (Vec<IndexedRecord>, Vec<String>) {
+/// What [`decode_batches`] found.
+#[derive(Debug, Default)]
+pub struct Decoded {
+    pub records: Vec<IndexedRecord>,
+    /// One message per batch that could not be decoded (it is skipped: one bad batch must not
+    /// stop the indexer for good).
+    pub errors: Vec<String>,
+    /// One past the last offset of the last whole batch (0 when there was none).
+    pub next_offset: i64,
+}
+
+/// Records of whole batches (any codec). Control batches are skipped; with LogAppendTime every
+/// record carries the batch's timestamp, as consumers see it.
+pub fn decode_batches(mut bytes: &[u8]) -> Decoded {
     let mut out = Vec::new();
     let mut errors = Vec::new();
+    let mut next_offset = 0;
     while !bytes.is_empty() {
         let h = match BatchHeader::parse(bytes) {
             Ok(h) => h,
@@ -110,6 +121,7 @@ pub fn decode_batches(mut bytes: &[u8]) -> (Vec<IndexedRecord>, Vec<String>) {
         }
         let (batch, rest) = bytes.split_at(len);
         bytes = rest;
+        next_offset = h.last_offset() + 1;
         if h.is_control() {
             continue;
         }
@@ -140,7 +152,11 @@ pub fn decode_batches(mut bytes: &[u8]) -> (Vec<IndexedRecord>, Vec<String>) {
             });
         }
     }
-    (out, errors)
+    Decoded {
+        records: out,
+        errors,
+        next_offset,
+    }
 }
 
 /// The document of one record. `json_paths` keeps only those paths of a JSON value (all when
@@ -338,10 +354,20 @@ mod tests {
         }
         let mut both = bad.clone();
         both.extend_from_slice(&good);
-        let (records, errors) = decode_batches(&both);
+        let Decoded {
+            records,
+            errors,
+            next_offset,
+        } = decode_batches(&both);
         assert_eq!(errors.len(), 1, "{errors:?}");
+
         assert_eq!(records.len(), 3);
         assert_eq!(records[2].value.as_deref(), Some(&b"v2"[..]));
+        assert_eq!(
+            next_offset,
+            records[2].offset + 1,
+            "past the last whole batch"
+        );
     }
 
     #[test]

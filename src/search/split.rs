@@ -174,6 +174,8 @@ fn invalid(why: impl Into<String>) -> io::Error {
 #[derive(Debug)]
 struct Parsed {
     info: SplitInfo,
+    /// Bytes from the start of the hotcache to the end of the split.
+    tail_bytes: u64,
     files: HashMap<PathBuf, FileEntry>,
     hot: HashMap<PathBuf, (u64, OwnedBytes)>,
 }
@@ -222,6 +224,7 @@ fn parse_tail(total: u64, tail: &OwnedBytes) -> Result<Parsed, TailError> {
         files.insert(PathBuf::from(&f.name), f);
     }
     Ok(Parsed {
+        tail_bytes: total - footer.hotcache_offset,
         info: footer.info,
         files,
         hot,
@@ -272,6 +275,11 @@ impl SplitDirectory {
 
     pub fn info(&self) -> &SplitInfo {
         &self.parsed.info
+    }
+
+    /// Size of the hotcache + footer region: what one read at the end must cover.
+    pub fn tail_bytes(&self) -> u64 {
+        self.parsed.tail_bytes
     }
 }
 
@@ -430,6 +438,7 @@ mod tests {
         ));
         let dir = SplitDirectory::open(source.clone(), tail).unwrap();
         assert_eq!(dir.info(), &info());
+        assert_eq!(dir.tail_bytes(), tail);
         // One read for the whole tail.
         assert_eq!(source.1.load(std::sync::atomic::Ordering::Relaxed), 1);
         for name in &names {

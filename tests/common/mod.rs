@@ -20,6 +20,8 @@ use tokio::sync::oneshot;
 
 pub struct TestBroker {
     pub addr: SocketAddr,
+    /// The admin HTTP port, when started with [`TestBroker::start_with_http`].
+    pub http: Option<SocketAddr>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
@@ -38,6 +40,23 @@ impl TestBroker {
         data_dir: &Path,
         tweak: impl FnOnce(&mut chronik::Config),
         store: Option<std::sync::Arc<dyn chronik_tiering::object_store::ObjectStore>>,
+    ) -> Self {
+        Self::launch(data_dir, tweak, store, false).await
+    }
+
+    /// A broker with its admin HTTP port (metrics, probes, search) on a free port.
+    pub async fn start_with_http(
+        data_dir: &Path,
+        tweak: impl FnOnce(&mut chronik::Config),
+    ) -> Self {
+        Self::launch(data_dir, tweak, None, true).await
+    }
+
+    async fn launch(
+        data_dir: &Path,
+        tweak: impl FnOnce(&mut chronik::Config),
+        store: Option<std::sync::Arc<dyn chronik_tiering::object_store::ObjectStore>>,
+        with_http: bool,
     ) -> Self {
         // Broker logs show up in a failing test's output (RUST_LOG selects them).
         let _ = tracing_subscriber::fmt()
@@ -58,12 +77,20 @@ impl TestBroker {
         config.cache.memory_bytes = 32 << 20;
         config.cache.disk_bytes = 96 << 20;
         tweak(&mut config);
+        let (http, http_addr) = if with_http {
+            let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            let a = l.local_addr().expect("addr");
+            (Some(l), Some(a))
+        } else {
+            (None, None)
+        };
         let (stop, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(chronik::serve_with_store(listener, config, store, async {
+        let task = tokio::spawn(chronik::serve_full(listener, http, config, store, async {
             let _ = rx.await;
         }));
         Self {
             addr,
+            http: http_addr,
             stop: Some(stop),
             task: Some(task),
         }
