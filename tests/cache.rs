@@ -19,7 +19,9 @@ const CHUNK: u64 = 1 << 20;
 fn config(c: &mut chronik::Config) {
     c.tiering.interval_ms = 50;
     c.cache.chunk_bytes = CHUNK;
-    c.cache.memory_bytes = 64 << 20;
+    // Room for the whole remote range in every memory shard's share, so that the second read
+    // depends on caching only, not on how chunks happen to hash over the shards.
+    c.cache.memory_bytes = 256 << 20;
     c.cache.disk_bytes = 128 << 20;
 }
 
@@ -29,8 +31,9 @@ const TOPIC_CONFIGS: &[(&str, &str)] = &[
     ("local.retention.bytes", "1"),
 ];
 
-/// Produces about 16 MB in 16 KiB batches and waits until all but the active segment is remote.
-async fn fill(c: &mut Client, topic: &str) -> Vec<(i64, Vec<u8>)> {
+/// Produces about 16 MB in 16 KiB batches and waits until all but the active segment is remote
+/// and gone from the local disk, so that no segment changes tier while the test reads.
+async fn fill(c: &mut Client, data_dir: &std::path::Path, topic: &str) -> Vec<(i64, Vec<u8>)> {
     assert_eq!(c.create_topic(topic, 1, TOPIC_CONFIGS).await, 0);
     let mut expected = Vec::new();
     let value = vec![b'v'; 1024];
@@ -51,8 +54,17 @@ async fn fill(c: &mut Client, topic: &str) -> Vec<(i64, Vec<u8>)> {
             expected.push((r.base_offset + j as i64, v));
         }
     }
+    let partition_dir = data_dir.join(format!("{topic}-0"));
     wait_until("the sealed segments to be remote", async || {
-        c.list_offset(topic, 0, -4).await.offset > 10_000
+        let logs = std::fs::read_dir(&partition_dir)
+            .map(|entries| {
+                entries
+                    .filter_map(|e| e.ok())
+                    .filter(|e| e.path().extension().is_some_and(|x| x == "log"))
+                    .count()
+            })
+            .unwrap_or(0);
+        logs == 1 && c.list_offset(topic, 0, -4).await.offset > 10_000
     })
     .await;
     expected
@@ -69,7 +81,7 @@ async fn ten_consumers_cost_no_more_gets_than_one_and_a_second_read_none() {
     let store: Arc<dyn ObjectStore> = store;
     let broker = TestBroker::start_with_store(dir.path(), config, Some(store)).await;
     let mut c = Client::connect(broker.addr).await;
-    let expected = fill(&mut c, "cached").await;
+    let expected = fill(&mut c, dir.path(), "cached").await;
     let remote_end = c.list_offset("cached", 0, -4).await.offset;
     let remote: Vec<_> = expected
         .iter()
@@ -121,7 +133,7 @@ async fn ten_consumers_cost_no_more_gets_than_one_and_a_second_read_none() {
     let store: Arc<dyn ObjectStore> = store;
     let broker = TestBroker::start_with_store(dir2.path(), config, Some(store)).await;
     let mut c = Client::connect(broker.addr).await;
-    fill(&mut c, "cached").await;
+    fill(&mut c, dir2.path(), "cached").await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     let before = gets(&metrics);
     let _ = read_values(&mut c, "cached", 0).await;

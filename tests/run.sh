@@ -146,7 +146,7 @@ if want build && [[ $TARGET == chronik ]]; then
     (cd "$ROOT" && env TIERING_TEST_S3_ENDPOINT="http://127.0.0.1:$LS_PORT" \
         TIERING_TEST_MOTO_ENDPOINT="http://127.0.0.1:$MOTO_PORT" AWS_ACCESS_KEY_ID=test \
         AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true \
-        cargo test --release --workspace) 2>&1 | tee "$LOG_DIR/cargo-test.log"
+        cargo test --release --workspace --no-fail-fast) 2>&1 | tee "$LOG_DIR/cargo-test.log"
     rc=${PIPESTATUS[0]}
     if ((ls_ok == 0 || moto_ok == 0)); then rc=1; fi
     # Sum the "test result: ok. N passed; M failed" lines of every test binary.
