@@ -12,13 +12,13 @@
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use bytes::Bytes;
 use foyer::DeviceBuilder;
 use foyer::{
     BlockEngineConfig, FsDeviceBuilder, HybridCache, HybridCacheBuilder, HybridCachePolicy,
-    LruConfig, PsyncIoEngineConfig, Source,
+    HybridCacheProperties, Location, LruConfig, PsyncIoEngineConfig, Source,
 };
 
 use crate::config::Layout;
@@ -113,6 +113,9 @@ impl ChunkCache {
             // Write to disk when a chunk arrives, not when memory evicts it: the disk tier then
             // holds everything fetched, which is what makes a restarted broker warm.
             .with_policy(HybridCachePolicy::WriteOnInsertion)
+            // Every chunk was written when it arrived; flushing the memory tier on close would
+            // write it all a second time and evict as much of the oldest disk data.
+            .with_flush_on_close(false)
             .memory(layout.memory_bytes)
             .with_shards(layout.memory_shards)
             .with_eviction_config(LruConfig::default())
@@ -151,23 +154,44 @@ impl ChunkCache {
         F: Future<Output = Result<Bytes, E>> + Send + 'static,
         E: std::error::Error + Send + Sync + 'static,
     {
+        // A memory hit is answered here. Through foyer's `get_or_fetch` every completed call,
+        // memory hits and the waiters of a shared fetch included, queues the chunk for the disk
+        // tier again (with `WriteOnInsertion`): a consumer reading a 4 MiB chunk in 1 MiB
+        // fetches wrote it four times, flooded the disk tier's blocks and made foyer drop writes,
+        // so that a re-read found almost nothing on disk.
+        if let Some(entry) = self.inner.memory().get(&key) {
+            Counters::bump(&self.counters.memory_hits);
+            return Ok(entry.value().clone());
+        }
         let counters = self.counters.clone();
         let max = self.chunk_bytes;
-        let fetch = async move {
-            Counters::bump(&counters.fetches);
-            let bytes = fetch.await.map_err(FetchFailure::Source)?;
-            if bytes.len() > max {
-                return Err(FetchFailure::TooLarge {
-                    len: bytes.len(),
-                    max,
-                });
+        let ran = Arc::new(AtomicBool::new(false));
+        let fetch = {
+            let ran = ran.clone();
+            async move {
+                ran.store(true, Ordering::Relaxed);
+                Counters::bump(&counters.fetches);
+                let bytes = fetch.await.map_err(FetchFailure::Source)?;
+                if bytes.len() > max {
+                    return Err(FetchFailure::TooLarge {
+                        len: bytes.len(),
+                        max,
+                    });
+                }
+                // Memory-only as far as foyer is concerned, so that none of the callers
+                // waiting for this fetch queues it for the disk; the caller whose fetch ran
+                // queues it once below.
+                let memory_only = HybridCacheProperties::default().with_location(Location::InMem);
+                Ok((bytes, memory_only))
             }
-            Ok(bytes)
         };
 
         match self.inner.get_or_fetch(&key, || fetch).await {
             Ok(entry) => {
                 self.counters.record_source(entry.source());
+                if ran.load(Ordering::Relaxed) && entry.source() == Source::Outer {
+                    self.inner.storage().enqueue(entry.piece(), false);
+                }
                 Ok(entry.value().clone())
             }
             Err(source) => {
@@ -507,6 +531,64 @@ mod tests {
         let stats = cache.stats();
         assert_eq!(stats.disk_hits, 2);
         assert_eq!(stats.fetches, 0);
+        cache.close().await.unwrap();
+    }
+
+    /// Reads `chunks` chunks the way a consumer does: several reads per chunk (fetches smaller
+    /// than a chunk) and the next chunk read ahead while the current one is consumed. `remote`
+    /// says whether a fetch may succeed; a failed fetch fails the pass.
+    async fn consume(cache: &ChunkCache, chunks: u64, remote: bool) {
+        let len = cache.chunk_bytes();
+        let fetch = move |i: u64| async move {
+            if !remote {
+                return Err(RemoteDown);
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            Ok(chunk((i % 251) as u8, len))
+        };
+        let mut ahead = Vec::new();
+        for i in 0..chunks {
+            for _ in 0..4 {
+                let got = cache
+                    .get_or_fetch(ChunkKey::new([6; 16], i), fetch(i))
+                    .await
+                    .unwrap_or_else(|e| panic!("chunk {i}: {e}"));
+                assert_eq!(got, chunk((i % 251) as u8, len));
+            }
+            if i + 1 < chunks {
+                let cache = cache.clone();
+                ahead.push(tokio::spawn(async move {
+                    let _ = cache
+                        .get_or_fetch(ChunkKey::new([6; 16], i + 1), fetch(i + 1))
+                        .await;
+                }));
+            }
+        }
+        for task in ahead {
+            task.await.unwrap();
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_range_read_once_is_read_again_from_disk_and_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        // A range of a third of the disk tier, three times the memory tier.
+        let chunks = 40;
+        let cache = ChunkCache::open(config(dir.path())).await.unwrap();
+        consume(&cache, chunks, true).await;
+        assert_eq!(cache.stats().fetches, chunks);
+        cache.inner.storage().wait().await;
+
+        consume(&cache, chunks, false).await;
+        let stats = cache.stats();
+        assert_eq!(stats.fetches, chunks, "the second read needs no fetch");
+        assert!(stats.disk_hits >= chunks / 2, "{stats:?}");
+        cache.close().await.unwrap();
+        drop(cache);
+
+        let cache = ChunkCache::open(config(dir.path())).await.unwrap();
+        consume(&cache, chunks, false).await;
+        assert_eq!(cache.stats().fetches, 0, "warm after a restart");
         cache.close().await.unwrap();
     }
 

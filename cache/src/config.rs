@@ -12,9 +12,13 @@ pub const DEFAULT_CHUNK_BYTES: u64 = 4 * 1024 * 1024;
 const PAGE: u64 = 4096;
 
 /// How many chunks one disk block holds. The block is foyer's unit of disk eviction and must
-/// hold at least one whole entry; four chunks per block keep eviction fine-grained while the
-/// per-entry headers still fit (so three full chunks always fit).
+/// hold at least one whole entry; four chunks per block keep eviction fine-grained.
 const CHUNKS_PER_BLOCK: u64 = 4;
+
+/// Room a chunk takes in a block beyond its own bytes: foyer rounds every entry (header, key,
+/// value) up to whole pages and writes a page of index in front of every batch it flushes,
+/// which can be a single chunk. A block of exactly four chunks held only three.
+const ENTRY_OVERHEAD: u64 = 2 * PAGE;
 
 /// The disk tier needs a few blocks to rotate through: one being filled, one being reclaimed,
 /// and some holding data.
@@ -62,13 +66,18 @@ impl CacheConfig {
         if self.chunk_bytes == 0 {
             return invalid("chunk_bytes must be greater than 0".into());
         }
-        let block_bytes = (self.chunk_bytes * CHUNKS_PER_BLOCK).div_ceil(PAGE) * PAGE;
-        // The disk tier's write buffer comes out of the memory budget: a quarter of it, between
-        // one and four blocks. Too small a buffer makes foyer drop disk writes under load.
-        let buffer_bytes = (self.memory_bytes / 4 / block_bytes).clamp(1, 4) * block_bytes;
-        if self.memory_bytes < buffer_bytes + self.chunk_bytes {
+        let block_bytes =
+            ((self.chunk_bytes + ENTRY_OVERHEAD) * CHUNKS_PER_BLOCK).div_ceil(PAGE) * PAGE;
+        // The disk tier's write buffer comes out of the memory budget: foyer keeps two of them
+        // (one filling while the other is written), each an eighth of the budget, at least two
+        // chunks and at most four blocks. A buffer that is full when a chunk arrives drops that
+        // chunk's disk write (it is fetched again if it is ever needed).
+        let entry_bytes = (self.chunk_bytes + ENTRY_OVERHEAD).div_ceil(PAGE) * PAGE;
+        let buffer_bytes =
+            (self.memory_bytes / 8 / PAGE * PAGE).clamp(2 * entry_bytes, 4 * block_bytes);
+        if self.memory_bytes < 2 * buffer_bytes + self.chunk_bytes {
             return invalid(format!(
-                "memory_bytes ({}) must hold the disk write buffer ({buffer_bytes}) and at least \
+                "memory_bytes ({}) must hold the two disk write buffers ({buffer_bytes} each) and at least \
                  one chunk of chunk_bytes ({})",
                 self.memory_bytes, self.chunk_bytes
             ));
@@ -88,7 +97,7 @@ impl CacheConfig {
             usize::try_from(v)
                 .map_err(|_| CacheError::InvalidConfig(format!("{name} ({v}) is too large")))
         };
-        let memory_bytes = to_usize("memory_bytes", self.memory_bytes - buffer_bytes)?;
+        let memory_bytes = to_usize("memory_bytes", self.memory_bytes - 2 * buffer_bytes)?;
         let chunk_bytes = to_usize("chunk_bytes", self.chunk_bytes)?;
         // foyer splits the memory budget evenly over shards and lets an entry larger than its
         // shard overshoot it. Keeping every shard at least a few chunks large keeps the budget
@@ -113,7 +122,7 @@ mod tests {
     fn defaults_are_valid() {
         let layout = CacheConfig::default().layout().unwrap();
         assert_eq!(layout.chunk_bytes, 4 * 1024 * 1024);
-        assert_eq!(layout.block_bytes, 16 * 1024 * 1024);
+        assert_eq!(layout.block_bytes, 16 * 1024 * 1024 + 8 * 4096);
         assert_eq!(layout.memory_shards, 8);
     }
 
