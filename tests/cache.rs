@@ -1,7 +1,7 @@
 //! The chunk cache on the remote read path, counted at the object store: a consumer reading the
 //! whole remote range costs about one GET per chunk (plus the index objects), ten consumers
 //! reading the same range at once cost no more GETs than one, and a second read is served
-//! without any GET at all.
+//! without any GET at all, also after a restart.
 
 mod common;
 
@@ -79,7 +79,7 @@ async fn ten_consumers_cost_no_more_gets_than_one_and_a_second_read_none() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (store, metrics) = metered(Arc::new(InMemory::new()));
     let store: Arc<dyn ObjectStore> = store;
-    let broker = TestBroker::start_with_store(dir.path(), config, Some(store)).await;
+    let broker = TestBroker::start_with_store(dir.path(), config, Some(store.clone())).await;
     let mut c = Client::connect(broker.addr).await;
     let expected = fill(&mut c, dir.path(), "cached").await;
     let remote_end = c.list_offset("cached", 0, -4).await.offset;
@@ -125,6 +125,19 @@ async fn ten_consumers_cost_no_more_gets_than_one_and_a_second_read_none() {
     let got = read_values(&mut c, "cached", 0).await;
     assert_eq!(&got[..remote.len()], &remote[..]);
     assert_eq!(gets(&metrics) - before, 0, "a second read needs no GET");
+    broker.stop().await;
+
+    // After a clean restart the disk tier serves the range, segment indexes included.
+    let broker = TestBroker::start_with_store(dir.path(), config, Some(store.clone())).await;
+    let mut c = Client::connect(broker.addr).await;
+    let before = gets(&metrics);
+    let got = read_values(&mut c, "cached", 0).await;
+    assert_eq!(&got[..remote.len()], &remote[..]);
+    assert_eq!(
+        gets(&metrics) - before,
+        0,
+        "a read after a restart needs no GET"
+    );
     broker.stop().await;
 
     // A single reader on a fresh broker (cold cache) costs as many GETs as ten did.

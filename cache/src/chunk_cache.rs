@@ -260,6 +260,11 @@ impl ChunkCache {
         self.inner.contains(key)
     }
 
+    /// Whether the memory tier holds the chunk now.
+    pub fn in_memory(&self, key: &ChunkKey) -> bool {
+        self.inner.memory().contains(key)
+    }
+
     pub fn stats(&self) -> CacheStats {
         let c = &self.counters;
         CacheStats {

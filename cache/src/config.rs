@@ -75,10 +75,12 @@ impl CacheConfig {
         let entry_bytes = (self.chunk_bytes + ENTRY_OVERHEAD).div_ceil(PAGE) * PAGE;
         let buffer_bytes =
             (self.memory_bytes / 8 / PAGE * PAGE).clamp(2 * entry_bytes, 4 * block_bytes);
-        if self.memory_bytes < 2 * buffer_bytes + self.chunk_bytes {
+        // Chunks being fetched (a reader's and the one read ahead) are memory too.
+        let in_flight = 2 * self.chunk_bytes;
+        if self.memory_bytes < 2 * buffer_bytes + in_flight + self.chunk_bytes {
             return invalid(format!(
-                "memory_bytes ({}) must hold the two disk write buffers ({buffer_bytes} each) and at least \
-                 one chunk of chunk_bytes ({})",
+                "memory_bytes ({}) must hold the two disk write buffers ({buffer_bytes} each), two \
+                 chunks being fetched and at least one cached chunk of chunk_bytes ({})",
                 self.memory_bytes, self.chunk_bytes
             ));
         }
@@ -97,7 +99,10 @@ impl CacheConfig {
             usize::try_from(v)
                 .map_err(|_| CacheError::InvalidConfig(format!("{name} ({v}) is too large")))
         };
-        let memory_bytes = to_usize("memory_bytes", self.memory_bytes - 2 * buffer_bytes)?;
+        let memory_bytes = to_usize(
+            "memory_bytes",
+            self.memory_bytes - 2 * buffer_bytes - in_flight,
+        )?;
         let chunk_bytes = to_usize("chunk_bytes", self.chunk_bytes)?;
         // foyer splits the memory budget evenly over shards and lets an entry larger than its
         // shard overshoot it. Keeping every shard at least a few chunks large keeps the budget

@@ -32,6 +32,9 @@ const READ_SLACK: u64 = 64 * 1024;
 /// Offset indexes kept in memory for remote reads (a fuller cache lives in `chronik-cache`).
 const INDEX_CACHE_ENTRIES: usize = 256;
 
+/// The chunk-cache slot of a segment's offset index object (no `.log` has that many chunks).
+const INDEX_CHUNK: u64 = u64::MAX;
+
 #[derive(Debug, thiserror::Error)]
 pub enum RemoteError {
     #[error("object store: {0}")]
@@ -226,7 +229,9 @@ impl RemoteLogManager {
             parts.push(chunk);
         }
         let next = last + 1;
-        if read_ahead && next * cs < size && !cache.contains(&cache_chunk_key(id, next)) {
+        // Also when the next chunk is on the disk tier: loading it into memory ahead of the
+        // reader keeps a disk read off the consumer's path.
+        if read_ahead && next * cs < size && !cache.in_memory(&cache_chunk_key(id, next)) {
             {
                 let mut p = self.prefetched.lock().unwrap_or_else(|e| e.into_inner());
                 if p.len() >= 4096 {
@@ -408,7 +413,7 @@ impl RemoteLogManager {
             .remove(&m.segment_id);
         if let Some(cache) = &self.cache {
             let chunks = m.segment_size_bytes.div_ceil(cache.chunk_bytes() as u64);
-            for index in 0..chunks {
+            for index in (0..chunks).chain([INDEX_CHUNK]) {
                 cache.remove(&cache_chunk_key(m.segment_id, index)).await;
             }
         }
@@ -568,12 +573,28 @@ impl RemoteLogManager {
         {
             return Ok(i.clone());
         }
-        let raw = self
-            .store
-            .get(&self.key(topic, m, "index"))
-            .await?
-            .bytes()
-            .await?;
+        let key = self.key(topic, m, "index");
+        let whole = |store: Arc<dyn ObjectStore>, key: ObjectPath| async move {
+            store.get(&key).await?.bytes().await
+        };
+        // Through the chunk cache, so that a restarted broker has its indexes on local disk; an
+        // index larger than a chunk (huge segments, small chunks) is read directly.
+        let raw = match &self.cache {
+            Some(cache) => match cache
+                .get_or_fetch(
+                    cache_chunk_key(m.segment_id, INDEX_CHUNK),
+                    whole(self.store.clone(), key.clone()),
+                )
+                .await
+            {
+                Ok(raw) => raw,
+                Err(chronik_cache::CacheError::ChunkTooLarge { .. }) => {
+                    whole(self.store.clone(), key).await?
+                }
+                Err(e) => return Err(e.into()),
+            },
+            None => whole(self.store.clone(), key).await?,
+        };
         let entries: Vec<(u32, u32)> = raw
             .chunks_exact(8)
             .map(|c| {
