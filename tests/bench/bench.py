@@ -318,6 +318,23 @@ PP_RE = re.compile(r"(\d+) (?:steady state )?records sent, ([\d.]+) records/sec 
                    r"([\d.]+) ms 99.9th")
 
 
+def profiled(broker, work, label, fn):
+    """Runs fn(); when BENCH_PERF names this label, under `perf record` of the broker (call graphs
+    from DWARF, 499 Hz), written to WORK/perf-LABEL.data for `perf report -i`."""
+    if os.environ.get("BENCH_PERF") != label:
+        return fn()
+    out = os.path.join(work, f"perf-{label}.data")
+    perf = subprocess.Popen(["perf", "record", "-F", "499", "-g", "--call-graph", "dwarf,16384",
+                             "-p", str(broker.pid), "-o", out],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        return fn()
+    finally:
+        perf.send_signal(signal.SIGINT)
+        perf.wait(timeout=120)
+        log(f"  perf profile of {label}: {out}")
+
+
 def measured(broker, fn):
     """Runs fn() and adds the broker's CPU seconds and peak RSS over that interval."""
     hwm_reset = reset_peak_rss(broker.pid)
@@ -782,7 +799,8 @@ def w5_remote(work, add):
         # (a) cold: restart, empty cache, dropped page caches.
         cold_restart()
         mark = take_mark()
-        r = with_gets(w4_consume(br, work, topic, remote_records, "w5-cold"), mark)
+        r = with_gets(profiled(br, work, "w5-cold",
+                               lambda: w4_consume(br, work, topic, remote_records, "w5-cold")), mark)
         r["bound_gets"] = bound_gets
         r["bound_gets_per_mb"] = round(bound_gets / (r["bytes"] / 1e6), 4)
         r["cache_disk_mb"] = round(disk_usage(cache_dir) / 1e6, 1)
