@@ -198,13 +198,30 @@ impl RemoteLogManager {
         range: std::ops::Range<u64>,
         read_ahead: bool,
     ) -> Result<Bytes, RemoteError> {
+        self.object_range_in(key, id, size, range, read_ahead, u64::MAX)
+            .await
+    }
+
+    /// [`Self::object_range`] in chunks of at most `chunk_bytes` (capped at the cache's chunk
+    /// size): objects read in small scattered pieces, like search splits, fetch far fewer bytes
+    /// in small chunks. Every object must always be read with the same chunk size (the cache
+    /// keys chunks by index). The missing chunks of one range are fetched concurrently.
+    pub async fn object_range_in(
+        &self,
+        key: &ObjectPath,
+        id: Uuid,
+        size: u64,
+        range: std::ops::Range<u64>,
+        read_ahead: bool,
+        chunk_bytes: u64,
+    ) -> Result<Bytes, RemoteError> {
         let Some(cache) = &self.cache else {
             return Ok(self.store.get_range(key, range).await?);
         };
         if range.is_empty() {
             return Ok(Bytes::new());
         }
-        let cs = cache.chunk_bytes() as u64;
+        let cs = (cache.chunk_bytes() as u64).min(chunk_bytes).max(1);
         let first = range.start / cs;
         let last = (range.end - 1) / cs;
         let fetch_chunk = |index: u64| {
@@ -213,8 +230,7 @@ impl RemoteLogManager {
             let span = index * cs..((index + 1) * cs).min(size);
             async move { store.get_range(&key, span).await }
         };
-        let mut parts = Vec::with_capacity((last - first + 1) as usize);
-        for index in first..=last {
+        let parts = futures::future::try_join_all((first..=last).map(|index| {
             if self
                 .prefetched
                 .lock()
@@ -223,11 +239,9 @@ impl RemoteLogManager {
             {
                 TieringMetrics::add(&self.metrics.readahead_used, 1);
             }
-            let chunk = cache
-                .get_or_fetch(cache_chunk_key(id, index), fetch_chunk(index))
-                .await?;
-            parts.push(chunk);
-        }
+            cache.get_or_fetch(cache_chunk_key(id, index), fetch_chunk(index))
+        }))
+        .await?;
         let next = last + 1;
         // Also when the next chunk is on the disk tier: loading it into memory ahead of the
         // reader keeps a disk read off the consumer's path.

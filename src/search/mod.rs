@@ -698,6 +698,7 @@ impl SearchManager {
             from.is_none_or(|f| max_ts >= f) && to.is_none_or(|t| min_ts < t)
         };
         let mut units = Vec::new();
+        let mut remote_pending = Vec::new();
         let mut pruned = 0usize;
         let mut remote_units = 0usize;
         for p in topic.partitions() {
@@ -751,19 +752,32 @@ impl SearchManager {
                     pruned += 1;
                     continue;
                 }
-                let searcher = self.remote_searcher(broker, topic, &r, handle)?;
-                remote_units += 1;
-                units.push(Unit {
-                    partition: p.index,
-                    searcher,
-                    min_offset: (r.base_offset < log_start).then_some(log_start),
-                });
+                let min_offset = (r.base_offset < log_start).then_some(log_start);
+                remote_pending.push((p.index, r, min_offset));
             }
+        }
+        // Opening a remote split and searching it wait on the object store far more than they
+        // compute: they run side by side.
+        let threads = if remote_pending.is_empty() {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            REMOTE_QUERY_THREADS
+        };
+        let opened = parallel_map(&remote_pending, threads, |(_, r, _)| {
+            self.remote_searcher(broker, topic, r, handle)
+        });
+        for ((partition, _, min_offset), searcher) in remote_pending.iter().zip(opened) {
+            remote_units += 1;
+            units.push(Unit {
+                partition: *partition,
+                searcher: searcher?,
+                min_offset: *min_offset,
+            });
         }
         let limit = req.from + req.size;
         let mut total = 0u64;
         let mut hits: Vec<(SortKey, f32, usize, DocAddress)> = Vec::new();
-        for (ui, unit) in units.iter().enumerate() {
+        let searched = parallel_map(&units, threads, |unit| {
             let query: Box<dyn Query> = match unit.min_offset {
                 Some(min) => Box::new(BooleanQuery::new(vec![
                     (Occur::Must, req.query.box_clone()),
@@ -785,8 +799,8 @@ impl SearchManager {
             };
             let unavailable = |e: tantivy::TantivyError| SearchError::Unavailable(e.to_string());
             if limit == 0 {
-                total += unit.searcher.search(&query, &Count).map_err(unavailable)? as u64;
-                continue;
+                let count = unit.searcher.search(&query, &Count).map_err(unavailable)?;
+                return Ok((count as u64, Vec::new()));
             }
             let sort = req.sort;
             let after = req.after;
@@ -815,7 +829,11 @@ impl SearchManager {
                 .searcher
                 .search(&query, &(Count, collector))
                 .map_err(unavailable)?;
-            total += count as u64;
+            Ok((count as u64, top))
+        });
+        for (ui, result) in searched.into_iter().enumerate() {
+            let (count, top) = result?;
+            total += count;
             for ((key, score), addr) in top {
                 if key != SortKey::NONE {
                     hits.push((key, score, ui, addr));
@@ -824,14 +842,14 @@ impl SearchManager {
         }
         hits.sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap_or(std::cmp::Ordering::Equal));
         let page: Vec<_> = hits.into_iter().skip(req.from).take(req.size).collect();
+        let docs = parallel_map(&page, threads, |(_key, _score, ui, addr)| {
+            units[*ui].searcher.doc::<TantivyDocument>(*addr)
+        });
         let mut out = Vec::with_capacity(page.len());
-        for (_key, score, ui, addr) in page {
-            let unit = &units[ui];
-            let doc: TantivyDocument = unit
-                .searcher
-                .doc(addr)
-                .map_err(|e| SearchError::Unavailable(e.to_string()))?;
-            out.push(self.hit_json(&topic.name, unit.partition, &doc, req.sort, score));
+        for ((_key, score, ui, _addr), doc) in page.iter().zip(docs) {
+            let doc = doc.map_err(|e| SearchError::Unavailable(e.to_string()))?;
+            let unit = &units[*ui];
+            out.push(self.hit_json(&topic.name, unit.partition, &doc, req.sort, *score));
         }
         Ok(json!({
             "took_ms": started.elapsed().as_millis() as u64,
@@ -959,6 +977,47 @@ impl SearchManager {
     }
 }
 
+/// How many remote splits one query opens and searches at once.
+const REMOTE_QUERY_THREADS: usize = 8;
+
+/// `f` of every item, on up to `threads` threads, in item order.
+fn parallel_map<T: Sync, R: Send>(
+    items: &[T],
+    threads: usize,
+    f: impl Fn(&T) -> R + Sync,
+) -> Vec<R> {
+    let threads = threads.min(items.len());
+    if threads <= 1 {
+        return items.iter().map(f).collect();
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut out: Vec<Option<R>> = items.iter().map(|_| None).collect();
+    std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut mine = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Relaxed);
+                        let Some(item) = items.get(i) else {
+                            return mine;
+                        };
+                        mine.push((i, f(item)));
+                    }
+                })
+            })
+            .collect();
+        for w in workers {
+            for (i, r) in w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)) {
+                out[i] = Some(r);
+            }
+        }
+    });
+    out.into_iter()
+        .map(|r| r.expect("every item was taken by a worker"))
+        .collect()
+}
+
 fn put_bytes(m: &mut serde_json::Map<String, Value>, name: &str, bytes: Option<Vec<u8>>) {
     match bytes {
         None => {
@@ -1008,11 +1067,18 @@ fn open_local_split(path: &Path) -> io::Result<OpenSplit> {
     })
 }
 
-/// Chunks of a split object are cached apart from those of its segment's `.log` object.
+/// Remote splits are read (and cached) in pieces of this size. A query touches a few small
+/// regions of a split (term dictionary blocks, postings, a column's pages, a doc-store block):
+/// with the 4 MiB chunks of `.log` objects a cold query downloaded most of every split.
+const SPLIT_READ_BYTES: u64 = 256 << 10;
+
+/// Chunks of a split object are cached apart from those of its segment's `.log` object. The
+/// mask changes whenever `SPLIT_READ_BYTES` does, so that a disk tier written with another
+/// chunk size never answers for a chunk index of this one (0x5a was 4 MiB chunks).
 fn split_cache_id(segment_id: Uuid) -> Uuid {
     let mut b = segment_id.into_bytes();
     for x in &mut b {
-        *x ^= 0x5a;
+        *x ^= 0xa7;
     }
     Uuid::from_bytes(b)
 }
@@ -1040,10 +1106,14 @@ impl SplitSource for RemoteSplit {
     fn read(&self, range: std::ops::Range<u64>) -> io::Result<tantivy::directory::OwnedBytes> {
         let bytes = self
             .handle
-            .block_on(
-                self.remote
-                    .object_range(&self.key, self.cache_id, self.size, range, false),
-            )
+            .block_on(self.remote.object_range_in(
+                &self.key,
+                self.cache_id,
+                self.size,
+                range,
+                false,
+                SPLIT_READ_BYTES,
+            ))
             .map_err(io::Error::other)?;
         Ok(tantivy::directory::OwnedBytes::new(bytes.to_vec()))
     }
