@@ -311,6 +311,12 @@ impl SearchManager {
         let mut writer: IndexWriter = index
             .writer_with_num_threads(1, self.config.writer_memory_bytes.max(15 << 20) as usize)
             .map_err(tantivy_io)?;
+        // The active index is merged into one segment when it is sealed anyway: merging less
+        // often before that (16 segments of a level at once instead of 8) saves about a tenth
+        // of the indexing work and leaves at most a few dozen segments to search.
+        let mut merges = tantivy::indexer::LogMergePolicy::default();
+        merges.set_min_num_segments(ACTIVE_MERGE_SEGMENTS);
+        writer.set_merge_policy(Box::new(merges));
         if progress.next_offset > log_end {
             // The log lost records the index has: forget them.
             let gone = RangeQuery::new(
@@ -976,6 +982,9 @@ impl SearchManager {
         }
     }
 }
+
+/// How many segments of one size class the active index collects before merging them.
+const ACTIVE_MERGE_SEGMENTS: usize = 16;
 
 /// How many remote splits one query opens and searches at once.
 const REMOTE_QUERY_THREADS: usize = 8;
