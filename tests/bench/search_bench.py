@@ -13,7 +13,7 @@ broker with the remote tier on LocalStack (as W5):
              throughput = records / (first record's timestamp -> `_search/status` shows lag 0 on
              every partition, polled every 50 ms)
   latency    target 1 (c): the same tool at a fixed rate (SEARCH_RATE, default half of the
-             no-search rate) for SEARCH_LAT_SECONDS, without and with search: p50/p99
+             no-search rate) for SEARCH_LAT_SECONDS, without and with search, each on an idle broker: p50/p99
   freshness  target 3: SEARCH_FRESH_RECORDS single records with a unique token at
              SEARCH_FRESH_RATE/s, acks=all; time from the ack until a match query finds it
              (polled every 10 ms)
@@ -437,6 +437,19 @@ def step_index(br, api, work, add, out, text_file, text_bytes):
         f"max lag {idx['max_lag']}, lag 0 {idx['lag0_after_produce_end_s']} s after the produce ended")
 
 
+def settle(br, limit_s=180, idle_share=0.05):
+    """Waits (at most limit_s) until the broker uses under idle_share of a core over one second:
+    the index of an earlier step may still be merging, and a latency run must not measure that.
+    Returns the seconds waited."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < limit_s:
+        c0 = B.cpu_seconds(br.pid)
+        time.sleep(1.0)
+        if B.cpu_seconds(br.pid) - c0 < idle_share:
+            break
+    return round(time.monotonic() - t0, 1)
+
+
 def step_latency(br, api, work, add, out, text_file, text_bytes):
     """Target 1 (c): ProducerPerformance at a fixed rate, without and with search."""
     s = SEARCH
@@ -448,6 +461,7 @@ def step_latency(br, api, work, add, out, text_file, text_bytes):
         topic = f"search-lat-{key}"
         B.create_topic(br.port, topic, s["partitions"], cfg)
         log(f"search: produce latency at {rate:,} records/s for {s['lat_seconds']} s, search {key}")
+        waited = settle(br)
         w = None
         if key == "on":
             th, w = watcher(api, topic, lambda st: False, s["lat_seconds"] * 3 + 120)
@@ -465,6 +479,7 @@ def step_latency(br, api, work, add, out, text_file, text_bytes):
             done, last = wait_status(api, topic, lambda st: st["lag0"] and st["hw"] >= total, s["index_timeout"])
             r["lag0_after_produce_end_s"] = round(done - t_end, 3) if done else None
             r["lag_timeline"] = timeline(w["samples"], w["samples"][0][0] if w["samples"] else t_end)
+        r["settle_s"] = waited
         add("chronik", f"search_latency_{key}", r)
         lat[key] = r
     if lat["off"]["p99_ms"]:
