@@ -440,8 +440,11 @@ def step_index(br, api, work, add, out, text_file, text_bytes):
 def settle(br, limit_s=180, idle_share=0.05):
     """Waits (at most limit_s) until the broker uses under idle_share of a core over one second:
     the index of an earlier step may still be merging, and a latency run must not measure that.
+    Writes the dirty page cache out first (sync): the earlier steps leave hundreds of MB of log
+    and index files for the kernel to write back, which stalls appends for a while.
     Returns the seconds waited."""
     t0 = time.monotonic()
+    os.sync()
     while time.monotonic() - t0 < limit_s:
         c0 = B.cpu_seconds(br.pid)
         time.sleep(1.0)
