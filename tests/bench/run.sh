@@ -23,7 +23,8 @@
 #   SEARCH_SEGMENT_BYTES [auto]   its segment.bytes: 64 MiB, less below ~5M records (~16 segments)
 #   SEARCH_PRODUCE_RECORDS [1000000]  200-500 B text records per produce run without / with search
 #   SEARCH_LAT_SECONDS [20] SEARCH_LAT_WARMUP [3]  produce-latency runs at SEARCH_RATE [0 = half
-#                         the no-search produce rate], without and with search
+#                         the no-search produce rate], without and with search, by SEARCH_LAT_TOOL
+#                         [rdkafka: tests/bench/rdkafka_latency.py; producer-perf: ProducerPerformance]
 #   SEARCH_FRESH_RECORDS [200] SEARCH_FRESH_RATE [20]  freshness probes and their rate per second
 #   SEARCH_WARM_RUNS [5]  warm runs of every query    SEARCH_PARTITIONS [1]  partitions per topic
 #   SEARCH_INDEX_TIMEOUT [1800]  s to wait for lag 0 / uploads   SEARCH_QUERY_TIMEOUT [60]  s per query

@@ -46,6 +46,7 @@ SEARCH = {
     "segment_bytes": env_int("SEARCH_SEGMENT_BYTES", 0),           # 0: auto (see segment_bytes())
     "produce_records": env_int("SEARCH_PRODUCE_RECORDS", 1_000_000),  # target 1 (a)/(b)
     "partitions": env_int("SEARCH_PARTITIONS", 1),
+    "lat_tool": os.environ.get("SEARCH_LAT_TOOL", "rdkafka"),         # or producer-perf
     "lat_seconds": env_float("SEARCH_LAT_SECONDS", 20),            # target 1 (c)
     "lat_warmup_seconds": env_float("SEARCH_LAT_WARMUP", 3),
     "rate": env_int("SEARCH_RATE", 0),                              # 0: half the no-search rate
@@ -453,6 +454,24 @@ def settle(br, limit_s=180, idle_share=0.05):
     return round(time.monotonic() - t0, 1)
 
 
+def rdkafka_latency(br, work, topic, rate, text_file):
+    """One fixed-rate librdkafka run (rdkafka_latency.py on the load core): per-record latency
+    from produce() to the delivery report, in microseconds."""
+    s = SEARCH
+    py = os.path.join(B.CACHE, "venv", "bin", "python")
+    timeout = int(s["lat_seconds"]) + 120
+    cmd = B.on_core(B.LOAD_CPU, [py, os.path.join(B.HERE, "rdkafka_latency.py"), f"127.0.0.1:{br.port}",
+                                 topic, str(rate), str(s["lat_seconds"]), "--payload-file", text_file,
+                                 "--warmup", str(s["lat_warmup_seconds"])])
+    rc, text, cpu, wall = B.run_load(cmd, os.path.join(work, f"{topic}.out"), timeout=timeout)
+    jl = [l for l in text.splitlines() if l.startswith("{")]
+    if rc != 0 or not jl:
+        raise RuntimeError(f"rdkafka_latency failed (rc {rc}):\n{text[-1500:]}")
+    r = json.loads(jl[-1])
+    r.update(tool="rdkafka_latency.py", load_cpu_s=round(cpu, 3), load_wall_s=round(wall, 3))
+    return r
+
+
 def step_latency(br, api, work, add, out, text_file, text_bytes):
     """Target 1 (c): ProducerPerformance at a fixed rate, without and with search."""
     s = SEARCH
@@ -469,8 +488,11 @@ def step_latency(br, api, work, add, out, text_file, text_bytes):
         if key == "on":
             th, w = watcher(api, topic, lambda st: False, s["lat_seconds"] * 3 + 120)
         try:
-            r = B.measured(br, lambda: B.producer_perf(br, work, topic, total, rate, warmup=warm,
-                                                       payload_file=text_file, payload_bytes=text_bytes))
+            if s["lat_tool"] == "producer-perf":
+                r = B.measured(br, lambda: B.producer_perf(br, work, topic, total, rate, warmup=warm,
+                                                           payload_file=text_file, payload_bytes=text_bytes))
+            else:
+                r = B.measured(br, lambda: rdkafka_latency(br, work, topic, rate, text_file))
         finally:
             if w:
                 w["stop"].set()
