@@ -933,16 +933,24 @@ def w5_remote(work, add):
         }
         return summary
     finally:
-        blog = os.path.join(work, "chronik", "chronik.log")
-        if not ls.started and getattr(br, "proc", None) is not None and br.proc.poll() is None:
-            # Someone else's LocalStack: delete the topics so the broker deletes their objects.
-            delete_remote_topics(br, ls, ["w5-remote"], f"W5 ({prefix})")
-        if getattr(br, "proc", None) is not None:
-            br.stop()
-        if os.path.exists(blog):
-            shutil.copy(blog, os.path.join(work, "chronik-broker.log"))
-        shutil.rmtree(os.path.join(work, "chronik"), ignore_errors=True)
-        ls.stop()
+        finish_remote_step(br, ls, work, ["w5-remote"], f"W5 ({prefix})")
+
+
+def finish_remote_step(br, ls, work, topics, label):
+    """Ends a step that ran its own broker on a remote tier: on someone else's LocalStack its
+    topics are deleted first (so the broker deletes their objects); then the broker stops, its log
+    is kept as WORK/chronik-broker.log, its data directory goes, and a LocalStack started here
+    stops."""
+    blog = os.path.join(work, "chronik", "chronik.log")
+    running = getattr(br, "proc", None) is not None
+    if not ls.started and running and br.proc.poll() is None:
+        delete_remote_topics(br, ls, topics, label)
+    if running:
+        br.stop()
+    if os.path.exists(blog):
+        shutil.copy(blog, os.path.join(work, "chronik-broker.log"))
+    shutil.rmtree(os.path.join(work, "chronik"), ignore_errors=True)
+    ls.stop()
 
 
 # --- machine limits ------------------------------------------------------------------------------

@@ -756,15 +756,7 @@ def run_search(work, add, out):
     finally:
         out["targets"] = targets(out)  # also after a failure: the steps that finished
         out["seconds"] = round(time.monotonic() - t_start, 1)
-        blog = os.path.join(work, "chronik", "chronik.log")
-        if not ls.started and getattr(br, "proc", None) is not None and br.proc.poll() is None:
-            B.delete_remote_topics(br, ls, ["search-remote"], f"search ({prefix})")
-        if getattr(br, "proc", None) is not None:
-            br.stop()
-        if os.path.exists(blog):
-            shutil.copy(blog, os.path.join(work, "chronik-broker.log"))
-        shutil.rmtree(os.path.join(work, "chronik"), ignore_errors=True)
-        ls.stop()
+        B.finish_remote_step(br, ls, work, ["search-remote"], f"search ({prefix})")
 
 
 def targets(out):
