@@ -396,6 +396,10 @@ def w1_rdkafka(broker, work, partitions=1):
     def run():
         cmd = on_core(LOAD_CPU, [py, os.path.join(HERE, "rdkafka_produce.py"), f"127.0.0.1:{broker.port}",
                                  topic, str(CONFIG["records"]), str(CONFIG["record_size"]),
+                                 # -1: librdkafka's partitioner spreads the records over the topic
+                                 # (the tool's default, 0, sent every record of the 16-partition
+                                 # run to partition 0).
+                                 "--partition", "0" if partitions == 1 else "-1",
                                  "--timeout", str(CONFIG["load_timeout"] - 10)])
         out = os.path.join(work, f"{topic}.out")
         rc, text, cpu, wall = run_load(cmd, out)
