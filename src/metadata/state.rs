@@ -40,6 +40,12 @@ pub struct MetadataState {
     /// segment id → the search split of that remote segment. New fields go last: snapshots
     /// written before a field existed are read through [`StateV1`].
     pub remote_splits: BTreeMap<Uuid, RemoteSplitMetadata>,
+    /// (topic id, partition, base offset, segment id) of every entry of `remote_segments`: a
+    /// partition's segments in offset order without scanning those of every partition (remote
+    /// reads look here on every fetch). Derived, never stored: [`MetadataState::reindex`]
+    /// rebuilds it after a snapshot is read.
+    #[serde(skip)]
+    remote_index: std::collections::BTreeSet<(Uuid, i32, i64, Uuid)>,
 }
 
 /// The snapshot layout before search splits existed.
@@ -61,26 +67,54 @@ impl From<StateV1> for MetadataState {
             offsets: v.offsets,
             remote_segments: v.remote_segments,
             remote_splits: BTreeMap::new(),
+            remote_index: Default::default(),
         }
     }
 }
 
 impl MetadataState {
+    /// Rebuilds the derived index of remote segments (after a snapshot is read).
+    pub fn reindex(&mut self) {
+        self.remote_index = self
+            .remote_segments
+            .values()
+            .map(|(_, m)| index_key(m))
+            .collect();
+    }
+
+    /// Readable remote segments of one partition in the index's order (base offset).
+    fn readable_of(
+        &self,
+        topic_id: Uuid,
+        partition: i32,
+    ) -> impl Iterator<Item = &RemoteLogSegmentMetadata> {
+        let lo = (topic_id, partition, i64::MIN, Uuid::nil());
+        let hi = (topic_id, partition, i64::MAX, Uuid::from_u128(u128::MAX));
+        self.remote_index
+            .range(lo..=hi)
+            .filter_map(|k| self.remote_segments.get(&k.3).map(|(_, m)| m))
+            .filter(|m| m.state.is_readable())
+    }
+
     /// Readable remote segments of one partition, oldest first.
     pub fn remote_segments_of(
         &self,
         topic_id: Uuid,
         partition: i32,
     ) -> Vec<RemoteLogSegmentMetadata> {
-        let mut out: Vec<RemoteLogSegmentMetadata> = self
-            .remote_segments
-            .values()
-            .map(|(_, m)| m)
-            .filter(|m| m.topic_id == topic_id && m.partition == partition && m.state.is_readable())
+        self.readable_of(topic_id, partition).cloned().collect()
+    }
+
+    /// The first readable remote segment of a partition that ends at or after `offset`.
+    pub fn remote_segment_for(
+        &self,
+        topic_id: Uuid,
+        partition: i32,
+        offset: i64,
+    ) -> Option<RemoteLogSegmentMetadata> {
+        self.readable_of(topic_id, partition)
+            .find(|m| m.end_offset >= offset)
             .cloned()
-            .collect();
-        out.sort_by_key(|m| m.base_offset);
-        out
     }
 
     /// Search splits of one partition's readable remote segments, oldest first.
@@ -179,10 +213,14 @@ impl MetadataState {
                 self.offsets.remove(group);
             }
             MetadataRecord::RemoteSegmentUpdated { topic, segment } => {
+                if let Some((_, old)) = self.remote_segments.get(&segment.segment_id) {
+                    self.remote_index.remove(&index_key(old));
+                }
                 if segment.state == RemoteSegmentState::DeleteSegmentFinished {
                     self.remote_segments.remove(&segment.segment_id);
                     self.remote_splits.remove(&segment.segment_id);
                 } else {
+                    self.remote_index.insert(index_key(segment));
                     self.remote_segments
                         .insert(segment.segment_id, (topic.clone(), segment.clone()));
                 }
@@ -195,6 +233,10 @@ impl MetadataState {
             }
         }
     }
+}
+
+fn index_key(m: &RemoteLogSegmentMetadata) -> (Uuid, i32, i64, Uuid) {
+    (m.topic_id, m.partition, m.base_offset, m.segment_id)
 }
 
 #[cfg(test)]
@@ -262,6 +304,66 @@ mod tests {
         s.apply(5, &updated(RemoteSegmentState::DeleteSegmentStarted));
         s.apply(6, &updated(RemoteSegmentState::DeleteSegmentFinished));
         assert!(s.remote_splits.is_empty());
+    }
+
+    #[test]
+    fn a_partitions_remote_segments_come_from_the_index_in_offset_order() {
+        let mut s = MetadataState::default();
+        let seg = |partition: i32, id: u128, base: i64, state| RemoteLogSegmentMetadata {
+            partition,
+            segment_id: Uuid::from_u128(id),
+            base_offset: base,
+            end_offset: base + 9,
+            ..segment(state)
+        };
+        let mut i = 0;
+        let mut put = |s: &mut MetadataState, m: RemoteLogSegmentMetadata| {
+            i += 1;
+            let r = MetadataRecord::RemoteSegmentUpdated {
+                topic: "t".into(),
+                segment: m,
+            };
+            s.apply(i, &r);
+        };
+        use RemoteSegmentState::*;
+        // Ids out of offset order, two partitions interleaved, one copy still running.
+        put(&mut s, seg(0, 30, 20, CopySegmentFinished));
+        put(&mut s, seg(1, 11, 0, CopySegmentFinished));
+        put(&mut s, seg(0, 10, 0, CopySegmentFinished));
+        put(&mut s, seg(0, 20, 10, CopySegmentFinished));
+        put(&mut s, seg(0, 40, 30, CopySegmentStarted));
+        let t = Uuid::from_u128(1);
+        let bases = |s: &MetadataState, p| -> Vec<i64> {
+            s.remote_segments_of(t, p)
+                .iter()
+                .map(|m| m.base_offset)
+                .collect()
+        };
+        assert_eq!(bases(&s, 0), vec![0, 10, 20]);
+        assert_eq!(bases(&s, 1), vec![0]);
+        let at = |s: &MetadataState, o| s.remote_segment_for(t, 0, o).map(|m| m.base_offset);
+        assert_eq!(at(&s, 15), Some(10));
+        assert_eq!(at(&s, 29), Some(20));
+        assert_eq!(
+            at(&s, 30),
+            None,
+            "a copy that has not finished is not readable"
+        );
+        // Deleting the middle segment leaves a gap: an offset in it reads the next segment.
+        put(&mut s, seg(0, 20, 10, DeleteSegmentStarted));
+        assert_eq!(at(&s, 15), Some(20));
+        put(&mut s, seg(0, 20, 10, DeleteSegmentFinished));
+        assert_eq!(bases(&s, 0), vec![0, 20]);
+        // The index is not in snapshots; reindex rebuilds the same answers.
+        let raw = postcard::to_stdvec(&s).unwrap();
+        let mut back: MetadataState = postcard::from_bytes(&raw).unwrap();
+        assert!(
+            back.remote_segments_of(t, 0).is_empty(),
+            "derived, not stored"
+        );
+        back.reindex();
+        assert_eq!(back, s);
+        assert_eq!(bases(&back, 0), vec![0, 20]);
     }
 
     #[test]

@@ -65,11 +65,13 @@ fn read_snapshot(path: &Path) -> Option<MetadataState> {
     if crc32c::crc32c(body) != u32::from_be_bytes([crc[0], crc[1], crc[2], crc[3]]) {
         return None;
     }
-    postcard::from_bytes(body).ok().or_else(|| {
+    let mut state: MetadataState = postcard::from_bytes(body).ok().or_else(|| {
         postcard::from_bytes::<super::state::StateV1>(body)
             .ok()
             .map(Into::into)
-    })
+    })?;
+    state.reindex();
+    Some(state)
 }
 
 impl Wal {

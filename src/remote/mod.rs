@@ -672,10 +672,13 @@ impl RemoteLogManager {
         max_bytes: u32,
         at_least_one: bool,
     ) -> Result<Option<Bytes>, RemoteError> {
-        let segs = self.segments(topic.id, partition);
-        let Some(m) = segs.iter().find(|m| m.end_offset >= offset) else {
+        let Some(m) = self
+            .metadata
+            .read(|s| s.remote_segment_for(topic.id, partition, offset))
+        else {
             return Ok(None);
         };
+        let m = &m;
         let index = self.offset_index(&topic.name, m).await?;
         let rel = offset - m.base_offset;
         let idx = index.partition_point(|&(r, _)| (r as i64) < rel);
