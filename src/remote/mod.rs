@@ -184,29 +184,24 @@ impl RemoteLogManager {
         m: &RemoteLogSegmentMetadata,
         range: std::ops::Range<u64>,
     ) -> Result<Bytes, RemoteError> {
-        self.object_range(key, m.segment_id, m.segment_size_bytes, range, true)
-            .await
+        self.object_range(
+            key,
+            m.segment_id,
+            m.segment_size_bytes,
+            range,
+            true,
+            u64::MAX,
+        )
+        .await
     }
 
     /// Bytes `range` of any immutable remote object of `size` bytes whose chunks are cached
-    /// under `id`; `read_ahead` also fetches the chunk after the last one read.
+    /// under `id`, in chunks of `chunk_bytes` capped at the cache's chunk size (`u64::MAX`: the
+    /// cache's). Objects read in small scattered pieces, like search splits, fetch far fewer
+    /// bytes in small chunks; every object must always be read with the same chunk size (the
+    /// cache keys chunks by index). The missing chunks of one range are fetched concurrently;
+    /// `read_ahead` also fetches the chunk after the last one read.
     pub async fn object_range(
-        &self,
-        key: &ObjectPath,
-        id: Uuid,
-        size: u64,
-        range: std::ops::Range<u64>,
-        read_ahead: bool,
-    ) -> Result<Bytes, RemoteError> {
-        self.object_range_in(key, id, size, range, read_ahead, u64::MAX)
-            .await
-    }
-
-    /// [`Self::object_range`] in chunks of at most `chunk_bytes` (capped at the cache's chunk
-    /// size): objects read in small scattered pieces, like search splits, fetch far fewer bytes
-    /// in small chunks. Every object must always be read with the same chunk size (the cache
-    /// keys chunks by index). The missing chunks of one range are fetched concurrently.
-    pub async fn object_range_in(
         &self,
         key: &ObjectPath,
         id: Uuid,

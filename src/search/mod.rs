@@ -1115,7 +1115,7 @@ impl SplitSource for RemoteSplit {
     fn read(&self, range: std::ops::Range<u64>) -> io::Result<tantivy::directory::OwnedBytes> {
         let bytes = self
             .handle
-            .block_on(self.remote.object_range_in(
+            .block_on(self.remote.object_range(
                 &self.key,
                 self.cache_id,
                 self.size,

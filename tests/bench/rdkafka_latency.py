@@ -18,7 +18,7 @@ import json
 import sys
 import time
 
-from confluent_kafka import Producer
+from rdkafka_produce import bench_producer  # same directory: the same client settings
 
 
 def percentile(sorted_values, q):
@@ -60,12 +60,7 @@ def main():
                 lat.append(clock() - sent_at)
         return on_delivery
 
-    p = Producer({
-        "bootstrap.servers": a.bootstrap,
-        "acks": a.acks,
-        "queue.buffering.max.messages": 1_000_000,
-        "queue.buffering.max.kbytes": 1_048_576,
-    })
+    p = bench_producer(a.bootstrap, a.acks)
     p.list_topics(a.topic, timeout=30)
     produce, poll = p.produce, p.poll
     t0 = clock()

@@ -24,6 +24,17 @@ import time
 from confluent_kafka import KafkaException, Producer
 
 
+def bench_producer(bootstrap, acks):
+    """The benchmarks' librdkafka producer: librdkafka's defaults except acks, with a local queue
+    large enough that the client never blocks the load loop."""
+    return Producer({
+        "bootstrap.servers": bootstrap,
+        "acks": acks,
+        "queue.buffering.max.messages": 1_000_000,
+        "queue.buffering.max.kbytes": 1_048_576,
+    })
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("bootstrap")
@@ -45,12 +56,7 @@ def main():
             state["err"] += 1
             state["first_err"] = state["first_err"] or str(err)
 
-    p = Producer({
-        "bootstrap.servers": a.bootstrap,
-        "acks": a.acks,
-        "queue.buffering.max.messages": 1_000_000,
-        "queue.buffering.max.kbytes": 1_048_576,
-    })
+    p = bench_producer(a.bootstrap, a.acks)
     # Connect and learn the partition leader before the clock starts.
     p.list_topics(a.topic, timeout=30)
     if a.payload_file:
