@@ -308,8 +308,11 @@ impl SearchManager {
         mut progress: Progress,
         log_end: i64,
     ) -> io::Result<Active> {
+        let threads = self.config.index_threads.max(1);
+        // Tantivy needs at least 15 MiB per thread.
+        let memory = (self.config.writer_memory_bytes as usize).max(threads * (15 << 20));
         let mut writer: IndexWriter = index
-            .writer_with_num_threads(1, self.config.writer_memory_bytes.max(15 << 20) as usize)
+            .writer_with_num_threads(threads, memory)
             .map_err(tantivy_io)?;
         // The active index is merged into one segment when it is sealed anyway: merging less
         // often before that (16 segments of a level at once instead of 8) saves about a tenth
