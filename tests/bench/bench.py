@@ -512,6 +512,28 @@ def w3_e2e(broker, work, rate):
     return measured(broker, run)
 
 
+def w3_rdkafka(broker, work, rate):
+    """W3 again with librdkafka (rdkafka_e2e.py: a producer process and a consumer process), whose
+    client costs a third of a core at the W3 rate where the Java tool fills the load core."""
+    topic = "w3-e2e-rdkafka"
+    create_topic(broker.port, topic, 1)
+    py = os.path.join(CACHE, "venv", "bin", "python")
+
+    def run():
+        cmd = on_core(LOAD_CPU, [py, os.path.join(HERE, "rdkafka_e2e.py"), f"127.0.0.1:{broker.port}", topic,
+                                 str(rate), str(CONFIG["lat_seconds"]), str(CONFIG["record_size"]),
+                                 str(CONFIG["lat_warmup_seconds"])])
+        out = os.path.join(work, f"{topic}.out")
+        rc, text, cpu, wall = run_load(cmd, out)
+        lines = [l for l in text.splitlines() if l.startswith("{")]
+        if rc != 0 or not lines:
+            raise RuntimeError(f"rdkafka_e2e failed (rc {rc}), see {out}:\n{text[-1500:]}")
+        r = json.loads(lines[-1])
+        r.update(bytes=r["sent"] * CONFIG["record_size"], load_cpu_s=round(cpu, 3), load_wall_s=round(wall, 3))
+        return r
+    return measured(broker, run)
+
+
 # --- W5: the remote tier and its chunk cache (chronik only) --------------------------------------
 
 W5 = {
@@ -1048,6 +1070,11 @@ METRICS = [
     ("w3", "W3 end-to-end latency p99.9 (ms)", "p999_ms", False),
     ("w3", "W3 broker CPU s/GB", "broker_cpu_s_per_gb", False),
     ("w3", "W3 broker peak RSS MB", "broker_peak_rss_mb", False),
+    ("w3_rdkafka", "W3 librdkafka end-to-end latency p50 (ms)", "p50_ms", False),
+    ("w3_rdkafka", "W3 librdkafka end-to-end latency p99 (ms)", "p99_ms", False),
+    ("w3_rdkafka", "W3 librdkafka end-to-end latency p99.9 (ms)", "p999_ms", False),
+    ("w3_rdkafka", "W3 librdkafka broker CPU s/GB", "broker_cpu_s_per_gb", False),
+    ("w3_rdkafka", "W3 librdkafka load-generator CPU s/GB", "load_cpu_s_per_gb", False),
     ("w4_warm", "W4 consume, warm page cache, MB/s", "mb_per_s", True),
     ("w4_warm", "W4 warm broker CPU s/GB", "broker_cpu_s_per_gb", False),
     ("w4_warm", "W4 warm load-generator CPU s/GB", "load_cpu_s_per_gb", False),
@@ -1176,7 +1203,7 @@ def render(doc):
     util = doc.get("utilisation")
     if util:
         lines.append("")
-        lines.append("Core use during the throughput runs (CPU seconds / wall seconds of the load process; "
+        lines.append("Core use during the throughput and W3 runs (CPU seconds / wall seconds of the load process; "
                      "1.00 = one core busy):")
         for k, v in util.items():
             lines.append(f"  {k}: " + ", ".join(f"{b} broker {x['broker']:.2f} load {x['load']:.2f}"
@@ -1186,7 +1213,7 @@ def render(doc):
 
 def utilisation(results, brokers):
     out = {}
-    for key in ("w1_p1", "w1_p16", "w1_rdkafka", "w1_rdkafka_p16", "w4_warm", "w4_cold",
+    for key in ("w1_p1", "w1_p16", "w1_rdkafka", "w1_rdkafka_p16", "w3", "w3_rdkafka", "w4_warm", "w4_cold",
                 "w5_cold", "w5_warm", "w5_restart_warm", "w5_local", "w5_fanout", "w5_pressure"):
         per = {}
         for b in brokers:
@@ -1324,6 +1351,7 @@ def run():
                         add(b, "w2", w2_latency(br, work, rate))
                     if "w3" in scen:
                         add(b, "w3", w3_e2e(br, work, rate))
+                        add(b, "w3_rdkafka", w3_rdkafka(br, work, rate))
                 finally:
                     br.stop()
                     shutil.rmtree(os.path.join(work, b), ignore_errors=True)
