@@ -421,6 +421,7 @@ impl SearchManager {
                 Err(ReadError::OffsetOutOfRange { .. }) => break,
                 Err(ReadError::Io(e)) => return Err(e),
             };
+            let bytes = bytes::Bytes::from(bytes);
             budget = budget.saturating_sub(bytes.len() as u64);
             // A new segment: the previous one is finished.
             if guard

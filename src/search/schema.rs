@@ -2,14 +2,14 @@
 
 use std::collections::BTreeMap;
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 use tantivy::TantivyDocument;
 use tantivy::schema::{
     FAST, Field, INDEXED, IndexRecordOption, JsonObjectOptions, OwnedValue, STORED, Schema,
     TextFieldIndexing, TextOptions,
 };
 
-use crate::log::batch::BatchHeader;
+use crate::log::batch::{BATCH_HEADER_LEN, BatchHeader};
 
 /// Field handles of the schema every index of this broker uses.
 #[derive(Debug, Clone)]
@@ -101,13 +101,15 @@ pub struct Decoded {
 }
 
 /// Records of whole batches (any codec). Control batches are skipped; with LogAppendTime every
-/// record carries the batch's timestamp, as consumers see it.
-pub fn decode_batches(mut bytes: &[u8]) -> Decoded {
+/// record carries the batch's timestamp, as consumers see it. Keys, values and header values are
+/// slices of `bytes` (or of the decompressed records), not copies.
+pub fn decode_batches(bytes: &Bytes) -> Decoded {
     let mut out = Vec::new();
     let mut errors = Vec::new();
     let mut next_offset = 0;
-    while !bytes.is_empty() {
-        let h = match BatchHeader::parse(bytes) {
+    let mut at = 0;
+    while at < bytes.len() {
+        let h = match BatchHeader::parse(&bytes[at..]) {
             Ok(h) => h,
             Err(e) => {
                 errors.push(e.to_string());
@@ -115,47 +117,112 @@ pub fn decode_batches(mut bytes: &[u8]) -> Decoded {
             }
         };
         let len = h.total_len();
-        if len > bytes.len() {
-            errors.push(format!("batch of {len} bytes is cut at {}", bytes.len()));
+        if len > bytes.len() - at {
+            errors.push(format!(
+                "batch of {len} bytes is cut at {}",
+                bytes.len() - at
+            ));
             break;
         }
-        let (batch, rest) = bytes.split_at(len);
-        bytes = rest;
+        let batch = bytes.slice(at..at + len);
+        at += len;
         next_offset = h.last_offset() + 1;
         if h.is_control() {
             continue;
         }
-        let mut buf = Bytes::copy_from_slice(batch);
-        let set = match kafka_protocol::records::RecordBatchDecoder::decode(&mut buf) {
-            Ok(set) => set,
-            Err(e) => {
-                errors.push(format!("batch at offset {}: {e}", h.base_offset));
-                continue;
-            }
-        };
-        for r in set.records {
-            let timestamp = if h.is_log_append_time() {
-                h.max_timestamp
-            } else {
-                r.timestamp
-            };
-            out.push(IndexedRecord {
-                offset: r.offset,
-                timestamp,
-                key: r.key,
-                value: r.value,
-                headers: r
-                    .headers
-                    .into_iter()
-                    .map(|(k, v)| (k.to_string(), v))
-                    .collect(),
-            });
+        let before = out.len();
+        if let Err(e) = decode_records(&h, batch, &mut out) {
+            out.truncate(before);
+            errors.push(format!("batch at offset {}: {e}", h.base_offset));
         }
     }
     Decoded {
         records: out,
         errors,
         next_offset,
+    }
+}
+
+/// The records of one magic-v2 batch, appended to `out`. Header names may repeat; every header
+/// is kept, in order.
+fn decode_records(
+    h: &BatchHeader,
+    batch: Bytes,
+    out: &mut Vec<IndexedRecord>,
+) -> Result<(), String> {
+    use kafka_protocol::compression::{Decompressor, Gzip, Lz4, Snappy, Zstd};
+    let mut body = batch.slice(BATCH_HEADER_LEN..);
+    let unpacked = |r: anyhow::Result<Bytes>| r.map_err(|e| format!("{e:#}"));
+    let mut buf = match h.compression() {
+        0 => body,
+        1 => unpacked(Gzip::decompress(&mut body, |b: &mut Bytes| Ok(b.clone())))?,
+        2 => unpacked(Snappy::decompress(&mut body, |b: &mut Bytes| Ok(b.clone())))?,
+        3 => unpacked(Lz4::decompress(&mut body, |b: &mut Bytes| Ok(b.clone())))?,
+        4 => unpacked(Zstd::decompress(&mut body, |b: &mut Bytes| Ok(b.clone())))?,
+        c => return Err(format!("unknown compression codec {c}")),
+    };
+    for i in 0..h.record_count.max(0) {
+        let len = varint(&mut buf)?;
+        if len < 0 || len as usize > buf.len() {
+            return Err(format!("record {i} of {len} bytes is cut at {}", buf.len()));
+        }
+        let mut r = buf.split_to(len as usize);
+        if r.is_empty() {
+            return Err(format!("record {i} is empty"));
+        }
+        r.advance(1); // attributes: unused in magic v2
+        let timestamp_delta = varlong(&mut r)?;
+        let offset_delta = varint(&mut r)?;
+        let key = sized(&mut r)?;
+        let value = sized(&mut r)?;
+        let count = varint(&mut r)?;
+        let mut headers = Vec::with_capacity(count.clamp(0, 64) as usize);
+        for _ in 0..count.max(0) {
+            let name = sized(&mut r)?.ok_or("a header without a name")?;
+            let value = sized(&mut r)?;
+            headers.push((String::from_utf8_lossy(&name).into_owned(), value));
+        }
+        out.push(IndexedRecord {
+            offset: h.base_offset + offset_delta as i64,
+            timestamp: if h.is_log_append_time() {
+                h.max_timestamp
+            } else {
+                h.first_timestamp.wrapping_add(timestamp_delta)
+            },
+            key,
+            value,
+            headers,
+        });
+    }
+    Ok(())
+}
+
+/// A zig-zag varint of up to 64 bits, as records encode their fields.
+fn varlong(buf: &mut Bytes) -> Result<i64, String> {
+    let mut raw = 0u64;
+    for (i, shift) in (0..64).step_by(7).enumerate() {
+        let Some(&b) = buf.get(i) else {
+            return Err("a varint is cut".into());
+        };
+        raw |= u64::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            buf.advance(i + 1);
+            return Ok((raw >> 1) as i64 ^ -((raw & 1) as i64));
+        }
+    }
+    Err("a varint is longer than 10 bytes".into())
+}
+
+fn varint(buf: &mut Bytes) -> Result<i32, String> {
+    i32::try_from(varlong(buf)?).map_err(|_| "a varint does not fit 32 bits".to_string())
+}
+
+/// A length-prefixed byte string (-1: null).
+fn sized(buf: &mut Bytes) -> Result<Option<Bytes>, String> {
+    match varint(buf)? {
+        n if n < 0 => Ok(None),
+        n if n as usize <= buf.len() => Ok(Some(buf.split_to(n as usize))),
+        n => Err(format!("a field of {n} bytes is cut at {}", buf.len())),
     }
 }
 
@@ -196,14 +263,17 @@ pub fn document(
         }
     }
     if !r.headers.is_empty() {
-        let mut obj = BTreeMap::new();
-        for (k, v) in &r.headers {
-            if let Some(s) = v.as_ref().and_then(|v| std::str::from_utf8(v).ok()) {
-                obj.insert(k.clone(), OwnedValue::Str(s.to_string()));
-            }
-        }
+        // A name may repeat: each of its values is indexed under it.
+        let obj: Vec<(String, OwnedValue)> = r
+            .headers
+            .iter()
+            .filter_map(|(k, v)| {
+                let s = std::str::from_utf8(v.as_deref()?).ok()?;
+                Some((k.clone(), OwnedValue::Str(s.to_string())))
+            })
+            .collect();
         if !obj.is_empty() {
-            doc.add_object(f.headers, obj);
+            doc.add_field_value(f.headers, &OwnedValue::Object(obj));
         }
         doc.add_bytes(f.headers_raw, &encode_headers(&r.headers));
     }
@@ -354,6 +424,7 @@ mod tests {
         }
         let mut both = bad.clone();
         both.extend_from_slice(&good);
+        let both = Bytes::from(both);
         let Decoded {
             records,
             errors,
@@ -368,6 +439,153 @@ mod tests {
             records[2].offset + 1,
             "past the last whole batch"
         );
+    }
+
+    /// Appends a zig-zag varint.
+    fn put_varint(out: &mut Vec<u8>, v: i64) {
+        let mut z = ((v << 1) ^ (v >> 63)) as u64;
+        while z >= 0x80 {
+            out.push((z as u8) | 0x80);
+            z >>= 7;
+        }
+        out.push(z as u8);
+    }
+
+    fn put_sized(out: &mut Vec<u8>, v: Option<&[u8]>) {
+        match v {
+            None => put_varint(out, -1),
+            Some(v) => {
+                put_varint(out, v.len() as i64);
+                out.extend_from_slice(v);
+            }
+        }
+    }
+
+    #[test]
+    fn repeated_header_names_keep_every_value_in_order() {
+        // One uncompressed batch of two records written by hand (kafka-protocol's encoder keeps
+        // one value per header name).
+        let mut records = Vec::new();
+        for (i, hs) in [
+            vec![("k", Some(&b"1"[..])), ("k", Some(&b"2"[..])), ("n", None)],
+            vec![],
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let mut r = vec![0u8]; // attributes
+            put_varint(&mut r, 7 * i as i64); // timestamp delta
+            put_varint(&mut r, i as i64); // offset delta
+            put_sized(&mut r, if i == 0 { None } else { Some(b"key") });
+            put_sized(&mut r, Some(format!("value {i}").as_bytes()));
+            put_varint(&mut r, hs.len() as i64);
+            for (k, v) in hs {
+                put_sized(&mut r, Some(k.as_bytes()));
+                put_sized(&mut r, v);
+            }
+            put_varint(&mut records, r.len() as i64);
+            records.extend_from_slice(&r);
+        }
+        let mut batch = Vec::new();
+        batch.extend_from_slice(&40i64.to_be_bytes()); // base offset
+        let length = (BATCH_HEADER_LEN - 12 + records.len()) as i32;
+        batch.extend_from_slice(&length.to_be_bytes());
+        batch.extend_from_slice(&0i32.to_be_bytes()); // leader epoch
+        batch.push(2); // magic
+        batch.extend_from_slice(&0u32.to_be_bytes()); // crc: not checked here
+        batch.extend_from_slice(&0i16.to_be_bytes()); // attributes: CreateTime, no codec
+        batch.extend_from_slice(&1i32.to_be_bytes()); // last offset delta
+        batch.extend_from_slice(&1000i64.to_be_bytes()); // first timestamp
+        batch.extend_from_slice(&1007i64.to_be_bytes()); // max timestamp
+        batch.extend_from_slice(&(-1i64).to_be_bytes());
+        batch.extend_from_slice(&(-1i16).to_be_bytes());
+        batch.extend_from_slice(&(-1i32).to_be_bytes());
+        batch.extend_from_slice(&2i32.to_be_bytes()); // record count
+        batch.extend_from_slice(&records);
+        let d = decode_batches(&Bytes::from(batch));
+        assert!(d.errors.is_empty(), "{:?}", d.errors);
+        assert_eq!(d.next_offset, 42);
+        let b = |s: &str| Some(Bytes::copy_from_slice(s.as_bytes()));
+        assert_eq!(
+            d.records,
+            vec![
+                IndexedRecord {
+                    offset: 40,
+                    timestamp: 1000,
+                    key: None,
+                    value: b("value 0"),
+                    headers: vec![
+                        ("k".into(), b("1")),
+                        ("k".into(), b("2")),
+                        ("n".into(), None)
+                    ],
+                },
+                IndexedRecord {
+                    offset: 41,
+                    timestamp: 1007,
+                    key: b("key"),
+                    value: b("value 1"),
+                    headers: vec![],
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn every_codec_decodes_to_the_same_records() {
+        use kafka_protocol::records::{
+            Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+        };
+        let records: Vec<Record> = (0..50)
+            .map(|i| {
+                let mut headers = kafka_protocol::indexmap::IndexMap::new();
+                headers.insert("h".into(), Some(Bytes::from(format!("hv{i}"))));
+                Record {
+                    transactional: false,
+                    control: false,
+                    delete_horizon: false,
+                    partition_leader_epoch: 0,
+                    producer_id: -1,
+                    producer_epoch: -1,
+                    timestamp_type: TimestampType::Creation,
+                    offset: 100 + i,
+                    sequence: -1,
+                    timestamp: 5000 + 3 * i,
+                    key: (i % 2 == 0).then(|| Bytes::from(format!("k{i}"))),
+                    value: (i % 7 != 0).then(|| Bytes::from(format!("{{\"n\":{i}}}"))),
+                    headers,
+                }
+            })
+            .collect();
+        for compression in [
+            Compression::None,
+            Compression::Gzip,
+            Compression::Snappy,
+            Compression::Lz4,
+            Compression::Zstd,
+        ] {
+            let mut buf = bytes::BytesMut::new();
+            let options = RecordEncodeOptions {
+                version: 2,
+                compression,
+            };
+            RecordBatchEncoder::encode(&mut buf, &records, &options).unwrap();
+            let d = decode_batches(&buf.freeze());
+            assert!(d.errors.is_empty(), "{compression:?}: {:?}", d.errors);
+            assert_eq!(d.records.len(), records.len(), "{compression:?}");
+            for (got, want) in d.records.iter().zip(&records) {
+                assert_eq!(got.offset, want.offset, "{compression:?}");
+                assert_eq!(got.timestamp, want.timestamp, "{compression:?}");
+                assert_eq!(got.key, want.key, "{compression:?}");
+                assert_eq!(got.value, want.value, "{compression:?}");
+                let h: Vec<_> = want
+                    .headers
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.clone()))
+                    .collect();
+                assert_eq!(got.headers, h, "{compression:?}");
+            }
+        }
     }
 
     #[test]

@@ -58,7 +58,7 @@ CONFIG = {
     "broker_warmup_records": env_int("BROKER_WARMUP_RECORDS", int(os.environ.get("RECORDS", 1_000_000)) // 2),
     "w1_partitions": [int(x) for x in os.environ.get("W1_PARTITIONS", "1 16").split()],
     "bench_dir": os.path.abspath(os.environ.get("BENCH_DIR", "/var/tmp/chronik-bench")),
-    "port": env_int("BENCH_PORT", 39092),
+    "port": env_int("BENCH_PORT", 19092),
     "fio_size": os.environ.get("FIO_SIZE", "2G"),
     "fio_seconds": env_int("FIO_SECONDS", 10),
     "iperf_seconds": env_int("IPERF_SECONDS", 5),
@@ -67,6 +67,24 @@ CONFIG = {
     "label": os.environ.get("LABEL", ""),
 }
 CONFIG["scenarios"] = [s for s in CONFIG["scenarios"] if s]
+
+
+
+def ephemeral_ports():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            lo, hi = map(int, f.read().split())
+        return lo, hi
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+# A client that keeps reconnecting to a port of the ephemeral range while nothing listens there
+# can be given that very port as its own and connect to itself; the broker that then starts on it
+# cannot bind (it happened to Kafka twice in one evening). Keep every port of the run below it.
+if not CONFIG["port"] + 40 < ephemeral_ports()[0]:
+    sys.exit(f"BENCH_PORT {CONFIG['port']}: the ports of a run (BENCH_PORT .. BENCH_PORT+40) must lie "
+             f"below the ephemeral port range {ephemeral_ports()}")
 
 NCPU = os.cpu_count() or 1
 PIN = NCPU >= 2
@@ -547,7 +565,7 @@ W5 = {
     "fanout": env_int("W5_FANOUT", 10),                      # (f) concurrent consumers
     "fanout_mb": env_float("W5_FANOUT_MB", 256),             # (f) the range they all read
     "fanout_heap": os.environ.get("W5_FANOUT_HEAP", "256m"),
-    "s3_port": env_int("W5_S3_PORT", env_int("BENCH_PORT", 39092) + 30),
+    "s3_port": env_int("W5_S3_PORT", env_int("BENCH_PORT", 19092) + 30),
     "s3_cpu": os.environ.get("W5_S3_CPU", BROKER_CPU),       # LocalStack's core (taskset)
     "tier_timeout": env_int("W5_TIER_TIMEOUT", 900),         # s to wait for the uploads
 }

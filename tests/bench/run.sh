@@ -38,7 +38,7 @@
 #   W1_PARTITIONS ["1 16"]   W1_WARMUP [0.1]  share of W1 records ProducerPerformance treats as warm-up
 #   BROKER_WARMUP_RECORDS [RECORDS/2]     unmeasured produce on the fresh broker before W2/W3
 #   BENCH_DIR [/var/tmp/chronik-bench]   data directory of both brokers and of fio (same disk)
-#   BENCH_PORT [39092]    chronik listens on it, Kafka on +10 (controller +11), iperf3 on +20
+#   BENCH_PORT [19092]    chronik listens on it, Kafka on +10 (controller +11), iperf3 on +20
 #   FIO_SIZE [2G] FIO_SECONDS [10] IPERF_SECONDS [5]
 #   BROKER_CPU [0] LOAD_CPU [1]      taskset cores (pinning only with 2 cores or more)
 #   OUT [tests/bench/results/latest.json]   LABEL  free text stored with the results

@@ -568,6 +568,31 @@ def test_searchable_offset_is_a_promise(admin, bootstrap):
     print(f"{observations} observations of searchable_offset")
 
 
+def test_repeated_header_names(admin, bootstrap):
+    """Kafka lets a record carry one header name several times: every value is indexed under the
+    name and a hit lists the headers exactly as produced, in order."""
+    topic = create_topic(admin, f"search-headers-{RUN}", partitions=1,
+                         config={"search.enabled": "true", "retention.ms": "-1"})
+    headers = [("trace", b"alpha"), ("other", b"x"), ("trace", b"beta"), ("trace", None)]
+    p = new_producer(bootstrap)
+    p.produce(topic, value=b"first", headers=headers, partition=0)
+    p.produce(topic, value=b"second", headers=[("trace", b"gamma")], partition=0)
+    assert p.flush(TIMEOUT) == 0
+    deadline = time.monotonic() + INDEX_TIMEOUT
+    while True:
+        st, info = status_or_none(topic)
+        if st is not None and st["partitions"][0]["searchable_offset"] == 2:
+            break
+        assert time.monotonic() < deadline, f"not searchable in {INDEX_TIMEOUT}s: {info}"
+        time.sleep(0.05)
+    for token, want in (("alpha", ["first"]), ("beta", ["first"]), ("gamma", ["second"]), ("x", [])):
+        hits = search(topic, {"query": {"match": {"headers.trace": token}}})["hits"]
+        assert [h["value"] for h in hits] == want, (token, hits)
+    hit = search(topic, {"query": {"match": {"headers.trace": "beta"}}})["hits"][0]
+    assert hit["headers"] == [{"key": "trace", "value": "alpha"}, {"key": "other", "value": "x"},
+                              {"key": "trace", "value": "beta"}, {"key": "trace", "value": None}], hit
+
+
 def expect_error(code, resp, status, types, what):
     assert code == status, f"{what}: HTTP {code} {resp}"
     assert isinstance(resp, dict) and isinstance(resp.get("error"), dict), f"{what}: body {resp!r}"
