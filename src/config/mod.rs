@@ -49,6 +49,10 @@ pub struct SearchConfig {
     pub enabled: bool,
     /// How often newly indexed records are committed and become searchable.
     pub commit_interval_ms: u64,
+    /// How often the indexer commits while it is behind the log (a pass ended with records
+    /// left): fewer, larger segments and fewer merges while it catches up; it goes back to
+    /// `commit_interval_ms` as soon as a pass reaches the end of the log.
+    pub behind_commit_interval_ms: u64,
     /// Tantivy's indexing buffer for each indexed partition. It fills only while records
     /// arrive faster than commits empty it; a larger buffer makes fewer, larger segments and
     /// so less flush and merge work (64 MiB indexed about twice as fast as 16 MiB).
@@ -66,6 +70,7 @@ impl Default for SearchConfig {
         Self {
             enabled: true,
             commit_interval_ms: 500,
+            behind_commit_interval_ms: 5_000,
             writer_memory_bytes: 64 << 20,
             index_threads: 1,
             max_result_window: 10_000,
