@@ -386,24 +386,34 @@ pub fn decode_headers(mut raw: &[u8]) -> Vec<(String, Option<Vec<u8>>)> {
 mod tests {
     use super::*;
 
+    /// A plain record of a producer without idempotence.
+    fn record(
+        offset: i64,
+        timestamp: i64,
+        key: Option<Bytes>,
+        value: Option<Bytes>,
+    ) -> kafka_protocol::records::Record {
+        kafka_protocol::records::Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: kafka_protocol::records::TimestampType::Creation,
+            offset,
+            sequence: -1,
+            timestamp,
+            key,
+            value,
+            headers: Default::default(),
+        }
+    }
+
     #[test]
     fn an_undecodable_batch_is_skipped_and_reported() {
-        let records: Vec<kafka_protocol::records::Record> = (0..3)
-            .map(|i| kafka_protocol::records::Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: 0,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: kafka_protocol::records::TimestampType::Creation,
-                offset: i,
-                sequence: -1,
-                timestamp: 1000 + i,
-                key: None,
-                value: Some(Bytes::from(format!("v{i}"))),
-                headers: Default::default(),
-            })
+        let records: Vec<_> = (0..3)
+            .map(|i| record(i, 1000 + i, None, Some(Bytes::from(format!("v{i}")))))
             .collect();
         let mut good = bytes::BytesMut::new();
         kafka_protocol::records::RecordBatchEncoder::encode(
@@ -533,28 +543,18 @@ mod tests {
 
     #[test]
     fn every_codec_decodes_to_the_same_records() {
-        use kafka_protocol::records::{
-            Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-        };
-        let records: Vec<Record> = (0..50)
+        use kafka_protocol::records::{Compression, RecordBatchEncoder, RecordEncodeOptions};
+        let records: Vec<_> = (0..50)
             .map(|i| {
-                let mut headers = kafka_protocol::indexmap::IndexMap::new();
-                headers.insert("h".into(), Some(Bytes::from(format!("hv{i}"))));
-                Record {
-                    transactional: false,
-                    control: false,
-                    delete_horizon: false,
-                    partition_leader_epoch: 0,
-                    producer_id: -1,
-                    producer_epoch: -1,
-                    timestamp_type: TimestampType::Creation,
-                    offset: 100 + i,
-                    sequence: -1,
-                    timestamp: 5000 + 3 * i,
-                    key: (i % 2 == 0).then(|| Bytes::from(format!("k{i}"))),
-                    value: (i % 7 != 0).then(|| Bytes::from(format!("{{\"n\":{i}}}"))),
-                    headers,
-                }
+                let mut r = record(
+                    100 + i,
+                    5000 + 3 * i,
+                    (i % 2 == 0).then(|| Bytes::from(format!("k{i}"))),
+                    (i % 7 != 0).then(|| Bytes::from(format!("{{\"n\":{i}}}"))),
+                );
+                r.headers
+                    .insert("h".into(), Some(Bytes::from(format!("hv{i}"))));
+                r
             })
             .collect();
         for compression in [

@@ -512,44 +512,35 @@ def w2_latency(broker, work, rate):
     return measured(broker, lambda: producer_perf(broker, work, topic, total, rate, warmup=warm))
 
 
-def w3_e2e(broker, work, rate):
-    topic = "w3-e2e"
+def w3_run(broker, work, topic, tool, rate):
+    """One W3 run of `tool` (a command prefix taking BOOTSTRAP TOPIC RATE SECONDS RECORD_SIZE
+    WARMUP_SECONDS and printing E2eLatency's JSON line) on a new one-partition topic."""
     create_topic(broker.port, topic, 1)
 
     def run():
-        args = [f"127.0.0.1:{broker.port}", topic, str(rate), str(CONFIG["lat_seconds"]),
-                str(CONFIG["record_size"]), str(CONFIG["lat_warmup_seconds"])]
+        cmd = tool + [f"127.0.0.1:{broker.port}", topic, str(rate), str(CONFIG["lat_seconds"]),
+                      str(CONFIG["record_size"]), str(CONFIG["lat_warmup_seconds"])]
         out = os.path.join(work, f"{topic}.out")
-        rc, text, cpu, wall = run_load(java_tool("E2eLatency", args), out)
+        rc, text, cpu, wall = run_load(cmd, out)
         lines = [l for l in text.splitlines() if l.startswith("{")]
         if rc != 0 or not lines:
-            raise RuntimeError(f"E2eLatency failed (rc {rc}), see {out}:\n{text[-1500:]}")
+            raise RuntimeError(f"{topic} failed (rc {rc}), see {out}:\n{text[-1500:]}")
         r = json.loads(lines[-1])
         r.update(bytes=r["sent"] * CONFIG["record_size"], load_cpu_s=round(cpu, 3), load_wall_s=round(wall, 3))
         return r
     return measured(broker, run)
+
+
+def w3_e2e(broker, work, rate):
+    return w3_run(broker, work, "w3-e2e", java_tool("E2eLatency", []), rate)
 
 
 def w3_rdkafka(broker, work, rate):
     """W3 again with librdkafka (rdkafka_e2e.py: a producer process and a consumer process), whose
     client costs a third of a core at the W3 rate where the Java tool fills the load core."""
-    topic = "w3-e2e-rdkafka"
-    create_topic(broker.port, topic, 1)
     py = os.path.join(CACHE, "venv", "bin", "python")
-
-    def run():
-        cmd = on_core(LOAD_CPU, [py, os.path.join(HERE, "rdkafka_e2e.py"), f"127.0.0.1:{broker.port}", topic,
-                                 str(rate), str(CONFIG["lat_seconds"]), str(CONFIG["record_size"]),
-                                 str(CONFIG["lat_warmup_seconds"])])
-        out = os.path.join(work, f"{topic}.out")
-        rc, text, cpu, wall = run_load(cmd, out)
-        lines = [l for l in text.splitlines() if l.startswith("{")]
-        if rc != 0 or not lines:
-            raise RuntimeError(f"rdkafka_e2e failed (rc {rc}), see {out}:\n{text[-1500:]}")
-        r = json.loads(lines[-1])
-        r.update(bytes=r["sent"] * CONFIG["record_size"], load_cpu_s=round(cpu, 3), load_wall_s=round(wall, 3))
-        return r
-    return measured(broker, run)
+    tool = on_core(LOAD_CPU, [py, os.path.join(HERE, "rdkafka_e2e.py")])
+    return w3_run(broker, work, "w3-e2e-rdkafka", tool, rate)
 
 
 # --- W5: the remote tier and its chunk cache (chronik only) --------------------------------------
