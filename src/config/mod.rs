@@ -399,6 +399,20 @@ impl Config {
                 "log.num_partitions must be >= 1".into(),
             ));
         }
+        if !(1..=16).contains(&self.search.index_threads) {
+            return Err(ConfigError::Invalid(
+                "search.index_threads must be between 1 and 16".into(),
+            ));
+        }
+        // Tantivy takes 15 MiB to just under 4 GiB of indexing buffer per thread.
+        let per_thread = self.search.writer_memory_bytes / self.search.index_threads as u64;
+        if !((15 << 20)..(4 << 30) - (1 << 20)).contains(&per_thread) {
+            return Err(ConfigError::Invalid(format!(
+                "search.writer_memory_bytes must give each of the {} indexing threads \
+                 15 MiB to 4095 MiB (it gives {per_thread} bytes)",
+                self.search.index_threads
+            )));
+        }
         // The topic-level rules check every broker default too.
         topic::TopicConfigs::default()
             .resolve(&self.log)
@@ -558,6 +572,9 @@ mod tests {
             ("CHRONIK_LOG_MESSAGE_TIMESTAMP_TYPE", "Sometimes"),
             ("CHRONIK_LOG_SEGMENT_BYTES", "5"),
             ("CHRONIK_KAFKA_ADVERTISED", "nohostport"),
+            ("CHRONIK_SEARCH_INDEX_THREADS", "0"),
+            ("CHRONIK_SEARCH_WRITER_MEMORY_BYTES", "1048576"),
+            ("CHRONIK_SEARCH_WRITER_MEMORY_BYTES", "8589934592"),
         ] {
             assert!(
                 Config::load(None, env(&[(k, v)]), &Overrides::default()).is_err(),

@@ -308,8 +308,8 @@ impl SearchManager {
         mut progress: Progress,
         log_end: i64,
     ) -> io::Result<Active> {
+        // Both checked by Config::validate: 1..=16 threads, 15 MiB to 4 GiB each.
         let threads = self.config.index_threads.max(1);
-        // Tantivy needs at least 15 MiB per thread.
         let memory = (self.config.writer_memory_bytes as usize).max(threads * (15 << 20));
         let mut writer: IndexWriter = index
             .writer_with_num_threads(threads, memory)
