@@ -308,11 +308,13 @@ impl SearchManager {
         mut progress: Progress,
         log_end: i64,
     ) -> io::Result<Active> {
-        // Both checked by Config::validate: 1..=16 threads, 15 MiB to 4 GiB each.
-        let threads = self.config.index_threads.max(1);
-        let memory = (self.config.writer_memory_bytes as usize).max(threads * (15 << 20));
+        // Config::validate keeps both within Tantivy's limits (1..=16 threads, 15 MiB to 4 GiB
+        // of buffer each).
         let mut writer: IndexWriter = index
-            .writer_with_num_threads(threads, memory)
+            .writer_with_num_threads(
+                self.config.index_threads,
+                self.config.writer_memory_bytes as usize,
+            )
             .map_err(tantivy_io)?;
         // The active index is merged into one segment when it is sealed anyway: merging less
         // often before that (16 segments of a level at once instead of 8) saves about a tenth
