@@ -194,12 +194,7 @@ async fn search_loop(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
     let thread = std::thread::Builder::new()
         .name("chronik-indexer".into())
         .spawn(move || {
-            // Linux applies a thread's nice value to that thread only.
-            // SAFETY: gettid and setpriority only take and return integers.
-            let tid = unsafe { nix::libc::gettid() } as nix::libc::id_t;
-            if unsafe { nix::libc::setpriority(nix::libc::PRIO_PROCESS, tid, 10) } != 0 {
-                tracing::debug!("could not lower the indexer's priority");
-            }
+            idle_priority(&search.config().index_cpus);
             while running.load(Ordering::Acquire) {
                 let started = std::time::Instant::now();
                 search.index_pass(&b);
@@ -217,6 +212,35 @@ async fn search_loop(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
     let _ = stop.changed().await;
     drop(guard);
     let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+}
+
+/// Puts the calling thread in Linux's idle scheduling class: it runs only when no other
+/// thread wants the CPU, so indexing never delays a produce or fetch. Threads it starts (the
+/// Tantivy indexing and merge threads) inherit the class, and the CPUs of `cpus` when that is
+/// not empty. Where the class is refused, a nice value of 19 is the next best thing.
+fn idle_priority(cpus: &[usize]) {
+    use nix::libc;
+    if !cpus.is_empty() {
+        let mut set = nix::sched::CpuSet::new();
+        let placed = cpus
+            .iter()
+            .try_for_each(|&c| set.set(c))
+            .and_then(|()| nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set));
+        if let Err(e) = placed {
+            tracing::warn!(cpus = ?cpus, error = %e, "cannot run the indexer on search.index_cpus");
+        }
+    }
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: pid 0 is the calling thread; param is a valid sched_param for SCHED_IDLE.
+    if unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } == 0 {
+        return;
+    }
+    // SAFETY: gettid and setpriority only take and return integers (Linux applies a nice
+    // value to that one thread).
+    let tid = unsafe { libc::gettid() } as libc::id_t;
+    if unsafe { libc::setpriority(libc::PRIO_PROCESS, tid, 19) } != 0 {
+        tracing::debug!("could not lower the indexer's priority");
+    }
 }
 
 /// Periodic work: retention, time-based flushes, group deadlines and offset expiry.

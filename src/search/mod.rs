@@ -204,6 +204,10 @@ impl SearchManager {
         }
     }
 
+    pub fn config(&self) -> &SearchConfig {
+        &self.config
+    }
+
     fn fields(&self) -> &Fields {
         &self.builder.fields
     }
@@ -308,13 +312,11 @@ impl SearchManager {
         mut progress: Progress,
         log_end: i64,
     ) -> io::Result<Active> {
-        // Config::validate keeps both within Tantivy's limits (1..=16 threads, 15 MiB to 4 GiB
-        // of buffer each).
+        // Config::validate keeps both within Tantivy's limits (at most 16 threads, 15 MiB to
+        // 4 GiB of buffer each).
+        let threads = self.config.effective_index_threads();
         let mut writer: IndexWriter = index
-            .writer_with_num_threads(
-                self.config.index_threads,
-                self.config.writer_memory_bytes as usize,
-            )
+            .writer_with_num_threads(threads, threads * self.config.writer_memory_bytes as usize)
             .map_err(tantivy_io)?;
         // The active index is merged into one segment when it is sealed anyway: merging less
         // often before that (16 segments of a level at once instead of 8) saves about a tenth
