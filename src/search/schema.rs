@@ -1,7 +1,5 @@
 //! The index schema and how a Kafka record becomes a document.
 
-use std::collections::BTreeMap;
-
 use bytes::{Buf, Bytes};
 use tantivy::TantivyDocument;
 use tantivy::schema::{
@@ -257,7 +255,9 @@ pub fn document(
                     pick_paths(&map, json_paths)
                 };
                 if !map.is_empty() {
-                    doc.add_object(f.json, to_owned_object(map));
+                    // Tantivy reads the parsed value in place (strings in RFC 3339 form become
+                    // dates, as with its own conversion); no copy into an OwnedValue tree.
+                    doc.add_field_value(f.json, &serde_json::Value::Object(map));
                 }
             }
         }
@@ -278,14 +278,6 @@ pub fn document(
         doc.add_bytes(f.headers_raw, &encode_headers(&r.headers));
     }
     doc
-}
-
-fn to_owned_object(
-    map: serde_json::Map<String, serde_json::Value>,
-) -> BTreeMap<String, OwnedValue> {
-    map.into_iter()
-        .map(|(k, v)| (k, OwnedValue::from(v)))
-        .collect()
 }
 
 /// The sub-object of `map` holding only `paths` (dotted, nested).
