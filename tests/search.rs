@@ -169,6 +169,8 @@ fn queries() -> Vec<Value> {
         json!({"term": {"partition": 1}}),
         json!({"range": {"json.order.amount": {"gte": 100, "lt": 120}}}),
         json!({"range": {"offset": {"gt": 50, "lte": 90}}}),
+        json!({"term": {"offset": 42}}),
+        json!({"query_string": {"query": "offset:42 OR (partition:1 AND offset:[7 TO 9])"}}),
         json!({"match": {"headers.trace": "t42"}}),
         json!({"query_string": {"query": "value:error AND value:billing"}}),
         json!({"query_string": {"query": "\"node 7\" -timeout"}}),

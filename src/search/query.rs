@@ -220,7 +220,7 @@ impl QueryBuilder {
         let f = &self.fields;
         let parser = QueryParser::for_index(&self.index, vec![f.key, f.value, f.json]);
         let q = parser
-            .parse_query(text)
+            .parse_query(&columnar_terms_as_ranges(text))
             .map_err(|e| parse_err(e.to_string()))?;
         Ok(with_positive_clauses(q))
     }
@@ -291,7 +291,7 @@ impl QueryBuilder {
                 let terms = self.exact_terms(field, value)?;
                 let clauses = terms
                     .into_iter()
-                    .map(|t| (Occur::Should, term_query(t)))
+                    .map(|t| (Occur::Should, self.exact_query(t)))
                     .collect();
                 Ok(Box::new(BooleanQuery::new(clauses)))
             }
@@ -542,6 +542,73 @@ fn term_query(t: Term) -> Box<dyn Query> {
     Box::new(TermQuery::new(t, IndexRecordOption::WithFreqs))
 }
 
+/// Fields kept only in columnar form (not in the inverted index): an exact value is a range of
+/// one value.
+const COLUMNAR_ONLY: [&str; 2] = ["offset", "timestamp"];
+
+impl QueryBuilder {
+    /// A query for one exact term; on a columnar-only field the range of that one value.
+    fn exact_query(&self, t: Term) -> Box<dyn Query> {
+        if t.field() == self.fields.offset || t.field() == self.fields.timestamp {
+            Box::new(RangeQuery::new(
+                Bound::Included(t.clone()),
+                Bound::Included(t),
+            ))
+        } else {
+            term_query(t)
+        }
+    }
+}
+
+/// Rewrites `offset:N` and `timestamp:N` outside quotes as `offset:[N TO N]`: Tantivy's query
+/// parser answers ranges on a columnar-only field but refuses a single term on one.
+fn columnar_terms_as_ranges(text: &str) -> std::borrow::Cow<'_, str> {
+    if !COLUMNAR_ONLY
+        .iter()
+        .any(|f| text.contains(&format!("{f}:")))
+    {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    let mut quoted = false;
+    let mut rest = text;
+    while let Some(c) = rest.chars().next() {
+        let at_word_start = !quoted
+            && out
+                .chars()
+                .last()
+                .is_none_or(|p| p.is_whitespace() || matches!(p, '(' | '+' | '-'));
+        if at_word_start
+            && let Some(field) = COLUMNAR_ONLY
+                .iter()
+                .find(|f| rest.starts_with(**f) && rest[f.len()..].starts_with(':'))
+        {
+            let after = &rest[field.len() + 1..];
+            let sign = usize::from(after.starts_with('-'));
+            let digits = after[sign..]
+                .find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(after.len() - sign);
+            let end = sign + digits;
+            let ends_word = after[end..]
+                .chars()
+                .next()
+                .is_none_or(|c| c.is_whitespace() || c == ')');
+            if digits > 0 && ends_word {
+                let n = &after[..end];
+                out.push_str(&format!("{field}:[{n} TO {n}]"));
+                rest = &after[end..];
+                continue;
+            }
+        }
+        if c == '"' {
+            quoted = !quoted;
+        }
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 fn single_field<'a>(kind: &str, body: &'a Value) -> Result<(&'a str, &'a Value), BadRequest> {
     let o = body
         .as_object()
@@ -635,6 +702,30 @@ mod tests {
 
     fn qb() -> QueryBuilder {
         QueryBuilder::new(Fields::new(), 10_000)
+    }
+
+    #[test]
+    fn exact_offsets_and_timestamps_in_query_strings_become_ranges() {
+        for (given, want) in [
+            ("value:error", "value:error"),
+            ("offset:42", "offset:[42 TO 42]"),
+            (
+                "offset:-1 AND timestamp:1700",
+                "offset:[-1 TO -1] AND timestamp:[1700 TO 1700]",
+            ),
+            ("(offset:5) +offset:6", "(offset:[5 TO 5]) +offset:[6 TO 6]"),
+            ("offset:[1 TO 5]", "offset:[1 TO 5]"),
+            ("\"offset:5\" offset:5", "\"offset:5\" offset:[5 TO 5]"),
+            (
+                "json.offset:5 myoffset:5 offset:5x",
+                "json.offset:5 myoffset:5 offset:5x",
+            ),
+        ] {
+            assert_eq!(columnar_terms_as_ranges(given), want, "{given}");
+        }
+        let q = qb();
+        q.query_string("offset:42 OR timestamp:7").expect("parses");
+        q.query(&json!({"term": {"offset": 42}})).expect("parses");
     }
 
     #[test]
