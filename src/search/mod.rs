@@ -312,6 +312,7 @@ impl SearchManager {
         mut progress: Progress,
         log_end: i64,
     ) -> io::Result<Active> {
+        schema::register_analyzers(&index);
         // Config::validate keeps both within Tantivy's limits (at most 16 threads, 15 MiB to
         // 4 GiB of buffer each).
         let threads = self.config.effective_index_threads();

@@ -112,6 +112,7 @@ pub struct QueryBuilder {
 impl QueryBuilder {
     pub fn new(fields: Fields, max_window: usize) -> Self {
         let index = Index::create_in_ram(fields.schema.clone());
+        super::schema::register_analyzers(&index);
         Self {
             fields,
             index,
@@ -219,6 +220,9 @@ impl QueryBuilder {
     pub fn query_string(&self, text: &str) -> Result<Box<dyn Query>, BadRequest> {
         let f = &self.fields;
         let parser = QueryParser::for_index(&self.index, vec![f.key, f.value, f.json]);
+        if let Ok(ast) = tantivy::query_grammar::parse_query(text) {
+            json_ranges_of_numbers(&ast)?;
+        }
         let q = parser
             .parse_query(&columnar_terms_as_ranges(text))
             .map_err(|e| parse_err(e.to_string()))?;
@@ -542,6 +546,39 @@ fn term_query(t: Term) -> Box<dyn Query> {
     Box::new(TermQuery::new(t, IndexRecordOption::WithFreqs))
 }
 
+/// JSON strings have no column (see `schema::NO_COLUMN`), so a range of strings on a JSON path
+/// could only ever match nothing: refuse it, as the `range` query does.
+fn json_ranges_of_numbers(ast: &tantivy::query_grammar::UserInputAst) -> Result<(), BadRequest> {
+    use tantivy::query_grammar::{UserInputAst, UserInputBound, UserInputLeaf};
+    match ast {
+        UserInputAst::Clause(clauses) => clauses
+            .iter()
+            .try_for_each(|(_, a)| json_ranges_of_numbers(a)),
+        UserInputAst::Boost(a, _) => json_ranges_of_numbers(a),
+        UserInputAst::Leaf(leaf) => match leaf.as_ref() {
+            UserInputLeaf::Range {
+                field: Some(field),
+                lower,
+                upper,
+            } if field.starts_with("json.") => {
+                for b in [lower, upper] {
+                    let v = match b {
+                        UserInputBound::Inclusive(v) | UserInputBound::Exclusive(v) => v,
+                        UserInputBound::Unbounded => continue,
+                    };
+                    if v != "*" && v.parse::<f64>().is_err() && parse_time(v).is_err() {
+                        return Err(bad(format!(
+                            "a range on [{field}] compares numbers or RFC 3339 times, not [{v}]"
+                        )));
+                    }
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        },
+    }
+}
+
 /// Fields kept only in columnar form (not in the inverted index): an exact value is a range of
 /// one value.
 const COLUMNAR_ONLY: [&str; 2] = ["offset", "timestamp"];
@@ -725,6 +762,13 @@ mod tests {
         }
         let q = qb();
         q.query_string("offset:42 OR timestamp:7").expect("parses");
+        q.query_string("json.amount:[1 TO 5.5} AND json.at:[2026-01-01T00:00:00Z TO *]")
+            .expect("numbers and times");
+        let e = q
+            .query_string("json.level:[a TO m]")
+            .err()
+            .expect("strings refused");
+        assert!(e.reason.contains("json.level"), "{e:?}");
         q.query(&json!({"term": {"offset": 42}})).expect("parses");
     }
 

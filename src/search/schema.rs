@@ -9,6 +9,46 @@ use tantivy::schema::{
 
 use crate::log::batch::{BATCH_HEADER_LEN, BatchHeader};
 
+/// The fast-field "normalizer" of JSON strings: it yields no token, so JSON strings get no
+/// column (numbers, booleans and dates still do). Every index must have it registered
+/// ([`register_analyzers`]) before a writer is made.
+pub const NO_COLUMN: &str = "chronik_no_column";
+
+/// Registers what the schema names beyond Tantivy's defaults.
+pub fn register_analyzers(index: &tantivy::Index) {
+    index
+        .fast_field_tokenizer()
+        .register(NO_COLUMN, NoTokens::default());
+}
+
+/// A tokenizer that yields no token.
+#[derive(Clone, Default)]
+pub struct NoTokens(tantivy::tokenizer::Token);
+
+pub struct NoTokenStream<'a>(&'a mut tantivy::tokenizer::Token);
+
+impl tantivy::tokenizer::Tokenizer for NoTokens {
+    type TokenStream<'a> = NoTokenStream<'a>;
+
+    fn token_stream<'a>(&'a mut self, _text: &'a str) -> NoTokenStream<'a> {
+        NoTokenStream(&mut self.0)
+    }
+}
+
+impl tantivy::tokenizer::TokenStream for NoTokenStream<'_> {
+    fn advance(&mut self) -> bool {
+        false
+    }
+
+    fn token(&self) -> &tantivy::tokenizer::Token {
+        self.0
+    }
+
+    fn token_mut(&mut self) -> &mut tantivy::tokenizer::Token {
+        self.0
+    }
+}
+
 /// Field handles of the schema every index of this broker uses.
 #[derive(Debug, Clone)]
 pub struct Fields {
@@ -38,12 +78,14 @@ impl Fields {
         let text = TextOptions::default().set_indexing_options(indexing.clone());
         let key = b.add_text_field("key", text.clone());
         let value = b.add_text_field("value", text);
-        // Range queries over JSON numbers need the fast (columnar) form of the JSON field.
+        // Range queries over JSON numbers need the fast (columnar) form of the JSON field. Its
+        // strings go through NO_COLUMN, which yields nothing: no query reads string columns,
+        // and their dictionaries were a twentieth of the indexing CPU.
         let json = b.add_json_field(
             "json",
             JsonObjectOptions::default()
                 .set_indexing_options(indexing.clone())
-                .set_fast("raw"),
+                .set_fast(NO_COLUMN),
         );
         let headers = b.add_json_field(
             "headers",
