@@ -194,7 +194,7 @@ async fn search_loop(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
     let thread = std::thread::Builder::new()
         .name("chronik-indexer".into())
         .spawn(move || {
-            idle_priority(&search.config().index_cpus);
+            place_indexer(&search.config().index_cpus);
             while running.load(Ordering::Acquire) {
                 let started = std::time::Instant::now();
                 search.index_pass(&b);
@@ -214,11 +214,12 @@ async fn search_loop(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
     let _ = tokio::task::spawn_blocking(move || thread.join()).await;
 }
 
-/// Puts the calling thread in Linux's idle scheduling class: it runs only when no other
-/// thread wants the CPU, so indexing never delays a produce or fetch. Threads it starts (the
-/// Tantivy indexing and merge threads) inherit the class, and the CPUs of `cpus` when that is
-/// not empty. Where the class is refused, a nice value of 19 is the next best thing.
-fn idle_priority(cpus: &[usize]) {
+/// Places the indexer thread: on the CPUs of `cpus` when that is not empty, at nice 19. It
+/// stays in the normal scheduling class because it takes broker locks (the log's, the high
+/// watermark's) for moments: in the idle class a thread preempted while holding one would stall
+/// produce until the CPU had nothing else to do. The Tantivy threads that do the bulk of the
+/// work hold no broker lock and run in the idle class (`search::on_idle_thread`).
+fn place_indexer(cpus: &[usize]) {
     use nix::libc;
     if !cpus.is_empty() {
         let mut set = nix::sched::CpuSet::new();
@@ -229,11 +230,6 @@ fn idle_priority(cpus: &[usize]) {
         if let Err(e) = placed {
             tracing::warn!(cpus = ?cpus, error = %e, "cannot run the indexer on search.index_cpus");
         }
-    }
-    let param = libc::sched_param { sched_priority: 0 };
-    // SAFETY: pid 0 is the calling thread; param is a valid sched_param for SCHED_IDLE.
-    if unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } == 0 {
-        return;
     }
     // SAFETY: gettid and setpriority only take and return integers (Linux applies a nice
     // value to that one thread).

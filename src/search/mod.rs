@@ -188,6 +188,41 @@ pub struct PartitionStatus {
     pub remote_splits: usize,
 }
 
+/// Runs `make` on a short-lived thread in Linux's idle scheduling class (`SCHED_IDLE`; nice 19
+/// where that is refused). The threads it starts — a Tantivy writer's indexing and merge
+/// threads — inherit the class and the caller's CPUs, so they only use CPU time that produce,
+/// fetch and queries leave.
+fn on_idle_thread<T: Send>(make: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            use nix::libc;
+            let param = libc::sched_param { sched_priority: 0 };
+            // SAFETY: pid 0 is the calling thread; param is valid for SCHED_IDLE.
+            if unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } != 0 {
+                // SAFETY: gettid and setpriority only take and return integers.
+                let tid = unsafe { libc::gettid() } as libc::id_t;
+                unsafe { libc::setpriority(libc::PRIO_PROCESS, tid, 19) };
+            }
+            make()
+        })
+        .join()
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
+}
+
+/// Commits with `progress` as the payload. Tantivy starts the writer's indexing threads anew
+/// at every commit, from the committing thread: so it commits on an idle-class thread too.
+fn commit_with(writer: &mut IndexWriter, progress: &Progress) -> io::Result<()> {
+    let payload = serde_json::to_string(progress).map_err(io::Error::other)?;
+    on_idle_thread(|| {
+        let mut commit = writer.prepare_commit()?;
+        commit.set_payload(&payload);
+        commit.commit()
+    })
+    .map_err(tantivy_io)?;
+    Ok(())
+}
+
 fn tantivy_io(e: tantivy::TantivyError) -> io::Error {
     io::Error::other(e.to_string())
 }
@@ -316,9 +351,10 @@ impl SearchManager {
         // Config::validate keeps both within Tantivy's limits (at most 16 threads, 15 MiB to
         // 4 GiB of buffer each).
         let threads = self.config.effective_index_threads();
-        let mut writer: IndexWriter = index
-            .writer_with_num_threads(threads, threads * self.config.writer_memory_bytes as usize)
-            .map_err(tantivy_io)?;
+        let memory = threads * self.config.writer_memory_bytes as usize;
+        let mut writer: IndexWriter =
+            on_idle_thread(|| index.writer_with_num_threads(threads, memory))
+                .map_err(tantivy_io)?;
         // The active index is merged into one segment when it is sealed anyway: merging less
         // often before that (16 segments of a level at once instead of 8) saves about a tenth
         // of the indexing work and leaves at most a few dozen segments to search.
@@ -333,9 +369,7 @@ impl SearchManager {
             );
             writer.delete_query(Box::new(gone)).map_err(tantivy_io)?;
             progress.next_offset = log_end.max(progress.segment_base);
-            let mut commit = writer.prepare_commit().map_err(tantivy_io)?;
-            commit.set_payload(&serde_json::to_string(&progress).map_err(io::Error::other)?);
-            commit.commit().map_err(tantivy_io)?;
+            commit_with(&mut writer, &progress)?;
         }
         let reader = index
             .reader_builder()
@@ -518,9 +552,7 @@ impl SearchManager {
     }
 
     fn commit(&self, pi: &PartitionIndex, a: &mut Active) -> io::Result<()> {
-        let mut commit = a.writer.prepare_commit().map_err(tantivy_io)?;
-        commit.set_payload(&serde_json::to_string(&a.progress).map_err(io::Error::other)?);
-        commit.commit().map_err(tantivy_io)?;
+        commit_with(&mut a.writer, &a.progress)?;
         a.reader.reload().map_err(tantivy_io)?;
         a.uncommitted = 0;
         a.last_commit = Instant::now();
@@ -549,17 +581,15 @@ impl SearchManager {
             reader,
             ..
         } = a;
-        let mut commit = writer.prepare_commit().map_err(tantivy_io)?;
-        commit.set_payload(&serde_json::to_string(&progress).map_err(io::Error::other)?);
-        commit.commit().map_err(tantivy_io)?;
+        commit_with(&mut writer, &progress)?;
         // Background merges of the writer must be finished (or they race the merge below for
         // the same segments); then one merge makes the split a single Tantivy segment.
         writer.wait_merging_threads().map_err(tantivy_io)?;
         let ids = index.searchable_segment_ids().map_err(tantivy_io)?;
         if ids.len() > 1 {
-            let mut merger: IndexWriter = index
-                .writer_with_num_threads(1, 15 << 20)
-                .map_err(tantivy_io)?;
+            let mut merger: IndexWriter =
+                on_idle_thread(|| index.writer_with_num_threads(1, 15 << 20))
+                    .map_err(tantivy_io)?;
             merger.set_merge_policy(Box::new(tantivy::indexer::NoMergePolicy));
             merger.merge(&ids).wait().map_err(tantivy_io)?;
             merger.wait_merging_threads().map_err(tantivy_io)?;

@@ -766,8 +766,7 @@ mod tests {
             .expect("numbers and times");
         let e = q
             .query_string("json.level:[a TO m]")
-            .err()
-            .expect("strings refused");
+            .expect_err("strings refused");
         assert!(e.reason.contains("json.level"), "{e:?}");
         q.query(&json!({"term": {"offset": 42}})).expect("parses");
     }
