@@ -220,7 +220,6 @@ async fn search_loop(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
 /// produce until the CPU had nothing else to do. The Tantivy threads that do the bulk of the
 /// work hold no broker lock and run in the idle class (`search::on_idle_thread`).
 fn place_indexer(cpus: &[usize]) {
-    use nix::libc;
     if !cpus.is_empty() {
         let mut set = nix::sched::CpuSet::new();
         let placed = cpus
@@ -231,10 +230,7 @@ fn place_indexer(cpus: &[usize]) {
             tracing::warn!(cpus = ?cpus, error = %e, "cannot run the indexer on search.index_cpus");
         }
     }
-    // SAFETY: gettid and setpriority only take and return integers (Linux applies a nice
-    // value to that one thread).
-    let tid = unsafe { libc::gettid() } as libc::id_t;
-    if unsafe { libc::setpriority(libc::PRIO_PROCESS, tid, 19) } != 0 {
+    if !util::lowest_nice() {
         tracing::debug!("could not lower the indexer's priority");
     }
 }

@@ -195,14 +195,7 @@ pub struct PartitionStatus {
 fn on_idle_thread<T: Send>(make: impl FnOnce() -> T + Send) -> T {
     std::thread::scope(|s| {
         s.spawn(|| {
-            use nix::libc;
-            let param = libc::sched_param { sched_priority: 0 };
-            // SAFETY: pid 0 is the calling thread; param is valid for SCHED_IDLE.
-            if unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } != 0 {
-                // SAFETY: gettid and setpriority only take and return integers.
-                let tid = unsafe { libc::gettid() } as libc::id_t;
-                unsafe { libc::setpriority(libc::PRIO_PROCESS, tid, 19) };
-            }
+            crate::util::idle_class();
             make()
         })
         .join()
@@ -1177,5 +1170,28 @@ impl SplitSource for RemoteSplit {
             ))
             .map_err(io::Error::other)?;
         Ok(tantivy::directory::OwnedBytes::new(bytes.to_vec()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> i32 {
+        // SAFETY: pid 0 is the calling thread.
+        unsafe { nix::libc::sched_getscheduler(0) }
+    }
+
+    #[test]
+    fn threads_started_on_an_idle_thread_are_idle_and_the_caller_is_not() {
+        let before = policy();
+        let (own, child) = on_idle_thread(|| {
+            let child = std::thread::spawn(policy).join().unwrap();
+            (policy(), child)
+        });
+        // SCHED_IDLE, or nice 19 in the normal class where a sandbox refuses it.
+        assert!(own == nix::libc::SCHED_IDLE || own == before, "{own}");
+        assert_eq!(child, own, "a thread started there inherits the class");
+        assert_eq!(policy(), before, "the calling thread keeps its class");
     }
 }
