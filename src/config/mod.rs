@@ -58,13 +58,14 @@ pub struct SearchConfig {
     /// larger segments and so less flush and merge work (128 MiB indexed 1 M records with a
     /// fifth less CPU than 64 MiB, and 64 MiB twice as fast as 16 MiB).
     pub writer_memory_bytes: u64,
-    /// Tantivy indexing threads per indexed partition; 0 (the default) means one per CPU the
-    /// broker may run on (its affinity mask), at most 4. The indexer runs at idle priority,
-    /// so these threads only take CPU time nothing else wants.
+    /// Tantivy indexing threads per indexed partition; 0 (the default) means one per CPU of
+    /// `index_cpus`, or when that is empty of the CPUs the broker may run on (its affinity
+    /// mask), at most 4. They run in the idle scheduling class, so they only take CPU time
+    /// nothing else wants.
     pub index_threads: usize,
     /// CPUs the indexer's threads run on (e.g. `[0, 1]`); empty (the default) keeps those the
     /// broker was started on. Lets an operator keep the request path on a core of its own while
-    /// indexing, at idle priority, also uses the idle time of other cores.
+    /// indexing, in the idle class, also uses the idle time of other cores.
     pub index_cpus: Vec<usize>,
     /// Largest `from + size` of one query.
     pub max_result_window: u64,
@@ -353,9 +354,7 @@ impl Config {
             None => toml::Table::new(),
         };
         apply_env(&mut table, env)?;
-        let mut config: Config = toml::Value::Table(table)
-            .try_into()
-            .map_err(|e: toml::de::Error| ConfigError::Invalid(e.message().to_string()))?;
+        let mut config = from_table(table)?;
         if let Some(v) = &overrides.listen {
             config.kafka.listen = v.clone();
         }
@@ -464,6 +463,39 @@ fn parse_host_port(s: &str) -> Option<(String, i32)> {
         return None;
     }
     Some((host.trim_matches(['[', ']']).to_string(), port as i32))
+}
+
+/// The typed configuration of the merged file and environment. A value of the wrong type is an
+/// error that names its key (`log.segment_bytes: invalid type: string "abc", expected i64`):
+/// the table is written out as TOML and read back, so that the error has a place in a text.
+fn from_table(table: toml::Table) -> Result<Config, ConfigError> {
+    let text = toml::to_string(&table).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+    toml::from_str(&text).map_err(|e: toml::de::Error| {
+        let message = e.message().to_string();
+        ConfigError::Invalid(match e.span().and_then(|s| key_at(&text, s.start)) {
+            Some(key) => format!("{key}: {message}"),
+            None => message,
+        })
+    })
+}
+
+/// The dotted key of the `key = value` line of TOML `text` that holds byte `at`.
+fn key_at(text: &str, at: usize) -> Option<String> {
+    let before = text.get(..at)?;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let key = text[line_start..].split('=').next()?.trim();
+    if key.is_empty() || key.starts_with('[') || key.contains('\n') {
+        return None;
+    }
+    let section = before[..line_start]
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with('['))
+        .map(|l| l.trim().trim_matches(['[', ']']).to_string());
+    Some(match section {
+        Some(s) => format!("{s}.{key}"),
+        None => key.to_string(),
+    })
 }
 
 /// Maps `CHRONIK_SECTION_KEY=value` onto `[section] key = value`, e.g. `CHRONIK_LOG_SEGMENT_BYTES`
@@ -591,6 +623,19 @@ mod tests {
             err.to_string().contains("CHRONIK_LOG_SEGMNT_BYTES"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_type_names_its_key() {
+        for (k, v, key) in [
+            ("CHRONIK_LOG_SEGMENT_BYTES", "abc", "log.segment_bytes"),
+            ("CHRONIK_SEARCH_INDEX_CPUS", "0,1", "search.index_cpus"),
+            ("CHRONIK_NODE_ID", "one", "node_id"),
+        ] {
+            let e =
+                Config::load(None, env(&[(k, v)]), &Overrides::default()).expect_err("wrong type");
+            assert!(e.to_string().contains(key), "{k}={v}: {e}");
+        }
     }
 
     #[test]

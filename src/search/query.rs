@@ -579,14 +579,16 @@ fn json_ranges_of_numbers(ast: &tantivy::query_grammar::UserInputAst) -> Result<
     }
 }
 
-/// Fields kept only in columnar form (not in the inverted index): an exact value is a range of
-/// one value.
+/// The fields the schema keeps only in columnar form, by name, for the query-string rewrite
+/// below (the `term` query asks the schema itself).
 const COLUMNAR_ONLY: [&str; 2] = ["offset", "timestamp"];
 
 impl QueryBuilder {
-    /// A query for one exact term; on a columnar-only field the range of that one value.
+    /// A query for one exact term; on a field that is not in the inverted index (only in
+    /// columnar form) the range of that one value.
     fn exact_query(&self, t: Term) -> Box<dyn Query> {
-        if t.field() == self.fields.offset || t.field() == self.fields.timestamp {
+        let indexed = self.fields.schema.get_field_entry(t.field()).is_indexed();
+        if !indexed {
             Box::new(RangeQuery::new(
                 Bound::Included(t.clone()),
                 Bound::Included(t),
@@ -739,6 +741,15 @@ mod tests {
 
     fn qb() -> QueryBuilder {
         QueryBuilder::new(Fields::new(), 10_000)
+    }
+
+    #[test]
+    fn columnar_only_names_the_fields_the_schema_does_not_index() {
+        let f = Fields::new();
+        for name in COLUMNAR_ONLY {
+            let field = f.schema.get_field(name).expect("in the schema");
+            assert!(!f.schema.get_field_entry(field).is_indexed(), "{name}");
+        }
     }
 
     #[test]
