@@ -220,15 +220,8 @@ async fn search_loop(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
 /// produce until the CPU had nothing else to do. The Tantivy threads that do the bulk of the
 /// work hold no broker lock and run in the idle class (`search::on_idle_thread`).
 fn place_indexer(cpus: &[usize]) {
-    if !cpus.is_empty() {
-        let mut set = nix::sched::CpuSet::new();
-        let placed = cpus
-            .iter()
-            .try_for_each(|&c| set.set(c))
-            .and_then(|()| nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set));
-        if let Err(e) = placed {
-            tracing::warn!(cpus = ?cpus, error = %e, "cannot run the indexer on search.index_cpus");
-        }
+    if let Err(e) = util::run_on(cpus) {
+        tracing::warn!(cpus = ?cpus, error = %e, "cannot run the indexer on search.index_cpus");
     }
     if !util::lowest_nice() {
         tracing::debug!("could not lower the indexer's priority");

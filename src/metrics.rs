@@ -160,7 +160,8 @@ impl Metrics {
             search: gauge(
                 "chronik_search_counter",
                 "Search counters (records and bytes indexed, commits, splits sealed, queries, \
-                 errors, remote splits opened).",
+                 errors, remote splits opened) and the indexer's state (records it has not \
+                 read, 1 while it also runs on spill_cpus).",
                 &["what"],
             ),
             search_lag: IntGauge::new(
@@ -305,6 +306,8 @@ impl Metrics {
                 ("queries", &c.queries),
                 ("query_errors", &c.query_errors),
                 ("remote_splits_opened", &c.remote_splits_opened),
+                ("unread_records", &c.unread),
+                ("spilled", &c.spilled),
             ] {
                 self.search
                     .with_label_values(&[what])

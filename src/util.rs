@@ -26,6 +26,55 @@ pub fn idle_class() {
     }
 }
 
+/// The CPUs the calling thread may run on (all of them when the mask cannot be read).
+pub fn allowed_cpus() -> Vec<usize> {
+    match nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)) {
+        Ok(set) => (0..nix::sched::CpuSet::count())
+            .filter(|&c| set.is_set(c).unwrap_or(false))
+            .collect(),
+        Err(_) => (0..std::thread::available_parallelism().map_or(1, |n| n.get())).collect(),
+    }
+}
+
+/// Restricts the calling thread to `cpus` (nothing changes when it is empty).
+pub fn run_on(cpus: &[usize]) -> nix::Result<()> {
+    run_thread_on(0, cpus)
+}
+
+fn run_thread_on(tid: i32, cpus: &[usize]) -> nix::Result<()> {
+    if cpus.is_empty() {
+        return Ok(());
+    }
+    let mut set = nix::sched::CpuSet::new();
+    for &c in cpus {
+        set.set(c)?;
+    }
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(tid), &set)
+}
+
+/// Moves every thread of this process that is in the idle scheduling class ([`idle_class`])
+/// onto `cpus`. Returns how many were moved; a thread that ended meanwhile is skipped.
+pub fn move_idle_threads(cpus: &[usize]) -> io::Result<usize> {
+    use nix::libc;
+    let mut moved = 0;
+    for entry in fs::read_dir("/proc/self/task")? {
+        let Some(tid) = entry?
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        // SAFETY: sched_getscheduler only reads the policy of the thread `tid` (or fails).
+        if unsafe { libc::sched_getscheduler(tid) } == libc::SCHED_IDLE
+            && run_thread_on(tid, cpus).is_ok()
+        {
+            moved += 1;
+        }
+    }
+    Ok(moved)
+}
+
 /// Milliseconds since the Unix epoch, as Kafka timestamps are.
 pub fn now_ms() -> i64 {
     SystemTime::now()

@@ -58,28 +58,56 @@ pub struct SearchConfig {
     /// larger segments and so less flush and merge work (128 MiB indexed 1 M records with a
     /// fifth less CPU than 64 MiB, and 64 MiB twice as fast as 16 MiB).
     pub writer_memory_bytes: u64,
-    /// Tantivy indexing threads per indexed partition; 0 (the default) means one per CPU of
-    /// `index_cpus`, or when that is empty of the CPUs the broker may run on (its affinity
-    /// mask), at most 4. They run in the idle scheduling class, so they only take CPU time
-    /// nothing else wants.
+    /// Tantivy indexing threads per indexed partition; 0 (the default) means one per CPU the
+    /// indexer may use (`index_cpus` and `spill_cpus`), at most 4. They run in the idle
+    /// scheduling class, so they only take CPU time nothing else wants.
     pub index_threads: usize,
-    /// CPUs the indexer's threads run on (e.g. `[0, 1]`); empty (the default) keeps those the
-    /// broker was started on. Lets an operator keep the request path on a core of its own while
-    /// indexing, in the idle class, also uses the idle time of other cores.
+    /// CPUs the indexer runs on (e.g. `[0]`); empty (the default) keeps those the broker was
+    /// started on.
     pub index_cpus: Vec<usize>,
+    /// CPUs the indexing threads may use as well while the indexer is far behind the log (more
+    /// than `spill_after_records` records wait to be read), until every record is searchable
+    /// again; empty (the default): never. For CPUs that belong to other work, such as a
+    /// co-located client: idle time there is only borrowed to catch up, since even idle-class
+    /// threads leave their caches worse for that work.
+    pub spill_cpus: Vec<usize>,
+    /// Records waiting to be read by the indexer, over all partitions, above which it spreads
+    /// onto `spill_cpus`.
+    pub spill_after_records: u64,
     /// Largest `from + size` of one query.
     pub max_result_window: u64,
 }
 
 impl SearchConfig {
-    /// The indexing threads per partition: `index_threads`, or for 0 one per CPU of
-    /// `index_cpus` (when empty: of the CPUs this process may run on), at most 4.
+    /// The indexing threads per partition: `index_threads`, or for 0 one per CPU the indexer
+    /// may use, at most 4.
     pub fn effective_index_threads(&self) -> usize {
-        match (self.index_threads, self.index_cpus.len()) {
-            (0, 0) => std::thread::available_parallelism().map_or(1, |n| n.get().min(4)),
-            (0, cpus) => cpus.min(4),
-            (n, _) => n,
+        match self.index_threads {
+            0 => self.all_index_cpus().len().clamp(1, 4),
+            n => n,
         }
+    }
+
+    /// The CPUs the indexer runs on while it is not far behind: `index_cpus`, or when that is
+    /// empty the calling thread's (at start, the broker's).
+    pub fn home_cpus(&self) -> Vec<usize> {
+        let mut cpus = if self.index_cpus.is_empty() {
+            crate::util::allowed_cpus()
+        } else {
+            self.index_cpus.clone()
+        };
+        cpus.sort_unstable();
+        cpus.dedup();
+        cpus
+    }
+
+    /// [`home_cpus`](Self::home_cpus) and `spill_cpus`, without repeats.
+    pub fn all_index_cpus(&self) -> Vec<usize> {
+        let mut cpus = self.home_cpus();
+        cpus.extend(&self.spill_cpus);
+        cpus.sort_unstable();
+        cpus.dedup();
+        cpus
     }
 }
 
@@ -92,6 +120,8 @@ impl Default for SearchConfig {
             writer_memory_bytes: 128 << 20,
             index_threads: 0,
             index_cpus: Vec::new(),
+            spill_cpus: Vec::new(),
+            spill_after_records: 500_000,
             max_result_window: 10_000,
         }
     }
@@ -421,16 +451,16 @@ impl Config {
                 "search.index_threads must be between 0 (one per CPU) and 16".into(),
             ));
         }
-        if let Some(cpu) = self
-            .search
-            .index_cpus
-            .iter()
-            .find(|&&c| c >= nix::sched::CpuSet::count())
-        {
-            return Err(ConfigError::Invalid(format!(
-                "search.index_cpus names CPU {cpu}, beyond the {} this system can address",
-                nix::sched::CpuSet::count()
-            )));
+        for (key, cpus) in [
+            ("search.index_cpus", &self.search.index_cpus),
+            ("search.spill_cpus", &self.search.spill_cpus),
+        ] {
+            if let Some(cpu) = cpus.iter().find(|&&c| c >= nix::sched::CpuSet::count()) {
+                return Err(ConfigError::Invalid(format!(
+                    "{key} names CPU {cpu}, beyond the {} this system can address",
+                    nix::sched::CpuSet::count()
+                )));
+            }
         }
         // Tantivy takes 15 MiB to just under 4 GiB of indexing buffer per thread.
         let per_thread = self.search.writer_memory_bytes;
@@ -647,6 +677,7 @@ mod tests {
             ("CHRONIK_KAFKA_ADVERTISED", "nohostport"),
             ("CHRONIK_SEARCH_INDEX_THREADS", "17"),
             ("CHRONIK_SEARCH_INDEX_CPUS", "[0, 100000]"),
+            ("CHRONIK_SEARCH_SPILL_CPUS", "[100000]"),
             ("CHRONIK_SEARCH_WRITER_MEMORY_BYTES", "1048576"),
             ("CHRONIK_SEARCH_WRITER_MEMORY_BYTES", "8589934592"),
         ] {

@@ -17,7 +17,7 @@ pub mod split;
 use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -148,6 +148,8 @@ pub struct PartitionIndex {
     partition: i32,
     active: Mutex<Option<Active>>,
     view: Mutex<View>,
+    /// Records of the log the indexer had not read at the end of its last pass.
+    unread: AtomicI64,
 }
 
 impl PartitionIndex {
@@ -167,6 +169,59 @@ pub struct SearchMetrics {
     pub queries: AtomicU64,
     pub query_errors: AtomicU64,
     pub remote_splits_opened: AtomicU64,
+    /// Records not yet read by the indexer at the end of its last pass, over all partitions.
+    pub unread: AtomicU64,
+    /// 1 while the indexing threads also run on `spill_cpus`.
+    pub spilled: AtomicU64,
+}
+
+/// Where the idle-class indexing threads run: on the indexer's own CPUs, and on `spill_cpus`
+/// too while it is far behind the log.
+struct Placement {
+    home: Vec<usize>,
+    wide: Vec<usize>,
+    after: u64,
+    spilled: AtomicBool,
+}
+
+impl Placement {
+    fn new(config: &SearchConfig) -> Self {
+        Self {
+            home: config.home_cpus(),
+            wide: config.all_index_cpus(),
+            after: config.spill_after_records,
+            spilled: AtomicBool::new(false),
+        }
+    }
+
+    /// The CPUs for indexing threads started now.
+    fn cpus(&self) -> Vec<usize> {
+        if self.spilled.load(Relaxed) {
+            self.wide.clone()
+        } else {
+            self.home.clone()
+        }
+    }
+
+    /// After a pass that left `unread` records unread and `lag` records not yet searchable:
+    /// spread out when more than `after` records wait, come back once every record is
+    /// searchable. Returns the CPUs to move to when that changed.
+    fn steer(&self, unread: u64, lag: u64) -> Option<&[usize]> {
+        if self.wide == self.home {
+            return None;
+        }
+        let spilled = self.spilled.load(Relaxed);
+        let spread = if spilled {
+            lag > 0
+        } else {
+            unread > self.after
+        };
+        if spread == spilled {
+            return None;
+        }
+        self.spilled.store(spread, Relaxed);
+        Some(if spread { &self.wide } else { &self.home })
+    }
 }
 
 pub struct SearchManager {
@@ -174,6 +229,7 @@ pub struct SearchManager {
     builder: QueryBuilder,
     partitions: Mutex<HashMap<(Uuid, i32), Arc<PartitionIndex>>>,
     remote_open: Mutex<HashMap<Uuid, Searcher>>,
+    placement: Placement,
     pub metrics: SearchMetrics,
 }
 
@@ -184,18 +240,23 @@ pub struct PartitionStatus {
     pub high_watermark: i64,
     pub searchable_offset: i64,
     pub lag: i64,
+    /// Records the indexer had not read yet at the end of its last pass.
+    pub unread: i64,
     pub local_splits: usize,
     pub remote_splits: usize,
 }
 
 /// Runs `make` on a short-lived thread in Linux's idle scheduling class (`SCHED_IDLE`; nice 19
-/// where that is refused). The threads it starts — a Tantivy writer's indexing and merge
-/// threads — inherit the class and the caller's CPUs, so they only use CPU time that produce,
-/// fetch and queries leave.
-fn on_idle_thread<T: Send>(make: impl FnOnce() -> T + Send) -> T {
+/// where that is refused), on `cpus` (empty: the caller's). The threads it starts — a Tantivy
+/// writer's indexing and merge threads — inherit the class and the CPUs, so they only use CPU
+/// time that produce, fetch and queries leave.
+fn on_idle_thread<T: Send>(cpus: &[usize], make: impl FnOnce() -> T + Send) -> T {
     std::thread::scope(|s| {
         s.spawn(|| {
             crate::util::idle_class();
+            if let Err(e) = crate::util::run_on(cpus) {
+                tracing::debug!(cpus = ?cpus, error = %e, "indexing threads keep the indexer's CPUs");
+            }
             make()
         })
         .join()
@@ -205,9 +266,9 @@ fn on_idle_thread<T: Send>(make: impl FnOnce() -> T + Send) -> T {
 
 /// Commits with `progress` as the payload. Tantivy starts the writer's indexing threads anew
 /// at every commit, from the committing thread: so it commits on an idle-class thread too.
-fn commit_with(writer: &mut IndexWriter, progress: &Progress) -> io::Result<()> {
+fn commit_with(writer: &mut IndexWriter, progress: &Progress, cpus: &[usize]) -> io::Result<()> {
     let payload = serde_json::to_string(progress).map_err(io::Error::other)?;
-    on_idle_thread(|| {
+    on_idle_thread(cpus, || {
         let mut commit = writer.prepare_commit()?;
         commit.set_payload(&payload);
         commit.commit()
@@ -224,11 +285,12 @@ impl SearchManager {
     pub fn new(config: SearchConfig) -> Self {
         let max_window = config.max_result_window as usize;
         Self {
-            config,
             builder: QueryBuilder::new(Fields::new(), max_window),
             partitions: Mutex::new(HashMap::new()),
             remote_open: Mutex::new(HashMap::new()),
+            placement: Placement::new(&config),
             metrics: SearchMetrics::default(),
+            config,
         }
     }
 
@@ -331,6 +393,7 @@ impl SearchManager {
                 searchable,
                 position,
             }),
+            unread: AtomicI64::new(0),
         })
     }
 
@@ -345,9 +408,10 @@ impl SearchManager {
         // 4 GiB of buffer each).
         let threads = self.config.effective_index_threads();
         let memory = threads * self.config.writer_memory_bytes as usize;
-        let mut writer: IndexWriter =
-            on_idle_thread(|| index.writer_with_num_threads(threads, memory))
-                .map_err(tantivy_io)?;
+        let mut writer: IndexWriter = on_idle_thread(&self.placement.cpus(), || {
+            index.writer_with_num_threads(threads, memory)
+        })
+        .map_err(tantivy_io)?;
         // The active index is merged into one segment when it is sealed anyway: merging less
         // often before that (16 segments of a level at once instead of 8) saves about a tenth
         // of the indexing work and leaves at most a few dozen segments to search.
@@ -362,7 +426,7 @@ impl SearchManager {
             );
             writer.delete_query(Box::new(gone)).map_err(tantivy_io)?;
             progress.next_offset = log_end.max(progress.segment_base);
-            commit_with(&mut writer, &progress)?;
+            commit_with(&mut writer, &progress, &self.placement.cpus())?;
         }
         let reader = index
             .reader_builder()
@@ -392,6 +456,7 @@ impl SearchManager {
 
     /// Indexes what is new in every searchable partition. Runs on a blocking thread.
     pub fn index_pass(&self, broker: &Broker) {
+        let (mut unread, mut lag) = (0u64, 0u64);
         for topic in broker.topics() {
             for p in topic.partitions() {
                 let config = p.log_config();
@@ -399,9 +464,13 @@ impl SearchManager {
                     continue;
                 }
                 let dir = broker.partition_dir(&topic.name, p.index).join("search");
-                let result = self
-                    .open_partition(&topic, p, &dir)
-                    .and_then(|pi| self.index_step(&pi, p, &config.search_fields));
+                let result = self.open_partition(&topic, p, &dir).and_then(|pi| {
+                    self.index_step(&pi, p, &config.search_fields)?;
+                    let hw = p.high_watermark();
+                    unread += pi.unread.load(Relaxed).max(0) as u64;
+                    lag += (hw - pi.view().searchable.min(hw)).max(0) as u64;
+                    Ok(())
+                });
                 if let Err(e) = result {
                     self.metrics.index_errors.fetch_add(1, Relaxed);
                     tracing::warn!(topic = %topic.name, partition = p.index, error = %e, "indexing failed; will retry from the last commit");
@@ -420,6 +489,20 @@ impl SearchManager {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .retain(|(id, _), _| live.contains(id));
+        self.metrics.unread.store(unread, Relaxed);
+        if let Some(cpus) = self.placement.steer(unread, lag) {
+            let spread = self.placement.spilled.load(Relaxed);
+            self.metrics.spilled.store(spread as u64, Relaxed);
+            match crate::util::move_idle_threads(cpus) {
+                Ok(n) => {
+                    tracing::info!(cpus = ?cpus, threads = n, unread, lag, "indexing threads moved ({})",
+                    if spread { "far behind the log: spill_cpus too" } else { "caught up: index_cpus only" })
+                }
+                Err(e) => {
+                    tracing::warn!(cpus = ?cpus, error = %e, "cannot move the indexing threads")
+                }
+            }
+        }
     }
 
     fn index_step(
@@ -438,6 +521,7 @@ impl SearchManager {
                 None => pi.view().searchable,
             };
             let hw = p.high_watermark();
+            pi.unread.store(hw - next, Relaxed);
             if next >= hw || budget == 0 {
                 behind = next < hw;
                 break;
@@ -545,7 +629,7 @@ impl SearchManager {
     }
 
     fn commit(&self, pi: &PartitionIndex, a: &mut Active) -> io::Result<()> {
-        commit_with(&mut a.writer, &a.progress)?;
+        commit_with(&mut a.writer, &a.progress, &self.placement.cpus())?;
         a.reader.reload().map_err(tantivy_io)?;
         a.uncommitted = 0;
         a.last_commit = Instant::now();
@@ -574,15 +658,16 @@ impl SearchManager {
             reader,
             ..
         } = a;
-        commit_with(&mut writer, &progress)?;
+        commit_with(&mut writer, &progress, &self.placement.cpus())?;
         // Background merges of the writer must be finished (or they race the merge below for
         // the same segments); then one merge makes the split a single Tantivy segment.
         writer.wait_merging_threads().map_err(tantivy_io)?;
         let ids = index.searchable_segment_ids().map_err(tantivy_io)?;
         if ids.len() > 1 {
-            let mut merger: IndexWriter =
-                on_idle_thread(|| index.writer_with_num_threads(1, 15 << 20))
-                    .map_err(tantivy_io)?;
+            let mut merger: IndexWriter = on_idle_thread(&self.placement.cpus(), || {
+                index.writer_with_num_threads(1, 15 << 20)
+            })
+            .map_err(tantivy_io)?;
             merger.set_merge_policy(Box::new(tantivy::indexer::NoMergePolicy));
             merger.merge(&ids).wait().map_err(tantivy_io)?;
             merger.wait_merging_threads().map_err(tantivy_io)?;
@@ -663,12 +748,12 @@ impl SearchManager {
                 let remote = broker
                     .metadata
                     .read(|s| s.remote_splits_of(topic.id, p.index));
-                let (searchable, local) = match self.existing(topic, p.index) {
+                let (searchable, local, unread) = match self.existing(topic, p.index) {
                     Some(pi) => {
                         let v = pi.view();
-                        (v.searchable, v.splits.len())
+                        (v.searchable, v.splits.len(), pi.unread.load(Relaxed))
                     }
-                    None => (p.local_log_start_offset().min(hw), 0),
+                    None => (p.local_log_start_offset().min(hw), 0, 0),
                 };
                 let searchable = searchable.min(hw);
                 PartitionStatus {
@@ -676,6 +761,7 @@ impl SearchManager {
                     high_watermark: hw,
                     searchable_offset: searchable,
                     lag: hw - searchable,
+                    unread: unread.clamp(0, hw - searchable),
                     local_splits: local,
                     remote_splits: remote.len(),
                 }
@@ -1185,7 +1271,7 @@ mod tests {
     #[test]
     fn threads_started_on_an_idle_thread_are_idle_and_the_caller_is_not() {
         let before = policy();
-        let (own, child) = on_idle_thread(|| {
+        let (own, child) = on_idle_thread(&[], || {
             let child = std::thread::spawn(policy).join().unwrap();
             (policy(), child)
         });
@@ -1193,5 +1279,60 @@ mod tests {
         assert!(own == nix::libc::SCHED_IDLE || own == before, "{own}");
         assert_eq!(child, own, "a thread started there inherits the class");
         assert_eq!(policy(), before, "the calling thread keeps its class");
+    }
+
+    #[test]
+    fn indexing_threads_spread_when_far_behind_and_come_back_when_caught_up() {
+        let p = Placement {
+            home: vec![0],
+            wide: vec![0, 1],
+            after: 10,
+            spilled: AtomicBool::new(false),
+        };
+        assert_eq!(p.steer(10, 50), None, "at the threshold: stay");
+        assert_eq!(p.cpus(), vec![0]);
+        assert_eq!(p.steer(11, 50), Some(&[0, 1][..]));
+        assert_eq!(p.cpus(), vec![0, 1], "threads started now go wide");
+        assert_eq!(p.steer(0, 3), None, "read up, but not all searchable yet");
+        assert_eq!(p.steer(0, 0), Some(&[0][..]));
+        assert_eq!(p.cpus(), vec![0]);
+        let same = Placement {
+            home: vec![0, 1],
+            wide: vec![0, 1],
+            after: 0,
+            spilled: AtomicBool::new(false),
+        };
+        assert_eq!(
+            same.steer(1_000_000, 1_000_000),
+            None,
+            "nowhere to spill to"
+        );
+    }
+
+    #[test]
+    fn idle_class_threads_are_moved_and_others_are_not() {
+        let cpus = crate::util::allowed_cpus();
+        let target = vec![*cpus.last().expect("a CPU")];
+        let (go, wait) = std::sync::mpsc::channel::<()>();
+        let (tell, seen) = std::sync::mpsc::channel();
+        let idle = std::thread::spawn(move || {
+            crate::util::idle_class();
+            if policy() != nix::libc::SCHED_IDLE {
+                return None; // a sandbox that refuses the idle class
+            }
+            tell.send(()).unwrap();
+            wait.recv().unwrap();
+            Some(crate::util::allowed_cpus())
+        });
+        let moved = match seen.recv() {
+            Ok(()) => Some(crate::util::move_idle_threads(&target).expect("moved")),
+            Err(_) => None,
+        };
+        go.send(()).ok();
+        if let (Some(moved), Some(now)) = (moved, idle.join().unwrap()) {
+            assert!(moved >= 1, "{moved}");
+            assert_eq!(now, target, "the idle-class thread runs where it was moved");
+        }
+        assert_eq!(crate::util::allowed_cpus(), cpus, "a normal thread stays");
     }
 }

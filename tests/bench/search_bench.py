@@ -48,9 +48,10 @@ SEARCH = {
     "segment_bytes": env_int("SEARCH_SEGMENT_BYTES", 0),           # 0: auto (see segment_bytes())
     "produce_records": env_int("SEARCH_PRODUCE_RECORDS", 1_000_000),  # target 1 (a)/(b)
     "index_rounds": env_int("SEARCH_INDEX_ROUNDS", 3),                # target 1 (a)/(b), medians
-    # [search] index_cpus of the broker: default the broker's and the load generator's cores
-    # when pinned; "" leaves the indexer on the broker's core(s)
+    # [search] index_cpus of the broker (default: its own core(s)) and spill_cpus (default:
+    # the load generator's core when pinned; "" never spills)
     "index_cpus": os.environ.get("SEARCH_INDEX_CPUS"),
+    "spill_cpus": os.environ.get("SEARCH_SPILL_CPUS"),
     "partitions": env_int("SEARCH_PARTITIONS", 1),
     "lat_tool": os.environ.get("SEARCH_LAT_TOOL", "rdkafka"),         # or producer-perf
     "lat_seconds": env_float("SEARCH_LAT_SECONDS", 20),            # target 1 (c)
@@ -256,7 +257,8 @@ class Api:
         return {"hw": sum(p["high_watermark"] for p in ps), "lag": sum(p["lag"] for p in ps),
                 "max_lag": max(p["lag"] for p in ps), "lag0": all(p["lag"] == 0 for p in ps),
                 "local_splits": sum(p["local_splits"] for p in ps),
-                "remote_splits": sum(p["remote_splits"] for p in ps), "partitions": len(ps)}
+                "remote_splits": sum(p["remote_splits"] for p in ps), "partitions": len(ps),
+                "unread": sum(p.get("unread", 0) for p in ps)}
 
     def search(self, topic, body, timeout=None):
         """(client-side ms, HTTP status, answer)."""
@@ -304,7 +306,7 @@ class Stalled(RuntimeError):
 def wait_status(api, topic, pred, timeout, samples=None, stop=None, interval=STATUS_POLL_S):
     """Polls `_search/status` every `interval` s until pred(status) (returns (epoch, status)),
     `timeout` s pass or `stop` is set (returns (None, last status)). Appends
-    (epoch, hw, lag, local_splits, remote_splits) to samples. Raises Stalled when records wait
+    (epoch, hw, lag, local_splits, remote_splits, unread) to samples. Raises Stalled when records wait
     (lag > 0) but the searchable offsets have not moved for SEARCH_STALL_TIMEOUT s."""
     deadline = time.monotonic() + timeout
     last, searchable, moved = None, None, time.monotonic()
@@ -314,7 +316,8 @@ def wait_status(api, topic, pred, timeout, samples=None, stop=None, interval=STA
         if st:
             last = st
             if samples is not None:
-                samples.append((round(t, 3), st["hw"], st["lag"], st["local_splits"], st["remote_splits"]))
+                samples.append((round(t, 3), st["hw"], st["lag"], st["local_splits"], st["remote_splits"],
+                                st["unread"]))
             if pred(st):
                 return t, st
             if st["hw"] - st["lag"] != searchable or st["lag"] == 0:
@@ -330,7 +333,7 @@ def wait_status(api, topic, pred, timeout, samples=None, stop=None, interval=STA
 
 
 def timeline(samples, t0, every=1.0, limit=400):
-    """Samples thinned to one per `every` s (seconds since t0, hw, lag, local, remote splits)."""
+    """Samples thinned to one per `every` s (seconds since t0, hw, lag, local, remote splits, unread)."""
     out, nxt = [], None
     for s in samples:
         if nxt is None or s[0] >= nxt:
@@ -539,6 +542,7 @@ def step_latency(br, api, work, add, out, text_file, text_bytes):
             t_end = time.time()
             lags = [x[2] for x in w["samples"]]
             r["max_lag"] = max(lags) if lags else None
+            r["max_unread"] = max((x[5] for x in w["samples"]), default=None)
             done, last = wait_status(api, topic, lambda st: st["lag0"] and st["hw"] >= total, s["index_timeout"])
             r["lag0_after_produce_end_s"] = round(done - t_end, 3) if done else None
             r["lag_timeline"] = timeline(w["samples"], w["samples"][0][0] if w["samples"] else t_end)
@@ -759,13 +763,16 @@ def run_search(work, add, out):
     data = os.path.join(work, "chronik", "data")
     cache_dir = os.path.join(data, "cache")
     env = B.remote_tier_env(ls, prefix, http_port, B.W5["memory_bytes"], B.W5["disk_bytes"])
-    if s["index_cpus"] is None and B.PIN:
-        # The request path stays on the broker's core; the indexer, at idle priority, may also
-        # use what the load generator leaves of its core (docs/performance.md, "Search").
-        s["index_cpus"] = ",".join(sorted({B.BROKER_CPU, B.LOAD_CPU}))
+    if s["spill_cpus"] is None and B.PIN:
+        # The indexer runs on the broker's core; far behind the log, its idle-class threads may
+        # also use what the load generator leaves of its core (docs/performance.md, "Search").
+        s["spill_cpus"] = B.LOAD_CPU
     out["config"]["index_cpus"] = s["index_cpus"]
+    out["config"]["spill_cpus"] = s["spill_cpus"]
     if s["index_cpus"]:
         env["CHRONIK_SEARCH_INDEX_CPUS"] = f"[{s['index_cpus']}]"
+    if s["spill_cpus"]:
+        env["CHRONIK_SEARCH_SPILL_CPUS"] = f"[{s['spill_cpus']}]"
     extra = dict(kv.split("=", 1) for kv in s["broker_env"].split())
     if extra:
         log(f"search: extra broker settings (SEARCH_BROKER_ENV) {extra}")
