@@ -32,6 +32,8 @@
 #   SEARCH_STEPS [index,latency,freshness,remote]   subset of the search steps
 #   SEARCH_STALL_TIMEOUT [120]  fail when records wait but no searchable offset moves for this long
 #   SEARCH_BROKER_ENV [""]  extra broker settings for the search broker, "CHRONIK_X=1 CHRONIK_Y=2"
+#   SEARCH_SPILL_CPUS [the load core when pinned; "" never]  [search] spill_cpus of that broker
+#   SEARCH_INDEX_CPUS [unset: the broker's core]  its [search] index_cpus
 #   BROKERS ["chronik kafka"]        order within a round
 #   LAT_SECONDS [20] LAT_WARMUP [3]  W2/W3 duration and excluded warm-up at the fixed rate
 #   RATE [0]              fixed rate of W2/W3 in records/s; 0 = half of Kafka's W1 1-partition rate

@@ -12,8 +12,9 @@ broker with the remote tier on LocalStack (as W5):
              file), to a topic without search, then to one with search.enabled=true; indexing
              throughput = records / (first record's timestamp -> `_search/status` shows lag 0 on
              every partition, polled every 50 ms); SEARCH_INDEX_ROUNDS rounds, ratio of medians.
-             With the broker pinned, its indexer may also use the load core at idle priority
-             ([search] index_cpus, SEARCH_INDEX_CPUS)
+             The indexer runs on the broker's core; with the broker pinned, its idle-class
+             threads may also use the load core while it is far behind ([search] spill_cpus,
+             SEARCH_SPILL_CPUS; index_cpus: SEARCH_INDEX_CPUS)
   latency    target 1 (c): the same tool at a fixed rate (SEARCH_RATE, default half of the
              no-search rate) for SEARCH_LAT_SECONDS, without and with search, each on an idle broker: p50/p99
   freshness  target 3: SEARCH_FRESH_RECORDS single records with a unique token at
