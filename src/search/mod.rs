@@ -156,6 +156,11 @@ impl PartitionIndex {
     fn view(&self) -> std::sync::MutexGuard<'_, View> {
         self.view.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    /// The offset below which every record is searchable, at most `hw`.
+    fn searchable(&self, hw: i64) -> i64 {
+        self.view().searchable.min(hw)
+    }
 }
 
 /// Counters for `/metrics`.
@@ -468,7 +473,7 @@ impl SearchManager {
                     self.index_step(&pi, p, &config.search_fields)?;
                     let hw = p.high_watermark();
                     unread += pi.unread.load(Relaxed).max(0) as u64;
-                    lag += (hw - pi.view().searchable.min(hw)).max(0) as u64;
+                    lag += (hw - pi.searchable(hw)).max(0) as u64;
                     Ok(())
                 });
                 if let Err(e) = result {
@@ -749,13 +754,13 @@ impl SearchManager {
                     .metadata
                     .read(|s| s.remote_splits_of(topic.id, p.index));
                 let (searchable, local, unread) = match self.existing(topic, p.index) {
-                    Some(pi) => {
-                        let v = pi.view();
-                        (v.searchable, v.splits.len(), pi.unread.load(Relaxed))
-                    }
+                    Some(pi) => (
+                        pi.searchable(hw),
+                        pi.view().splits.len(),
+                        pi.unread.load(Relaxed),
+                    ),
                     None => (p.local_log_start_offset().min(hw), 0, 0),
                 };
-                let searchable = searchable.min(hw);
                 PartitionStatus {
                     partition: p.index,
                     high_watermark: hw,
