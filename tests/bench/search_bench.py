@@ -411,6 +411,7 @@ def index_round(br, api, work, add, i, text_file, text_bytes):
     off = B.measured(br, lambda: B.producer_perf(br, work, off_topic, n, -1, warmup=warm,
                                                  payload_file=text_file, payload_bytes=text_bytes))
     add("chronik", "search_produce_off", off)
+    backlog = index_backlog(br, api, off_topic, n)
     settle(br)
     B.create_topic(br.port, topic, parts, {"search.enabled": "true"})
     log(f"search: round {i + 1}: produce {n:,} text records with search.enabled=true; status every 50 ms until lag 0")
@@ -446,7 +447,37 @@ def index_round(br, api, work, add, i, text_file, text_bytes):
     log(f"search: round {i + 1}: indexing {idx['records_per_s']:,.0f} records/s in {secs:.1f} s "
         f"(no-search produce {off['all_records_per_s']:,.0f}/s, ratio {idx['round_ratio']}); "
         f"max lag {idx['max_lag']}, lag 0 {idx['lag0_after_produce_end_s']} s after the produce ended")
-    return {"off": off, "on": on, "indexing": idx}
+    return {"off": off, "on": on, "indexing": idx, "backlog": backlog}
+
+
+def enable_search(port, topic):
+    """search.enabled=true on an existing topic, as an operator would: IncrementalAlterConfigs."""
+    from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
+    a = AdminClient({"bootstrap.servers": f"127.0.0.1:{port}"})
+    res = ConfigResource(ConfigResource.Type.TOPIC, topic, incremental_configs=[
+        ConfigEntry("search.enabled", "true", incremental_operation=AlterConfigOpType.SET)])
+    for fut in a.incremental_alter_configs([res]).values():
+        fut.result(60)
+
+
+def index_backlog(br, api, topic, n):
+    """The indexer's own rate, with no load generator beside it: search is switched on for the
+    topic the no-search run just filled, and the time runs from that call until all n records
+    are searchable. (Beside ProducerPerformance, which keeps a core busy, the indexer has about
+    one core until the produce ends; this is what it does with the machine to itself.)"""
+    settle(br)
+    t0 = time.time()
+    enable_search(br.port, topic)
+    samples = []
+    done, last = wait_status(api, topic, lambda st: st["lag0"] and st["hw"] >= n, SEARCH["index_timeout"],
+                             samples)
+    if done is None:
+        raise RuntimeError(f"search: the backlog of {topic} was not indexed after {SEARCH['index_timeout']} s: {last}")
+    secs = done - t0
+    out = {"records": n, "seconds": round(secs, 3), "records_per_s": round(n / secs, 1),
+           "lag_timeline": timeline(samples, t0)}
+    log(f"search: backlog of {n:,} records indexed in {secs:.1f} s ({out['records_per_s']:,.0f} records/s)")
+    return out
 
 
 def step_index(br, api, work, add, out, text_file, text_bytes):
@@ -473,11 +504,17 @@ def step_index(br, api, work, add, out, text_file, text_bytes):
     idx["ratio_to_produce_off"] = round(idx["records_per_s"] / out["produce_off"]["all_records_per_s"], 3)
     steady = sorted(r["off"]["records_per_s"] for r in rounds)[(len(rounds) - 1) // 2]
     idx["ratio_to_produce_off_steady"] = round(idx["records_per_s"] / steady, 3)
+    backlog = sorted(r["backlog"]["records_per_s"] for r in rounds)[(len(rounds) - 1) // 2]
+    idx["backlog_records_per_s"] = backlog
+    idx["backlog_rates"] = [round(r["backlog"]["records_per_s"]) for r in rounds]
+    idx["backlog_ratio_to_produce_off"] = round(backlog / out["produce_off"]["all_records_per_s"], 3)
     out["indexing"] = idx
     log(f"search: indexing median {idx['records_per_s']:,.0f} records/s over {len(rounds)} rounds "
         f"{idx['round_rates']}; no-search produce median {out['produce_off']['all_records_per_s']:,.0f}/s "
         f"{idx['round_produce_off_rates']}; ratio {idx['ratio_to_produce_off']} "
-        f"({idx['ratio_to_produce_off_steady']} to the steady rate after the warm-up)")
+        f"({idx['ratio_to_produce_off_steady']} to the steady rate after the warm-up); a backlog with "
+        f"no producer beside it: {backlog:,.0f} records/s {idx['backlog_rates']}, ratio "
+        f"{idx['backlog_ratio_to_produce_off']}")
 
 
 def settle(br, limit_s=180, idle_share=0.05):
@@ -878,6 +915,9 @@ def render_lines(d):
                          "", ""))
         rows.append(("indexing: max lag (records); lag 0 after the produce ended (s)",
                      f"{_n(idx['max_lag'])}; {idx['lag0_after_produce_end_s']}", "", ""))
+        if idx.get("backlog_records_per_s") is not None:
+            rows.append(("indexing a backlog, no producer beside it: records/s (ratio to no-search produce)",
+                         f"{_n(idx['backlog_records_per_s'])} ({idx['backlog_ratio_to_produce_off']:.2f})", "", ""))
     lat = d.get("latency")
     if lat and lat.get("on"):
         rows.append((f"produce latency at {lat['rate']:,}/s p50 / p99 ms, no search",
