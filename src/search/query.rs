@@ -4,15 +4,19 @@
 //! `query_string`, `bool`, `match_all`) over this index's fields: `key`, `value`,
 //! `json.<path>`, `headers.<name>`, `timestamp`, `offset`, `partition`.
 
+use std::collections::{BTreeSet, HashMap};
 use std::ops::Bound;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use serde_json::Value;
+use tantivy::index::SegmentId;
 use tantivy::query::{
-    AllQuery, BooleanQuery, ConstScoreQuery, EmptyQuery, Occur, PhraseQuery, Query, QueryParser,
-    RangeQuery, TermQuery,
+    AllQuery, BooleanQuery, ConstScoreQuery, EmptyQuery, EnableScoring, Occur, PhraseQuery, Query,
+    QueryParser, RangeQuery, TermQuery, Weight,
 };
+use tantivy::query_grammar::{UserInputAst, UserInputLeaf};
 use tantivy::schema::{Field, IndexRecordOption};
-use tantivy::{Index, Term};
+use tantivy::{Index, Searcher, SegmentReader, Term};
 
 use super::schema::{Fields, TOKENIZER};
 
@@ -216,17 +220,26 @@ impl QueryBuilder {
         })
     }
 
-    /// A `query_string` query over `key`, `value` and `json`.
+    /// A `query_string` query. Words and phrases without a field search `key` and `value`;
+    /// `value` (named or not) also covers every JSON path of the index searched (see [OnValue]).
     pub fn query_string(&self, text: &str) -> Result<Box<dyn Query>, BadRequest> {
         let f = &self.fields;
-        let parser = QueryParser::for_index(&self.index, vec![f.key, f.value, f.json]);
-        if let Ok(ast) = tantivy::query_grammar::parse_query(text) {
-            json_ranges_of_numbers(&ast)?;
-        }
+        let parser = QueryParser::for_index(&self.index, vec![f.key, f.value]);
+        let text = columnar_terms_as_ranges(text);
+        let ast = tantivy::query_grammar::parse_query(&text)
+            .map_err(|_| parse_err(format!("syntax error in query string [{text}]")))?;
+        json_ranges_of_numbers(&ast)?;
+        // Built once as it is, so a field or value the parser refuses is this request's error.
         let q = parser
-            .parse_query(&columnar_terms_as_ranges(text))
+            .build_query_from_user_input_ast(ast.clone())
             .map_err(|e| parse_err(e.to_string()))?;
-        Ok(with_positive_clauses(q))
+        if !mentions_value(&ast) {
+            return Ok(with_positive_clauses(q));
+        }
+        Ok(Box::new(OnValue::new(f.json, move |paths| {
+            let q = parser.build_query_from_user_input_ast(value_on_paths(ast.clone(), paths))?;
+            Ok(with_positive_clauses(q))
+        })))
     }
 
     /// One query clause.
@@ -273,6 +286,9 @@ impl QueryBuilder {
                     }
                     _ => return Err(parse_err(format!("[{kind}] takes text"))),
                 };
+                if matches!(self.resolve(field)?, Target::Value) {
+                    return Ok(self.match_value(&text, kind == "match_phrase", and));
+                }
                 let terms = self.text_terms(field, &text)?;
                 if terms.is_empty() {
                     return Ok(Box::new(EmptyQuery));
@@ -292,6 +308,9 @@ impl QueryBuilder {
                         .ok_or_else(|| parse_err("[term] needs a [value]"))?,
                     v => v,
                 };
+                if matches!(self.resolve(field)?, Target::Value) {
+                    return self.term_value(value);
+                }
                 let terms = self.exact_terms(field, value)?;
                 let clauses = terms
                     .into_iter()
@@ -379,7 +398,7 @@ impl QueryBuilder {
         let f = &self.fields;
         Ok(match name {
             "key" => Target::Text(f.key),
-            "value" => Target::Text(f.value),
+            "value" => Target::Value,
             "timestamp" => Target::Int(f.timestamp),
             "offset" => Target::Int(f.offset),
             "partition" => Target::Int(f.partition),
@@ -396,6 +415,90 @@ impl QueryBuilder {
                 }
             }
         })
+    }
+
+    /// `match` / `match_phrase` on `value`: each token in the text field or under any JSON
+    /// path (a token of digits also as that number, `true`/`false` also as that boolean); a
+    /// phrase within the text field or within one JSON path.
+    fn match_value(&self, text: &str, phrase: bool, and: bool) -> Box<dyn Query> {
+        let tokens = self.tokens(text);
+        if tokens.is_empty() {
+            return Box::new(EmptyQuery);
+        }
+        let (value, json) = (self.fields.value, self.fields.json);
+        Box::new(OnValue::new(json, move |paths| {
+            if phrase && tokens.len() > 1 {
+                let mut alternatives: Vec<(Occur, Box<dyn Query>)> = vec![(
+                    Occur::Should,
+                    Box::new(PhraseQuery::new(
+                        tokens
+                            .iter()
+                            .map(|t| Term::from_field_text(value, t))
+                            .collect(),
+                    )),
+                )];
+                for p in paths {
+                    let terms = tokens
+                        .iter()
+                        .map(|t| {
+                            let mut term = Term::from_field_json_path(json, p, false);
+                            term.append_type_and_str(t);
+                            term
+                        })
+                        .collect();
+                    alternatives.push((Occur::Should, Box::new(PhraseQuery::new(terms))));
+                }
+                return Ok(Box::new(BooleanQuery::new(alternatives)));
+            }
+            let per_token = |t: &String| -> Vec<(Occur, Box<dyn Query>)> {
+                token_terms(value, json, paths, t)
+                    .into_iter()
+                    .map(|t| (Occur::Should, term_query(t)))
+                    .collect()
+            };
+            Ok(if and {
+                Box::new(BooleanQuery::new(
+                    tokens
+                        .iter()
+                        .map(|t| {
+                            let q: Box<dyn Query> = Box::new(BooleanQuery::new(per_token(t)));
+                            (Occur::Must, q)
+                        })
+                        .collect(),
+                ))
+            } else {
+                Box::new(BooleanQuery::new(
+                    tokens.iter().flat_map(per_token).collect(),
+                ))
+            })
+        }))
+    }
+
+    /// `term` on `value`: the value as given in the text field or under any JSON path; a string
+    /// of digits (or `true` / `false`) also as that number (boolean) there, as `match` does.
+    fn term_value(&self, v: &Value) -> Result<Box<dyn Query>, BadRequest> {
+        if !matches!(v, Value::String(_) | Value::Number(_)) {
+            return Err(bad("[term] on [value] takes a string"));
+        }
+        let (value, json, v) = (self.fields.value, self.fields.json, v.clone());
+        Ok(Box::new(OnValue::new(json, move |paths| {
+            let terms = match &v {
+                Value::Number(n) => {
+                    let mut terms = vec![Term::from_field_text(value, &n.to_string())];
+                    for p in paths {
+                        terms.extend(json_exact_terms(json, "value", p, &v).unwrap_or_default());
+                    }
+                    terms
+                }
+                other => token_terms(value, json, paths, other.as_str().unwrap_or_default()),
+            };
+            Ok(Box::new(BooleanQuery::new(
+                terms
+                    .into_iter()
+                    .map(|t| (Occur::Should, term_query(t)))
+                    .collect(),
+            )))
+        })))
     }
 
     fn tokens(&self, text: &str) -> Vec<String> {
@@ -430,6 +533,8 @@ impl QueryBuilder {
                 })
                 .collect()),
             Target::Int(_) => Err(bad(format!("[{field}] is a number; use term or range"))),
+            // `match` on `value` is built by match_value.
+            Target::Value => Err(bad("[value] takes match, match_phrase or term")),
         }
     }
 
@@ -443,42 +548,9 @@ impl QueryBuilder {
                 _ => Err(bad(format!("[term] on [{field}] takes a string"))),
             },
             Target::Int(f) => Ok(vec![Term::from_field_i64(f, int_value(field, value)?)]),
-            Target::Json(f, path) => {
-                let base = || Term::from_field_json_path(f, &path, false);
-                let mut out = Vec::new();
-                match value {
-                    Value::String(s) => {
-                        let mut t = base();
-                        t.append_type_and_str(s);
-                        out.push(t);
-                    }
-                    Value::Number(n) => {
-                        let mut t = base();
-                        if let Some(i) = n.as_i64() {
-                            t.append_type_and_fast_value(i);
-                        } else if let Some(u) = n.as_u64() {
-                            t.append_type_and_fast_value(u);
-                        } else {
-                            t.append_type_and_fast_value(n.as_f64().unwrap_or(f64::NAN));
-                        }
-                        out.push(t);
-                        let mut s = base();
-                        s.append_type_and_str(&n.to_string());
-                        out.push(s);
-                    }
-                    Value::Bool(b) => {
-                        let mut t = base();
-                        t.append_type_and_fast_value(*b);
-                        out.push(t);
-                    }
-                    _ => {
-                        return Err(bad(format!(
-                            "[term] on [{field}] takes a string, number or boolean"
-                        )));
-                    }
-                }
-                Ok(out)
-            }
+            Target::Json(f, path) => json_exact_terms(f, field, &path, value),
+            // `term` on `value` is built by term_value.
+            Target::Value => Err(bad("[value] takes match, match_phrase or term")),
         }
     }
 
@@ -537,9 +609,272 @@ fn with_positive_clauses(q: Box<dyn Query>) -> Box<dyn Query> {
 }
 
 enum Target {
+    /// `value`: the text field, and every JSON path of the index searched.
+    Value,
     Text(Field),
     Int(Field),
     Json(Field, String),
+}
+
+/// The terms of one exact value at a JSON path: a string as it is; a number as that number and
+/// as its digits in text; a boolean as that boolean.
+fn json_exact_terms(
+    f: Field,
+    field: &str,
+    path: &str,
+    value: &Value,
+) -> Result<Vec<Term>, BadRequest> {
+    let base = || Term::from_field_json_path(f, path, false);
+    let mut out = Vec::new();
+    match value {
+        Value::String(s) => {
+            let mut t = base();
+            t.append_type_and_str(s);
+            out.push(t);
+        }
+        Value::Number(n) => {
+            let mut t = base();
+            if let Some(i) = n.as_i64() {
+                t.append_type_and_fast_value(i);
+            } else if let Some(u) = n.as_u64() {
+                t.append_type_and_fast_value(u);
+            } else {
+                t.append_type_and_fast_value(n.as_f64().unwrap_or(f64::NAN));
+            }
+            out.push(t);
+            let mut s = base();
+            s.append_type_and_str(&n.to_string());
+            out.push(s);
+        }
+        Value::Bool(b) => {
+            let mut t = base();
+            t.append_type_and_fast_value(*b);
+            out.push(t);
+        }
+        _ => {
+            return Err(bad(format!(
+                "[term] on [{field}] takes a string, number or boolean"
+            )));
+        }
+    }
+    Ok(out)
+}
+
+/// The terms one analysed token of a `value` query stands for: the token in the text field and
+/// under every JSON path; a token of digits also as that number there, `true` / `false` also as
+/// that boolean (the text of a JSON object held those, before its strings and numbers were
+/// indexed only under their paths).
+fn token_terms(value: Field, json: Field, paths: &[String], token: &str) -> Vec<Term> {
+    let mut out = vec![Term::from_field_text(value, token)];
+    let int = token.parse::<i64>().ok();
+    let uint = token.parse::<u64>().ok().filter(|_| int.is_none());
+    let boolean = match token {
+        "true" => Some(true),
+        "false" => Some(false),
+        _ => None,
+    };
+    for p in paths {
+        let base = || Term::from_field_json_path(json, p, false);
+        let mut t = base();
+        t.append_type_and_str(token);
+        out.push(t);
+        if let Some(i) = int {
+            let mut t = base();
+            t.append_type_and_fast_value(i);
+            out.push(t);
+        }
+        if let Some(u) = uint {
+            let mut t = base();
+            t.append_type_and_fast_value(u);
+            out.push(t);
+        }
+        if let Some(b) = boolean {
+            let mut t = base();
+            t.append_type_and_fast_value(b);
+            out.push(t);
+        }
+    }
+    out
+}
+
+type Expand = dyn Fn(&[String]) -> tantivy::Result<Box<dyn Query>> + Send + Sync;
+
+/// A query on `value`. The value of a record that is a JSON object is not indexed as text: its
+/// strings and numbers are under their paths in `json` (indexing them twice cost a quarter of
+/// the indexing CPU). So a query on `value` is built on each searcher anew, over the text field
+/// and every JSON path that searcher's segments hold ([json_paths]).
+#[derive(Clone)]
+struct OnValue {
+    json: Field,
+    expand: Arc<Expand>,
+}
+
+impl OnValue {
+    fn new(
+        json: Field,
+        expand: impl Fn(&[String]) -> tantivy::Result<Box<dyn Query>> + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            json,
+            expand: Arc::new(expand),
+        }
+    }
+}
+
+impl std::fmt::Debug for OnValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // What it is on an index without JSON paths.
+        write!(f, "OnValue({:?})", (self.expand)(&[]))
+    }
+}
+
+impl Query for OnValue {
+    fn weight(&self, scoring: EnableScoring<'_>) -> tantivy::Result<Box<dyn Weight>> {
+        let searcher = scoring.searcher().ok_or_else(|| {
+            tantivy::TantivyError::InvalidArgument("a query on value needs a searcher".into())
+        })?;
+        let paths = json_paths(searcher, self.json)?;
+        (self.expand)(&paths)?.weight(scoring)
+    }
+}
+
+/// The JSON paths under `field` in any segment of `searcher`, as query paths (dots between
+/// names, a dot or backslash in a name escaped). Segments never change, so each one's list is
+/// kept (a bounded map): a remote split is read for it once.
+pub fn json_paths(searcher: &Searcher, field: Field) -> tantivy::Result<Vec<String>> {
+    type Cache = Mutex<HashMap<(SegmentId, Field), Arc<Vec<String>>>>;
+    static CACHE: OnceLock<Cache> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    let mut all = BTreeSet::new();
+    for segment in searcher.segment_readers() {
+        let key = (segment.segment_id(), field);
+        let known = cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+            .cloned();
+        let paths = match known {
+            Some(p) => p,
+            None => {
+                let p = Arc::new(segment_json_paths(segment, field)?);
+                let mut c = cache.lock().unwrap_or_else(|e| e.into_inner());
+                if c.len() >= 16_384 {
+                    c.clear();
+                }
+                c.insert(key, p.clone());
+                p
+            }
+        };
+        all.extend(paths.iter().cloned());
+    }
+    Ok(all.into_iter().collect())
+}
+
+/// A segment's JSON paths, one seek of its term dictionary each: a JSON term is the path (names
+/// separated by 1), 0, the value's type and the value, so the next path starts at or after
+/// this path followed by 1 (its first child, if any, or the next name in order).
+fn segment_json_paths(segment: &SegmentReader, field: Field) -> tantivy::Result<Vec<String>> {
+    let inverted = segment.inverted_index(field)?;
+    let dict = inverted.terms();
+    let mut out = Vec::new();
+    let mut from: Vec<u8> = Vec::new();
+    loop {
+        let mut stream = dict.range().ge(&from).into_stream()?;
+        if !stream.advance() {
+            break;
+        }
+        let key = stream.key();
+        let Some(end) = key.iter().position(|&b| b == 0) else {
+            break;
+        };
+        let raw = &key[..end];
+        let names: Vec<String> = raw
+            .split(|&b| b == 1)
+            .map(|name| {
+                String::from_utf8_lossy(name)
+                    .replace('\\', "\\\\")
+                    .replace('.', "\\.")
+            })
+            .collect();
+        out.push(names.join("."));
+        from.clear();
+        from.extend_from_slice(raw);
+        from.push(1);
+    }
+    Ok(out)
+}
+
+/// Whether a query string has a word or phrase on `value`, named or not.
+fn mentions_value(ast: &UserInputAst) -> bool {
+    match ast {
+        UserInputAst::Clause(cs) => cs.iter().any(|(_, a)| mentions_value(a)),
+        UserInputAst::Boost(a, _) => mentions_value(a),
+        UserInputAst::Leaf(leaf) => match leaf.as_ref() {
+            UserInputLeaf::Literal(l) => l.field_name.as_deref().is_none_or(|f| f == "value"),
+            UserInputLeaf::Set { field, .. } => field.as_deref().is_none_or(|f| f == "value"),
+            _ => false,
+        },
+    }
+}
+
+/// The query string with every word, phrase or set on `value` (named, or unnamed: then on
+/// `key` too) also asked of every JSON path.
+fn value_on_paths(ast: UserInputAst, paths: &[String]) -> UserInputAst {
+    let leaf = |l: UserInputLeaf| UserInputAst::Leaf(Box::new(l));
+    match ast {
+        UserInputAst::Clause(cs) => UserInputAst::Clause(
+            cs.into_iter()
+                .map(|(o, a)| (o, value_on_paths(a, paths)))
+                .collect(),
+        ),
+        UserInputAst::Boost(a, b) => UserInputAst::Boost(Box::new(value_on_paths(*a, paths)), b),
+        UserInputAst::Leaf(l) => {
+            let (named, with_field): (Option<String>, Box<dyn Fn(String) -> UserInputLeaf>) =
+                match *l {
+                    UserInputLeaf::Literal(lit)
+                        if lit.field_name.as_deref().is_none_or(|f| f == "value") =>
+                    {
+                        let named = lit.field_name.clone();
+                        (
+                            named,
+                            Box::new(move |f| {
+                                let mut lit = lit.clone();
+                                lit.field_name = Some(f);
+                                UserInputLeaf::Literal(lit)
+                            }),
+                        )
+                    }
+                    UserInputLeaf::Set { field, elements }
+                        if field.as_deref().is_none_or(|f| f == "value") =>
+                    {
+                        (
+                            field,
+                            Box::new(move |f| UserInputLeaf::Set {
+                                field: Some(f),
+                                elements: elements.clone(),
+                            }),
+                        )
+                    }
+                    other => return leaf(other),
+                };
+            let mut names = vec!["value".to_string()];
+            if named.is_none() {
+                names.insert(0, "key".to_string());
+            }
+            names.extend(paths.iter().map(|p| format!("json.{p}")));
+            UserInputAst::Clause(
+                names
+                    .into_iter()
+                    .map(|n| {
+                        (
+                            Some(tantivy::query_grammar::Occur::Should),
+                            leaf(with_field(n)),
+                        )
+                    })
+                    .collect(),
+            )
+        }
+    }
 }
 
 fn term_query(t: Term) -> Box<dyn Query> {
@@ -854,5 +1189,104 @@ mod tests {
         .unwrap();
         assert_eq!(k, back);
         assert_eq!(parse_time("1970-01-01T00:00:01Z").unwrap(), 1000);
+    }
+
+    /// A one-segment index of these values (offsets 0, 1, ...) and the offsets a query finds.
+    fn index_of(values: &[&str]) -> (QueryBuilder, tantivy::Searcher) {
+        let qb = qb();
+        let index = Index::create_in_ram(qb.fields.schema.clone());
+        crate::search::schema::register_analyzers(&index);
+        let mut w: tantivy::IndexWriter = index.writer(15_000_000).unwrap();
+        for (i, v) in values.iter().enumerate() {
+            let r = crate::search::schema::IndexedRecord {
+                offset: i as i64,
+                timestamp: 0,
+                key: None,
+                value: Some(bytes::Bytes::copy_from_slice(v.as_bytes())),
+                headers: Vec::new(),
+            };
+            w.add_document(crate::search::schema::document(&qb.fields, 0, &r, &[]))
+                .unwrap();
+        }
+        w.commit().unwrap();
+        let searcher = index.reader().unwrap().searcher();
+        (qb, searcher)
+    }
+
+    fn found(qb: &QueryBuilder, searcher: &tantivy::Searcher, q: Value) -> Vec<i64> {
+        let q = qb.query(&q).unwrap_or_else(|e| panic!("{q}: {e:?}"));
+        let docs = searcher
+            .search(&q, &tantivy::collector::DocSetCollector)
+            .unwrap();
+        let offsets = searcher
+            .segment_reader(0)
+            .fast_fields()
+            .i64("offset")
+            .unwrap();
+        let mut out: Vec<i64> = docs
+            .into_iter()
+            .map(|d| offsets.first(d.doc_id).unwrap())
+            .collect();
+        out.sort_unstable();
+        out
+    }
+
+    #[test]
+    fn json_paths_are_listed_with_nesting_and_escapes() {
+        let (qb, searcher) = index_of(&[
+            r#"{"a":{"b":"x","c":1},"d.e":"y","f\\g":true}"#,
+            r#"{"z":"late","a":{"b":"again"}}"#,
+            "not json",
+        ]);
+        let paths = json_paths(&searcher, qb.fields.json).unwrap();
+        assert_eq!(paths, ["a.b", "a.c", "d\\.e", "f\\\\g", "z"]);
+        // The escaped names find their values.
+        let t = |path: &str, v: Value| {
+            found(&qb, &searcher, json!({"term": {format!("json.{path}"): v}}))
+        };
+        assert_eq!(t("d\\.e", json!("y")), [0]);
+        assert_eq!(t("f\\\\g", json!(true)), [0]);
+    }
+
+    #[test]
+    fn value_of_a_json_object_is_its_strings_and_numbers() {
+        let (qb, searcher) = index_of(&[
+            r#"{"status":"paid","order":{"id":8812,"note":"disk full now"},"ok":true}"#,
+            "status paid disk full 8812",
+            r#"{"msg":"disk","other":"full","amount":940.71}"#,
+            r#"["not","an","object"]"#,
+        ]);
+        let f = |q: Value| found(&qb, &searcher, q);
+        assert_eq!(f(json!({"match": {"value": "paid"}})), [0, 1]);
+        assert_eq!(f(json!({"match": {"value": "8812"}})), [0, 1]);
+        assert_eq!(f(json!({"term": {"value": "8812"}})), [0, 1]);
+        assert_eq!(f(json!({"term": {"value": 8812}})), [0, 1]);
+        assert_eq!(f(json!({"match": {"value": "true"}})), [0]);
+        assert_eq!(f(json!({"match": {"value": "object"}})), [3]);
+        // Key names are not part of it; a phrase stays within one string.
+        assert_eq!(f(json!({"match": {"value": "status"}})), [1]);
+        assert_eq!(f(json!({"match_phrase": {"value": "disk full"}})), [0, 1]);
+        assert_eq!(
+            f(json!({"match": {"value": {"query": "disk full", "operator": "and"}}})),
+            [0, 1, 2]
+        );
+        // A fraction is one number, not the digits on either side of its point.
+        assert_eq!(f(json!({"match": {"value": "940"}})), Vec::<i64>::new());
+        assert_eq!(f(json!({"range": {"json.amount": {"gt": 940}}})), [2]);
+        // Query strings: named and unnamed words, phrases, and a number.
+        assert_eq!(f(json!({"query_string": {"query": "value:paid"}})), [0, 1]);
+        assert_eq!(
+            f(json!({"query_string": {"query": "paid AND NOT status"}})),
+            [0]
+        );
+        assert_eq!(
+            f(json!({"query_string": {"query": "\"disk full\""}})),
+            [0, 1]
+        );
+        assert_eq!(f(json!({"query_string": {"query": "value:8812"}})), [0, 1]);
+        assert_eq!(
+            f(json!({"query_string": {"query": "json.status:paid"}})),
+            [0]
+        );
     }
 }

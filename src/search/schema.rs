@@ -290,10 +290,21 @@ pub fn document(
     if let Some(v) = &r.value {
         doc.add_bytes(f.value_raw, v);
         if let Ok(s) = std::str::from_utf8(v) {
-            doc.add_text(f.value, s);
-            if s.trim_start().starts_with('{')
-                && let Ok(serde_json::Value::Object(map)) = serde_json::from_str(s)
-            {
+            let object = if s.trim_start().starts_with('{') {
+                match serde_json::from_str(s) {
+                    Ok(serde_json::Value::Object(map)) => Some(map),
+                    _ => None,
+                }
+            } else {
+                None
+            };
+            // A JSON object indexed whole is not indexed as text too: its strings and numbers
+            // are under their paths, and a query on `value` asks those (query::OnValue). With
+            // `search.fields` hints only some paths are kept, so the text stays.
+            if object.is_none() || !json_paths.is_empty() {
+                doc.add_text(f.value, s);
+            }
+            if let Some(map) = object {
                 let map = if json_paths.is_empty() {
                     map
                 } else {

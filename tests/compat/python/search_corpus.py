@@ -11,14 +11,16 @@ Semantics implemented (from docs/search.md; see the module-level notes where the
   tokens whose UTF-8 encoding is 40 bytes or more. A dropped token keeps its position (Tantivy's
   RemoveLongFilter does not renumber), though the corpus only puts long tokens at the end of a
   line so no phrase query can straddle one.
-* `key` / `value`: the tokens of the bytes when they are valid UTF-8 (a JSON value's raw text,
-  key names included). `json.<path>`: the tokens of the string at that path, or the integer there
-  (values that are JSON objects only). `headers.<name>`: the tokens of that header's value.
+* `key` / `value`: the tokens of the bytes when they are valid UTF-8. A value that is a JSON
+  object has no text of its own: `value` matches a token in any of its strings (a phrase within
+  one string) or, for a word of digits, an integer of it equal to the word (not key names, not
+  a quoted number). `json.<path>`: the tokens of the string at that path, or the
+  integer there (values that are JSON objects only). `headers.<name>`: the tokens of that
+  header's value.
 * `term` is not tokenized: a string matches one token, an integer matches an integer.
 * `query_string`: `field:word` is the word tokenized like the field (one token: a term, several:
-  a phrase); on a JSON path an integer word also matches that integer. Unqualified words and
-  phrases search `key`, `value` and `json`; every token of a JSON object value is also a token of
-  its raw text, so that is `key` or `value`. The evaluator accepts only unambiguous query strings
+  a phrase); on a JSON path (and so on `value`) an integer word also matches that integer.
+  Unqualified words and phrases search `key` and `value`. The evaluator accepts only unambiguous query strings
   (no unparenthesised mix of AND and OR, no NOT inside OR, no query that is only negative).
 * `bool`: Elasticsearch semantics (only `must_not`: every other record).
 * `time`: from <= timestamp < to. `partitions`: only these.
@@ -442,11 +444,41 @@ def _single(d, what):
     return next(iter(d.items()))
 
 
-def _text_pred(field, toks, phrase):
+_DIGITS_RE = re.compile(r"[0-9]+\Z")
+
+
+def _value_pred(toks, phrase, numbers):
+    """Record predicate on `value`: the tokens (all, adjacent when phrase) in its text or, for a
+    JSON object, in its strings: each token in any of them, a phrase within one; with `numbers`
+    a token of digits also matches an integer of the object equal to it."""
+    toks = tuple(toks)
+
+    def pred(r):
+        if r.json is None:
+            ft = r.value_toks
+            if ft is None:
+                return False
+            if len(toks) == 1 or not phrase:
+                return all(t in ft for t in toks)
+            return has_phrase(ft, toks)
+        strs = [v for v in r.json.values() if isinstance(v, tuple)]
+        ints = {v for v in r.json.values() if isinstance(v, int)}
+
+        def one(t):
+            return any(t in s for s in strs) or (numbers and bool(_DIGITS_RE.match(t)) and int(t) in ints)
+        if len(toks) == 1 or not phrase:
+            return all(one(t) for t in toks)
+        return any(has_phrase(s, toks) for s in strs)
+    return pred
+
+
+def _text_pred(field, toks, phrase, numbers=True):
     """Record predicate: the tokens `toks` (all, adjacent when phrase) in field."""
     toks = tuple(toks)
     if not toks:
         raise ValueError("a query text without tokens is not used by this suite")
+    if field == "value":
+        return _value_pred(toks, phrase, numbers)
     if len(toks) == 1 or not phrase:
         if len(toks) == 1:
             t = toks[0]
@@ -481,6 +513,8 @@ def compile_query(q):
             return lambda r: _number(r, field) == value
         if field in NUMERIC_FIELDS:
             raise ValueError("use integers for numeric terms")
+        if field == "value":
+            return _value_pred((value,), False, numbers=True)
         return lambda r: (lambda ft: ft is not None and value in ft)(_text(r, field))
     if kind == "range":
         field, bounds = _single(spec, "range")
@@ -661,7 +695,7 @@ def parse_query_string(s):
     return _QsParser(s).parse()
 
 
-DEFAULT_FIELDS = ["key", "value"]  # and json, whose tokens are all in value (see the module doc)
+DEFAULT_FIELDS = ["key", "value"]  # value covers every JSON path (see the module doc)
 
 
 def _qs_leaf(field, text, phrase):
@@ -670,7 +704,8 @@ def _qs_leaf(field, text, phrase):
         value = int(text)
         return lambda r: _number(r, field) == value
     toks = query_tokens(text)
-    preds = [_text_pred(f, toks, phrase=True) for f in fields]
+    # A quoted number on a JSON path is text only; a word of digits also that number.
+    preds = [_text_pred(f, toks, phrase=True, numbers=not phrase) for f in fields]
     if field is not None and field.startswith("json.") and not phrase and _INT_RE.match(text):
         value = int(text)
         preds.append(lambda r: _number(r, field) == value)

@@ -106,7 +106,10 @@ SMALL = [
     ({"query": {"match": {"value": {"query": "DISK error", "operator": "or"}}}}, [0, 1, 6]),
     ({"query": {"match_phrase": {"value": "disk full"}}}, [0]),
     ({"query": {"match_phrase": {"value": "full disk"}}}, [6]),
-    ({"query": {"match_phrase": {"value": "status paid"}}}, [2]),
+    # Key names are not part of a JSON object's value, only its strings and numbers.
+    ({"query": {"match_phrase": {"value": "status paid"}}}, []),
+    ({"query": {"match_phrase": {"value": "de"}}}, [2]),
+    ({"query": {"match": {"value": "77"}}}, [3]),
     ({"query": {"term": {"json.status": "paid"}}}, [2]),
     ({"query": {"term": {"json.order.id": 8812}}}, [2]),
     ({"query": {"term": {"json.order.id": 77}}}, [3]),
