@@ -236,6 +236,10 @@ impl QueryBuilder {
         if !mentions_value(&ast) {
             return Ok(with_positive_clauses(q));
         }
+        // And as it will be on an index with JSON paths, for the same reason.
+        parser
+            .build_query_from_user_input_ast(value_on_paths(ast.clone(), &["path".into()]))
+            .map_err(|e| parse_err(e.to_string()))?;
         Ok(Box::new(OnValue::new(f.json, move |paths| {
             let q = parser.build_query_from_user_input_ast(value_on_paths(ast.clone(), paths))?;
             Ok(with_positive_clauses(q))
@@ -673,26 +677,18 @@ fn token_terms(value: Field, json: Field, paths: &[String], token: &str) -> Vec<
         "false" => Some(false),
         _ => None,
     };
+    fn typed<T: tantivy::fastfield::FastValue>(mut t: Term, v: T) -> Term {
+        t.append_type_and_fast_value(v);
+        t
+    }
     for p in paths {
         let base = || Term::from_field_json_path(json, p, false);
         let mut t = base();
         t.append_type_and_str(token);
         out.push(t);
-        if let Some(i) = int {
-            let mut t = base();
-            t.append_type_and_fast_value(i);
-            out.push(t);
-        }
-        if let Some(u) = uint {
-            let mut t = base();
-            t.append_type_and_fast_value(u);
-            out.push(t);
-        }
-        if let Some(b) = boolean {
-            let mut t = base();
-            t.append_type_and_fast_value(b);
-            out.push(t);
-        }
+        out.extend(int.map(|i| typed(base(), i)));
+        out.extend(uint.map(|u| typed(base(), u)));
+        out.extend(boolean.map(|b| typed(base(), b)));
     }
     out
 }
@@ -1275,6 +1271,8 @@ mod tests {
         assert_eq!(f(json!({"range": {"json.amount": {"gt": 940}}})), [2]);
         // Query strings: named and unnamed words, phrases, and a number.
         assert_eq!(f(json!({"query_string": {"query": "value:paid"}})), [0, 1]);
+        let set = json!({"query_string": {"query": "value: IN [paid object]"}});
+        assert_eq!(f(set), [0, 1, 3]);
         assert_eq!(
             f(json!({"query_string": {"query": "paid AND NOT status"}})),
             [0]
