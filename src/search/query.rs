@@ -696,7 +696,7 @@ fn token_terms(value: Field, json: Field, paths: &[String], token: &str) -> Vec<
 type Expand = dyn Fn(&[String]) -> tantivy::Result<Box<dyn Query>> + Send + Sync;
 
 /// A query on `value`. The value of a record that is a JSON object is not indexed as text: its
-/// strings and numbers are under their paths in `json` (indexing them twice cost a quarter of
+/// strings and numbers are under their paths in `json` (indexing them twice cost a fifth of
 /// the indexing CPU). So a query on `value` is built on each searcher anew, over the text field
 /// and every JSON path that searcher's segments hold ([json_paths]).
 #[derive(Clone)]

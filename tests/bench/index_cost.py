@@ -37,7 +37,8 @@ BIN = os.environ.get("BIN", os.path.join(TARGET, "release", "chronik"))
 
 
 def cpu_seconds(pid):
-    f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    with open(f"/proc/{pid}/stat") as stat:
+        f = stat.read().rsplit(")", 1)[1].split()
     return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
 
 
