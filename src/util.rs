@@ -84,15 +84,35 @@ pub fn now_ms() -> i64 {
 
 /// Replaces `path` with `contents` so that a crash leaves either the old or the new file:
 /// write a temporary file, fsync it, rename it over the target, fsync the directory.
-pub fn write_atomically(path: &Path, contents: &[u8]) -> io::Result<()> {
-    let tmp = path.with_extension(match path.extension() {
+/// Replaces `path` with `contents` through a temporary file and a rename, without fsync: a
+/// reader sees the old file or the new one, never a mix, but a power loss may leave either (for
+/// files that are checked and rebuilt when they cannot be trusted, such as segment indexes).
+pub fn replace_file(path: &Path, contents: &[u8]) -> io::Result<()> {
+    let tmp = tmp_path(path);
+    if let Err(e) = fs::write(&tmp, contents) {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
+    fs::rename(&tmp, path)
+}
+
+fn tmp_path(path: &Path) -> std::path::PathBuf {
+    path.with_extension(match path.extension() {
         Some(ext) => format!("{}.tmp", ext.to_string_lossy()),
         None => "tmp".to_string(),
-    });
-    {
-        let mut f = File::create(&tmp)?;
+    })
+}
+
+pub fn write_atomically(path: &Path, contents: &[u8]) -> io::Result<()> {
+    let tmp = tmp_path(path);
+    let written = File::create(&tmp).and_then(|mut f| {
         f.write_all(contents)?;
-        f.sync_all()?;
+        f.sync_all()
+    });
+    if let Err(e) = written {
+        // A full disk must not also leave the half-written temporary file behind.
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
     }
     fs::rename(&tmp, path)?;
     if let Some(dir) = path.parent() {

@@ -2,13 +2,16 @@
 //!
 //! Both use Kafka's file format: big-endian entries, an offset index entry is
 //! `relative_offset: u32, position: u32` (8 bytes), a time index entry is
-//! `timestamp: i64, relative_offset: u32` (12 bytes). Entries are kept in memory too; the files
-//! exist so a restart does not rescan sealed segments. Neither index is ever trusted blindly:
+//! `timestamp: i64, relative_offset: u32` (12 bytes). The entries live in memory; the files
+//! exist so a restart does not rescan sealed segments, and are written whole when a segment is
+//! sealed or the log closed ([`OffsetIndex::persist`]): an append never writes an index file,
+//! so it can neither fail on one nor hold it open (the active segment is rebuilt by scanning
+//! after a crash anyway). Neither index is ever trusted blindly:
 //! [`OffsetIndex::load`] and [`TimeIndex::load`] refuse a file that is torn, out of order or points
 //! past the end of its segment, and the caller then rebuilds it from the log.
 
-use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::fs::{self, File};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 pub const OFFSET_ENTRY_LEN: usize = 8;
@@ -19,22 +22,16 @@ pub const TIME_ENTRY_LEN: usize = 12;
 pub struct OffsetIndex {
     base_offset: i64,
     path: PathBuf,
-    file: File,
     entries: Vec<(u32, u32)>,
 }
 
 impl OffsetIndex {
     /// Creates an empty index, replacing any file at `path`.
     pub fn create(path: &Path, base_offset: i64) -> io::Result<Self> {
-        let file = OpenOptions::new()
-            .create(true)
-            .write(true)
-            .truncate(true)
-            .open(path)?;
+        remove_if_exists(path)?;
         Ok(Self {
             base_offset,
             path: path.to_path_buf(),
-            file,
             entries: Vec::new(),
         })
     }
@@ -61,29 +58,32 @@ impl OffsetIndex {
             }
             entries.push((rel, pos));
         }
-        let file = OpenOptions::new().append(true).open(path)?;
         Ok(Some(Self {
             base_offset,
             path: path.to_path_buf(),
-            file,
             entries,
         }))
     }
 
     /// Records that the batch ending at `last_offset` starts at `position`.
-    pub fn append(&mut self, last_offset: i64, position: u32) -> io::Result<()> {
+    pub fn append(&mut self, last_offset: i64, position: u32) {
         let rel = (last_offset - self.base_offset) as u32;
         if let Some(&(prev_rel, _)) = self.entries.last()
             && rel <= prev_rel
         {
-            return Ok(());
+            return;
         }
-        let mut entry = [0u8; OFFSET_ENTRY_LEN];
-        entry[..4].copy_from_slice(&rel.to_be_bytes());
-        entry[4..].copy_from_slice(&position.to_be_bytes());
-        self.file.write_all(&entry)?;
         self.entries.push((rel, position));
-        Ok(())
+    }
+
+    /// Writes the whole index to its file (see the module comment).
+    pub fn persist(&self) -> io::Result<()> {
+        let mut raw = Vec::with_capacity(self.entries.len() * OFFSET_ENTRY_LEN);
+        for &(rel, pos) in &self.entries {
+            raw.extend_from_slice(&rel.to_be_bytes());
+            raw.extend_from_slice(&pos.to_be_bytes());
+        }
+        crate::util::replace_file(&self.path, &raw)
     }
 
     /// The position from which to scan for `offset`: the start of the last indexed batch that
@@ -116,8 +116,9 @@ impl OffsetIndex {
         }
     }
 
-    pub fn flush(&self) -> io::Result<()> {
-        self.file.sync_data()
+    /// Keeps only the first `len` entries (a failed append is undone this way).
+    pub fn truncate_entries(&mut self, len: usize) {
+        self.entries.truncate(len);
     }
 
     pub fn path(&self) -> &Path {
@@ -138,21 +139,15 @@ impl OffsetIndex {
 pub struct TimeIndex {
     base_offset: i64,
     path: PathBuf,
-    file: File,
     entries: Vec<(i64, u32)>,
 }
 
 impl TimeIndex {
     pub fn create(path: &Path, base_offset: i64) -> io::Result<Self> {
-        let file = OpenOptions::new()
-            .create(true)
-            .write(true)
-            .truncate(true)
-            .open(path)?;
+        remove_if_exists(path)?;
         Ok(Self {
             base_offset,
             path: path.to_path_buf(),
-            file,
             entries: Vec::new(),
         })
     }
@@ -182,30 +177,33 @@ impl TimeIndex {
             }
             entries.push((ts, rel));
         }
-        let file = OpenOptions::new().append(true).open(path)?;
         Ok(Some(Self {
             base_offset,
             path: path.to_path_buf(),
-            file,
             entries,
         }))
     }
 
     /// Records that records up to `timestamp` have been seen by `offset`. Only growing
     /// timestamps are kept, as in Kafka.
-    pub fn maybe_append(&mut self, timestamp: i64, offset: i64) -> io::Result<()> {
+    pub fn maybe_append(&mut self, timestamp: i64, offset: i64) {
         if let Some(&(prev_ts, _)) = self.entries.last()
             && timestamp <= prev_ts
         {
-            return Ok(());
+            return;
         }
         let rel = (offset - self.base_offset) as u32;
-        let mut entry = [0u8; TIME_ENTRY_LEN];
-        entry[..8].copy_from_slice(&timestamp.to_be_bytes());
-        entry[8..].copy_from_slice(&rel.to_be_bytes());
-        self.file.write_all(&entry)?;
         self.entries.push((timestamp, rel));
-        Ok(())
+    }
+
+    /// Writes the whole index to its file (see the module comment).
+    pub fn persist(&self) -> io::Result<()> {
+        let mut raw = Vec::with_capacity(self.entries.len() * TIME_ENTRY_LEN);
+        for &(ts, rel) in &self.entries {
+            raw.extend_from_slice(&ts.to_be_bytes());
+            raw.extend_from_slice(&rel.to_be_bytes());
+        }
+        crate::util::replace_file(&self.path, &raw)
     }
 
     /// The offset from which to scan for the first record with a timestamp at or after
@@ -225,12 +223,30 @@ impl TimeIndex {
             .map(|&(ts, rel)| (ts, self.base_offset + rel as i64))
     }
 
-    pub fn flush(&self) -> io::Result<()> {
-        self.file.sync_data()
+    /// Keeps only the first `len` entries.
+    pub fn truncate_entries(&mut self, len: usize) {
+        self.entries.truncate(len);
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+}
+
+/// A new index replaces whatever file an earlier segment of the same base offset left.
+fn remove_if_exists(path: &Path) -> io::Result<()> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
     }
 }
 
@@ -255,9 +271,10 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("00000000000000000100.index");
         let mut idx = OffsetIndex::create(&path, 100).expect("create");
-        idx.append(109, 0).expect("append");
-        idx.append(119, 4096).expect("append");
-        idx.append(129, 8192).expect("append");
+        idx.append(109, 0);
+        idx.append(119, 4096);
+        idx.append(129, 8192);
+        idx.persist().expect("persist");
         assert_eq!(idx.scan_start(100), 0);
         assert_eq!(idx.scan_start(110), 0);
         assert_eq!(idx.scan_start(120), 4096);
@@ -277,8 +294,9 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("x.index");
         let mut idx = OffsetIndex::create(&path, 0).expect("create");
-        idx.append(9, 0).expect("append");
-        idx.append(19, 4096).expect("append");
+        idx.append(9, 0);
+        idx.append(19, 4096);
+        idx.persist().expect("persist");
         drop(idx);
         // Points past a segment that is now shorter.
         assert!(OffsetIndex::load(&path, 0, 100).expect("io").is_none());
@@ -300,9 +318,10 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("x.timeindex");
         let mut idx = TimeIndex::create(&path, 50).expect("create");
-        idx.maybe_append(1000, 59).expect("append");
-        idx.maybe_append(900, 69).expect("append");
-        idx.maybe_append(2000, 79).expect("append");
+        idx.maybe_append(1000, 59);
+        idx.maybe_append(900, 69);
+        idx.maybe_append(2000, 79);
+        idx.persist().expect("persist");
         assert_eq!(idx.last_entry(), Some((2000, 79)));
         assert_eq!(idx.scan_start(500), 50);
         assert_eq!(idx.scan_start(1500), 59);

@@ -22,7 +22,7 @@ use bytes::Bytes;
 
 use batch::{BatchError, BatchHeader};
 use producer_state::{ProducerError, ProducerStateManager, SequenceCheck};
-use segment::{LogSegment, RecoveryReport};
+use segment::{LogSegment, RecoveryReport, SegmentMark};
 
 const CLEAN_SHUTDOWN_FILE: &str = ".clean-shutdown";
 const LOG_START_FILE: &str = "log-start-offset";
@@ -130,6 +130,10 @@ pub enum AppendError {
     InvalidTimestamp { timestamp: i64 },
     #[error("log i/o failed: {0}")]
     Io(#[from] io::Error),
+    /// An earlier write failure left the log in a state it could not undo, or an fsync failed:
+    /// no append is taken until it is whole again (or the broker restarts and recovers it).
+    #[error("partition is offline: {0}")]
+    Offline(String),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -191,6 +195,21 @@ pub struct PartitionLog {
     leader_epoch: i32,
     unflushed_messages: i64,
     first_unflushed_ms: Option<i64>,
+    /// A failed append whose bytes could not be cut off yet; retried before the next append.
+    pending_rollback: Option<LogMark>,
+    /// Why appends are refused until a restart (an fsync failed: what the disk holds is unknown).
+    fsync_failed: Option<String>,
+}
+
+/// Where the log stood before an append, to undo it if a write fails half-way.
+#[derive(Debug)]
+struct LogMark {
+    active_base: i64,
+    segment: SegmentMark,
+    end_offset: i64,
+    /// Producer state before the append, kept only when the append holds several batches (a
+    /// single batch updates the state only after it is written).
+    producers: Option<ProducerStateManager>,
 }
 
 /// What opening a partition log found, for the start-up log line.
@@ -244,10 +263,20 @@ impl PartitionLog {
         let mut segments = BTreeMap::new();
         let last = bases.last().copied();
         for base in bases {
-            let recover = !clean && Some(base) == last;
-            let (seg, r) = LogSegment::open(dir, base, config.index_interval_bytes, recover)?;
+            let active = Some(base) == last;
+            let recover = !clean && active;
+            let (mut seg, r) = LogSegment::open(dir, base, config.index_interval_bytes, recover)?;
             if recover {
                 report.recovery = r;
+            }
+            if !active {
+                if r.rebuilt_indexes
+                    && let Err(e) = seg.persist_indexes()
+                {
+                    // Only costs a rescan at the next start.
+                    tracing::warn!(dir = %dir.display(), base_offset = base, error = %e, "cannot write rebuilt segment indexes");
+                }
+                seg.release();
             }
             segments.insert(base, seg);
         }
@@ -302,6 +331,8 @@ impl PartitionLog {
                 leader_epoch: 0,
                 unflushed_messages: 0,
                 first_unflushed_ms: None,
+                pending_rollback: None,
+                fsync_failed: None,
             },
             report,
         ))
@@ -415,6 +446,9 @@ impl PartitionLog {
         batches: &[(BatchHeader, Bytes)],
         now_ms: i64,
     ) -> Result<Option<AppendInfo>, AppendError> {
+        // Several batches of one producer in a request follow each other's sequences: each is
+        // checked against the state as the ones before it will have left it.
+        let mut scratch = (batches.len() > 1).then(|| self.producers.clone());
         for (h, bytes) in batches {
             if bytes.len() > self.config.max_message_bytes as usize {
                 return Err(AppendError::TooLarge {
@@ -430,7 +464,8 @@ impl PartitionLog {
                     return Err(AppendError::InvalidTimestamp { timestamp: ts });
                 }
             }
-            if let SequenceCheck::Duplicate { base_offset } = self.producers.check(h)? {
+            let producers = scratch.as_ref().unwrap_or(&self.producers);
+            if let SequenceCheck::Duplicate { base_offset } = producers.check(h)? {
                 if batches.len() != 1 {
                     // A retry can only be recognised batch by batch; Kafka's producers send one
                     // batch per partition, so a mixed request is not a retry.
@@ -448,19 +483,121 @@ impl PartitionLog {
                     duplicate: true,
                 }));
             }
+            if let Some(scratch) = scratch.as_mut() {
+                scratch.update(h);
+            }
         }
         Ok(None)
     }
 
     /// Appends validated producer batches (see [`batch::split_batches`]), assigning offsets.
+    ///
+    /// All or nothing: when a write fails (ENOSPC, EIO, a short write) everything this call
+    /// wrote is cut off again before the error is returned, so no later append ever lands
+    /// behind torn bytes. When even that fails, the partition refuses appends
+    /// ([`AppendError::Offline`]) and retries the cut before each later one.
     pub fn append(
         &mut self,
         batches: &[(BatchHeader, Bytes)],
         now_ms: i64,
     ) -> Result<AppendInfo, AppendError> {
+        self.ensure_writable()?;
         if let Some(dup) = self.check_append(batches, now_ms)? {
             return Ok(dup);
         }
+        let mark = self.mark(batches.len() > 1);
+        match self.append_unchecked(batches, now_ms) {
+            Ok((info, records)) => {
+                if let Err(e) = self.maybe_flush(records, now_ms) {
+                    // The bytes are written but their durability is unknown: after a failed
+                    // fsync the page cache may already have dropped them, so nothing is
+                    // acknowledged and the log waits for a restart to recover from the disk
+                    // (`flush` took it offline).
+                    tracing::error!(dir = %self.dir.display(), error = %e, "fsync failed; partition offline until restart");
+                    return Err(AppendError::Io(e));
+                }
+                Ok(info)
+            }
+            Err(e) => {
+                if let Err(undo) = self.rollback(&mark) {
+                    tracing::error!(dir = %self.dir.display(), error = %e, undo_error = %undo,
+                        "append failed and could not be undone; partition offline until it can");
+                    self.pending_rollback = Some(mark);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Refuses appends while the log is offline; first retries a pending rollback.
+    fn ensure_writable(&mut self) -> Result<(), AppendError> {
+        if let Some(reason) = &self.fsync_failed {
+            return Err(AppendError::Offline(format!(
+                "an fsync failed ({reason}); restart the broker to recover the log"
+            )));
+        }
+        if let Some(mark) = self.pending_rollback.take() {
+            if let Err(e) = self.rollback(&mark) {
+                self.pending_rollback = Some(mark);
+                return Err(AppendError::Offline(format!(
+                    "a failed write could not be cut off yet: {e}"
+                )));
+            }
+            tracing::info!(dir = %self.dir.display(), "failed write cut off; partition writable again");
+        }
+        Ok(())
+    }
+
+    /// Whether appends are refused (see [`AppendError::Offline`]).
+    pub fn is_offline(&self) -> bool {
+        self.fsync_failed.is_some() || self.pending_rollback.is_some()
+    }
+
+    fn mark(&self, with_producers: bool) -> LogMark {
+        let active = self.active();
+        LogMark {
+            active_base: active.base_offset(),
+            segment: active.mark(),
+            end_offset: active.next_offset(),
+            producers: with_producers.then(|| self.producers.clone()),
+        }
+    }
+
+    /// Puts the log back where `mark` was taken: segments rolled since are removed, the segment
+    /// that was active is cut back, producer snapshots above the old end are deleted (they
+    /// describe batches that are gone) and the producer state is restored.
+    fn rollback(&mut self, mark: &LogMark) -> io::Result<()> {
+        let newer: Vec<i64> = self
+            .segments
+            .range(mark.active_base + 1..)
+            .map(|(b, _)| *b)
+            .collect();
+        for base in newer {
+            if let Some(seg) = self.segments.get(&base) {
+                seg.delete_files()?;
+            }
+            self.segments.remove(&base);
+        }
+        let Some(active) = self.segments.get_mut(&mark.active_base) else {
+            return Err(io::Error::other(
+                "the segment active before the append is gone",
+            ));
+        };
+        active.rollback(mark.segment)?;
+        producer_state::remove_snapshots_above(&self.dir, mark.end_offset)?;
+        if let Some(p) = &mark.producers {
+            self.producers = p.clone();
+        }
+        Ok(())
+    }
+
+    /// Writes and numbers `batches` without checks or rollback; returns what was appended and
+    /// how many records.
+    fn append_unchecked(
+        &mut self,
+        batches: &[(BatchHeader, Bytes)],
+        now_ms: i64,
+    ) -> Result<(AppendInfo, i64), AppendError> {
         let log_append_time = match self.config.timestamp_type {
             TimestampType::LogAppendTime => now_ms,
             TimestampType::CreateTime => -1,
@@ -489,14 +626,16 @@ impl PartitionLog {
             records += h.record_count as i64;
         }
         let last_offset = self.log_end_offset() - 1;
-        self.maybe_flush(records, now_ms)?;
-        Ok(AppendInfo {
-            base_offset,
-            last_offset,
-            log_append_time,
-            log_start_offset: self.log_start_offset,
-            duplicate: false,
-        })
+        Ok((
+            AppendInfo {
+                base_offset,
+                last_offset,
+                log_append_time,
+                log_start_offset: self.log_start_offset,
+                duplicate: false,
+            },
+            records,
+        ))
     }
 
     fn maybe_roll(
@@ -529,8 +668,9 @@ impl PartitionLog {
         // The sealed segment is made durable in the background, as Kafka does: an fsync of up to
         // a whole segment must not stall appends (the partition lock is held here). After a
         // crash only the last segment is scanned, so this bounds what a power loss can hurt.
-        let sealed = self.active().file().clone();
+        let sealed = self.active().reader()?;
         let base = self.active().base_offset();
+        self.active_mut().seal()?;
         std::thread::Builder::new()
             .name("segment-flush".into())
             .spawn(move || {
@@ -555,9 +695,13 @@ impl PartitionLog {
         Ok(())
     }
 
-    /// Forces everything written so far to disk.
+    /// Forces everything written so far to disk. A failure takes the log offline until a
+    /// restart (see [`AppendError::Offline`]).
     pub fn flush(&mut self) -> io::Result<()> {
-        self.active().flush()?;
+        if let Err(e) = self.active().flush() {
+            self.fsync_failed = Some(e.to_string());
+            return Err(e);
+        }
         self.unflushed_messages = 0;
         self.first_unflushed_ms = None;
         Ok(())
@@ -613,16 +757,15 @@ impl PartitionLog {
             .next_back()
             .map_or(i64::MIN, |(b, _)| *b);
         for seg in self.segments.range(floor..).map(|(_, s)| s) {
-            let limit = seg.size();
-            let Some(first) = seg.find_batch(offset, limit)? else {
+            let Some((file, position, len)) = seg.read_region(offset, max_bytes, at_least_one)?
+            else {
                 continue;
             };
-            let end = seg.read_end(first, max_bytes, limit, at_least_one)?;
-            if end > first.position {
+            if len > 0 {
                 info.region = Some(FileRegion {
-                    file: seg.file().clone(),
-                    position: first.position as u64,
-                    len: end - first.position,
+                    file,
+                    position: position as u64,
+                    len,
                 });
             }
             return Ok(info);
@@ -749,6 +892,7 @@ impl PartitionLog {
     /// Flushes everything and marks the log cleanly closed, so the next start skips recovery.
     pub fn close(&mut self) -> io::Result<()> {
         self.flush()?;
+        self.active().persist_indexes()?;
         let end = self.log_end_offset();
         self.producers.write_snapshot(&self.dir, end)?;
         crate::util::write_atomically(&self.dir.join(CLEAN_SHUTDOWN_FILE), b"")?;
@@ -923,6 +1067,102 @@ mod tests {
         assert!(deleted > 0);
         assert_eq!(log.segment_count(), 1);
         assert_eq!(log.log_start_offset(), log.active().base_offset());
+    }
+
+    /// The segment and snapshot files of a log and their sizes (index files are written at a
+    /// roll and left to be checked at load, so they are not compared).
+    fn log_files(dir: &Path) -> Vec<(String, u64)> {
+        let mut out: Vec<(String, u64)> = fs::read_dir(dir)
+            .expect("ls")
+            .filter_map(|e| e.ok())
+            .filter(|e| {
+                let name = e.file_name();
+                let name = name.to_string_lossy();
+                name.ends_with(".log") || name.ends_with(".snapshot")
+            })
+            .map(|e| {
+                let len = e.metadata().expect("stat").len();
+                (e.file_name().to_string_lossy().into_owned(), len)
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// A write that fails half-way (a full disk) leaves nothing behind: the next append lands
+    /// where the failed one would have, and a restart after a crash keeps every acknowledged
+    /// batch (the bug where later appends followed torn bytes and recovery cut them all).
+    #[test]
+    fn a_failed_write_is_cut_off_before_the_next_append() {
+        use segment::write_faults;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut log, _) = PartitionLog::open(dir.path(), small_config(), 0).expect("open");
+        for i in 0..3 {
+            log.append(&batches(make_idempotent_batch(0, 2, 7, 0, 0, i * 2)), 0)
+                .expect("append");
+        }
+        let before = log_files(dir.path());
+        for budget in [0, 1, 30, 61] {
+            write_faults::fail_after(budget);
+            let err = log
+                .append(&batches(make_idempotent_batch(0, 2, 7, 0, 0, 6)), 0)
+                .expect_err("the disk is full");
+            write_faults::clear();
+            assert!(matches!(err, AppendError::Io(_)), "{err}");
+            assert_eq!(log.log_end_offset(), 6);
+            assert_eq!(log_files(dir.path()), before, "budget {budget}");
+            assert!(!log.is_offline());
+        }
+        // Space is back: the retry is taken as new (its sequence was never stored).
+        let info = log
+            .append(&batches(make_idempotent_batch(0, 2, 7, 0, 0, 6)), 0)
+            .expect("append after space returns");
+        assert_eq!((info.base_offset, info.duplicate), (6, false));
+        for i in 4..10 {
+            log.append(&batches(make_idempotent_batch(0, 2, 7, 0, 0, i * 2)), 0)
+                .expect("append");
+        }
+        drop(log); // a crash: no clean close
+        let (log, report) = PartitionLog::open(dir.path(), small_config(), 0).expect("recover");
+        assert_eq!(report.recovery.truncated_bytes, 0);
+        assert_eq!(log.log_end_offset(), 20);
+        assert_eq!(read_all(&log, 0).len(), 10);
+    }
+
+    /// A request of several batches that fails after a roll is undone as a whole: the new
+    /// segment, its producer snapshot and the producer state of the batches before it.
+    #[test]
+    fn a_failed_append_of_several_batches_is_undone_across_a_roll() {
+        use segment::write_faults;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut log, _) = PartitionLog::open(dir.path(), small_config(), 0).expect("open");
+        // Fill the first segment almost to its 400 bytes.
+        let mut seq = 0;
+        while log.segment_count() == 1 && log.active().size() < 300 {
+            log.append(&batches(make_idempotent_batch(0, 1, 9, 0, 0, seq)), 0)
+                .expect("append");
+            seq += 1;
+        }
+        let end = log.log_end_offset();
+        let before = log_files(dir.path());
+        let mut raw = Vec::new();
+        for i in 0..4 {
+            raw.extend(make_idempotent_batch(0, 1, 9, 0, 0, seq + i));
+        }
+        let one = make_idempotent_batch(0, 1, 9, 0, 0, 0).len();
+        // The first batches fit and the roll happens; the last write fails half-way.
+        write_faults::fail_after(3 * one + one / 2);
+        let err = log
+            .append(&batches(raw.clone()), 0)
+            .expect_err("the disk is full");
+        assert!(matches!(err, AppendError::Io(_)), "{err}");
+        write_faults::clear();
+        assert_eq!(log.log_end_offset(), end);
+        assert_eq!(log_files(dir.path()), before);
+        // The producer state went back too: the same batches are new, not duplicates.
+        let info = log.append(&batches(raw), 0).expect("append");
+        assert_eq!((info.base_offset, info.duplicate), (end, false));
+        assert!(log.segment_count() > 1);
     }
 
     #[test]

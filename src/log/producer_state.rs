@@ -257,6 +257,20 @@ pub fn snapshot_path(dir: &Path, offset: i64) -> PathBuf {
     dir.join(format!("{offset:020}.snapshot"))
 }
 
+/// Deletes the snapshots taken above `offset` (they describe batches that were cut off).
+pub fn remove_snapshots_above(dir: &Path, offset: i64) -> io::Result<()> {
+    for o in list_snapshots(dir)? {
+        if o > offset {
+            match fs::remove_file(snapshot_path(dir, o)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(())
+}
+
 fn list_snapshots(dir: &Path) -> io::Result<Vec<i64>> {
     let mut out = Vec::new();
     for entry in fs::read_dir(dir)? {

@@ -3,6 +3,11 @@
 //! A segment owns its files and the in-memory view of its indexes. It appends batches that the
 //! partition already validated and numbered, finds batch boundaries for reads, and recovers its
 //! tail after a crash. It never decides *when* to roll or delete; [`super::PartitionLog`] does.
+//!
+//! Only the active segment keeps a file open (its `.log`, for appends); a sealed one opens its
+//! `.log` for the length of one read, and index files are written whole when a segment is sealed
+//! or closed. A broker with thousands of partitions thus holds one file per partition, not three
+//! per segment.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, IoSlice, Write};
@@ -32,7 +37,8 @@ pub struct BatchAt {
 pub struct LogSegment {
     base_offset: i64,
     dir: PathBuf,
-    file: Arc<File>,
+    /// The append handle, while the segment is active (see the module comment).
+    file: Option<Arc<File>>,
     size: u32,
     index: OffsetIndex,
     time_index: TimeIndex,
@@ -66,16 +72,28 @@ impl LogSegment {
             .read(true)
             .append(true)
             .open(&path)?;
+        let indexes = OffsetIndex::create(&segment_path(dir, base_offset, "index"), base_offset)
+            .and_then(|index| {
+                let time_path = segment_path(dir, base_offset, "timeindex");
+                Ok((index, TimeIndex::create(&time_path, base_offset)?))
+            });
+        let (index, time_index) = match indexes {
+            Ok(i) => i,
+            Err(e) => {
+                // No half-made segment stays behind for a restart to pick up.
+                for ext in ["log", "index", "timeindex"] {
+                    let _ = fs::remove_file(segment_path(dir, base_offset, ext));
+                }
+                return Err(e);
+            }
+        };
         Ok(Self {
             base_offset,
             dir: dir.to_path_buf(),
-            file: Arc::new(file),
+            file: Some(Arc::new(file)),
             size: 0,
-            index: OffsetIndex::create(&segment_path(dir, base_offset, "index"), base_offset)?,
-            time_index: TimeIndex::create(
-                &segment_path(dir, base_offset, "timeindex"),
-                base_offset,
-            )?,
+            index,
+            time_index,
             index_interval_bytes,
             bytes_since_index_entry: 0,
             max_timestamp: -1,
@@ -113,7 +131,7 @@ impl LogSegment {
         let mut seg = Self {
             base_offset,
             dir: dir.to_path_buf(),
-            file,
+            file: Some(file),
             size: len as u32,
             index: OffsetIndex::create(&segment_path(dir, base_offset, "index"), base_offset)?,
             time_index: TimeIndex::create(
@@ -177,7 +195,7 @@ impl LogSegment {
         Ok(Some(Self {
             base_offset,
             dir: dir.to_path_buf(),
-            file: file.clone(),
+            file: Some(file.clone()),
             size,
             index,
             time_index,
@@ -199,6 +217,7 @@ impl LogSegment {
             ..Default::default()
         };
         let len = self.size;
+        let file = self.reader()?;
         self.size = 0;
         self.bytes_since_index_entry = 0;
         self.max_timestamp = -1;
@@ -207,7 +226,7 @@ impl LogSegment {
         let mut pos: u32 = 0;
         let mut buf = Vec::new();
         while pos < len {
-            let Ok(b) = self.read_batch_header(pos) else {
+            let Ok(b) = read_header_at(&file, pos) else {
                 break;
             };
             let total = b.header.total_len();
@@ -216,21 +235,21 @@ impl LogSegment {
             }
             if check_crc {
                 buf.resize(total, 0);
-                if self.file.read_exact_at(&mut buf, pos as u64).is_err()
+                if file.read_exact_at(&mut buf, pos as u64).is_err()
                     || batch::check_crc(&b.header, &buf).is_err()
                 {
                     break;
                 }
             }
             self.size = pos;
-            self.note_appended(&b.header, total as u32)?;
+            self.note_appended(&b.header, total as u32);
             self.size = pos + total as u32;
             pos += total as u32;
             report.batches += 1;
         }
         if pos < len {
             report.truncated_bytes = (len - pos) as u64;
-            self.file.set_len(pos as u64)?;
+            file.set_len(pos as u64)?;
         }
         self.size = pos;
         self.created_ms = self.first_timestamp().unwrap_or(0);
@@ -247,30 +266,113 @@ impl LogSegment {
     }
 
     /// Updates indexes and bookkeeping for a batch just written at `self.size`.
-    fn note_appended(&mut self, header: &BatchHeader, total: u32) -> io::Result<()> {
+    fn note_appended(&mut self, header: &BatchHeader, total: u32) {
         if header.max_timestamp > self.max_timestamp {
             self.max_timestamp = header.max_timestamp;
             self.offset_of_max_timestamp = header.last_offset();
         }
         if self.bytes_since_index_entry >= self.index_interval_bytes || self.size == 0 {
-            self.index.append(header.last_offset(), self.size)?;
+            self.index.append(header.last_offset(), self.size);
             self.time_index
-                .maybe_append(self.max_timestamp, self.offset_of_max_timestamp)?;
+                .maybe_append(self.max_timestamp, self.offset_of_max_timestamp);
             self.bytes_since_index_entry = 0;
         }
         self.bytes_since_index_entry += total;
         self.next_offset = header.last_offset() + 1;
+    }
+
+    /// The segment's file for reading: the append handle while active, else opened for this
+    /// read alone (the handle lives as long as a response region holds it).
+    pub fn reader(&self) -> io::Result<Arc<File>> {
+        match &self.file {
+            Some(f) => Ok(f.clone()),
+            None => Ok(Arc::new(File::open(self.log_path())?)),
+        }
+    }
+
+    /// The append handle, opened again if the segment was sealed (a rollback across a roll).
+    fn writer(&mut self) -> io::Result<Arc<File>> {
+        if let Some(f) = &self.file {
+            return Ok(f.clone());
+        }
+        let f = Arc::new(
+            OpenOptions::new()
+                .read(true)
+                .append(true)
+                .open(self.log_path())?,
+        );
+        self.file = Some(f.clone());
+        Ok(f)
+    }
+
+    fn log_path(&self) -> PathBuf {
+        segment_path(&self.dir, self.base_offset, "log")
+    }
+
+    /// Writes both index files whole (at a roll and at a clean close).
+    pub fn persist_indexes(&self) -> io::Result<()> {
+        self.index.persist()?;
+        self.time_index.persist()
+    }
+
+    /// Ends the segment's active life: its indexes go to disk and its file is closed. On an
+    /// error the segment is unchanged and still active.
+    pub fn seal(&mut self) -> io::Result<()> {
+        self.persist_indexes()?;
+        self.file = None;
+        Ok(())
+    }
+
+    /// Closes the file of a segment that is not the active one, without writing anything.
+    pub fn release(&mut self) {
+        self.file = None;
+    }
+
+    /// Where the segment stands now, to go back to with [`LogSegment::rollback`].
+    pub fn mark(&self) -> SegmentMark {
+        SegmentMark {
+            size: self.size,
+            index_len: self.index.len(),
+            time_index_len: self.time_index.len(),
+            bytes_since_index_entry: self.bytes_since_index_entry,
+            max_timestamp: self.max_timestamp,
+            offset_of_max_timestamp: self.offset_of_max_timestamp,
+            next_offset: self.next_offset,
+        }
+    }
+
+    /// Undoes every append after `mark`: the file and both indexes are cut back to what they
+    /// held then, so bytes of a failed write (ENOSPC, EIO, a short write) never stay in front of
+    /// a later append. An error means the files could not be cut and still hold those bytes.
+    pub fn rollback(&mut self, mark: SegmentMark) -> io::Result<()> {
+        self.writer()?.set_len(mark.size as u64)?;
+        self.index.truncate_entries(mark.index_len);
+        self.time_index.truncate_entries(mark.time_index_len);
+        self.size = mark.size;
+        self.bytes_since_index_entry = mark.bytes_since_index_entry;
+        self.max_timestamp = mark.max_timestamp;
+        self.offset_of_max_timestamp = mark.offset_of_max_timestamp;
+        self.next_offset = mark.next_offset;
         Ok(())
     }
 
     /// Appends one already numbered batch given as a rewritten prefix and the rest of the
-    /// producer's bytes (no copy of the record data is made).
+    /// producer's bytes (no copy of the record data is made). On an error the segment may hold
+    /// part of the batch: the caller must [`LogSegment::rollback`] before appending again.
     pub fn append(&mut self, header: &BatchHeader, prefix: &[u8], rest: &[u8]) -> io::Result<()> {
         let total = prefix.len() + rest.len();
         let mut slices = [IoSlice::new(prefix), IoSlice::new(rest)];
         let mut slices: &mut [IoSlice<'_>] = &mut slices;
         // `File` implements Write for `&File`; the partition lock serialises writers.
-        let mut f: &File = &self.file;
+        let file = self.writer()?;
+        let mut f: &File = &file;
+        #[cfg(test)]
+        if let Some(budget) = write_faults::take(total) {
+            // As a full disk does: part of the batch reaches the file, then the write fails.
+            let head = [prefix, rest].concat();
+            f.write_all(&head[..budget])?;
+            return Err(io::Error::from_raw_os_error(28));
+        }
         while !slices.is_empty() {
             let n = f.write_vectored(slices)?;
             if n == 0 {
@@ -278,20 +380,24 @@ impl LogSegment {
             }
             IoSlice::advance_slices(&mut slices, n);
         }
-        self.note_appended(header, total as u32)?;
+        self.note_appended(header, total as u32);
         self.size += total as u32;
         Ok(())
     }
 
     pub fn read_batch_header(&self, position: u32) -> io::Result<BatchAt> {
-        read_header_at(&self.file, position)
+        read_header_at(&*self.reader()?, position)
     }
 
     /// The first batch whose last offset is at or above `offset`, within the first `limit` bytes.
     pub fn find_batch(&self, offset: i64, limit: u32) -> io::Result<Option<BatchAt>> {
+        self.find_batch_in(&*self.reader()?, offset, limit)
+    }
+
+    fn find_batch_in(&self, file: &File, offset: i64, limit: u32) -> io::Result<Option<BatchAt>> {
         let mut pos = self.index.scan_start(offset);
         while pos < limit {
-            let b = self.read_batch_header(pos)?;
+            let b = read_header_at(file, pos)?;
             if b.header.last_offset() >= offset {
                 return Ok(Some(b));
             }
@@ -304,6 +410,34 @@ impl LogSegment {
     /// `max_bytes` — but always at least the first batch, so a consumer can make progress.
     pub fn read_end(
         &self,
+        start: BatchAt,
+        max_bytes: u32,
+        limit: u32,
+        at_least_one: bool,
+    ) -> io::Result<u32> {
+        self.read_end_in(&*self.reader()?, start, max_bytes, limit, at_least_one)
+    }
+
+    /// For a read at `offset`: the file and the byte range `[position, position + len)` of whole
+    /// batches to return (see [`LogSegment::read_end`]), or `None` when no batch qualifies.
+    pub fn read_region(
+        &self,
+        offset: i64,
+        max_bytes: u32,
+        at_least_one: bool,
+    ) -> io::Result<Option<(Arc<File>, u32, u32)>> {
+        let file = self.reader()?;
+        let limit = self.size;
+        let Some(first) = self.find_batch_in(&file, offset, limit)? else {
+            return Ok(None);
+        };
+        let end = self.read_end_in(&file, first, max_bytes, limit, at_least_one)?;
+        Ok(Some((file, first.position, end - first.position)))
+    }
+
+    fn read_end_in(
+        &self,
+        file: &File,
         start: BatchAt,
         max_bytes: u32,
         limit: u32,
@@ -329,7 +463,7 @@ impl LogSegment {
             pos = p;
         }
         while pos < budget_end {
-            let b = self.read_batch_header(pos)?;
+            let b = read_header_at(file, pos)?;
             let end = pos + b.header.total_len() as u32;
             if end > budget_end {
                 break;
@@ -349,7 +483,8 @@ impl LogSegment {
             return Ok(None);
         }
         let from = self.time_index.scan_start(timestamp);
-        let Some(mut b) = self.find_batch(from, limit)? else {
+        let file = self.reader()?;
+        let Some(mut b) = self.find_batch_in(&file, from, limit)? else {
             return Ok(None);
         };
         loop {
@@ -360,14 +495,14 @@ impl LogSegment {
             if next >= limit {
                 return Ok(None);
             }
-            b = self.read_batch_header(next)?;
+            b = read_header_at(&file, next)?;
         }
     }
 
     /// Reads a whole batch into memory (used for timestamp lookups inside a batch and tests).
     pub fn read_batch(&self, at: &BatchAt) -> io::Result<Vec<u8>> {
         let mut buf = vec![0u8; at.header.total_len()];
-        self.file.read_exact_at(&mut buf, at.position as u64)?;
+        self.reader()?.read_exact_at(&mut buf, at.position as u64)?;
         Ok(buf)
     }
 
@@ -375,18 +510,21 @@ impl LogSegment {
     pub fn batches_from(&self, position: u32, limit: u32) -> io::Result<Vec<BatchAt>> {
         let mut out = Vec::new();
         let mut pos = position;
+        let file = self.reader()?;
         while pos + LOG_OVERHEAD as u32 <= limit {
-            let b = self.read_batch_header(pos)?;
+            let b = read_header_at(&file, pos)?;
             pos += b.header.total_len() as u32;
             out.push(b);
         }
         Ok(out)
     }
 
+    /// Forces the appended bytes to disk (indexes are rebuilt from them after a crash).
     pub fn flush(&self) -> io::Result<()> {
-        self.file.sync_data()?;
-        self.index.flush()?;
-        self.time_index.flush()
+        match &self.file {
+            Some(f) => f.sync_data(),
+            None => Ok(()),
+        }
     }
 
     /// Removes the segment's files. Readers holding the file handle keep reading safely.
@@ -410,9 +548,6 @@ impl LogSegment {
     pub fn size(&self) -> u32 {
         self.size
     }
-    pub fn file(&self) -> &Arc<File> {
-        &self.file
-    }
     pub fn max_timestamp(&self) -> i64 {
         self.max_timestamp
     }
@@ -427,12 +562,58 @@ impl LogSegment {
     }
 }
 
+/// Test-only fault injection: the next appends on this thread write only part of their bytes
+/// and then fail with ENOSPC, as on a disk that fills up in the middle of a write.
+#[cfg(test)]
+pub mod write_faults {
+    use std::cell::Cell;
+
+    thread_local! {
+        static BUDGET: Cell<Option<usize>> = const { Cell::new(None) };
+    }
+
+    /// Lets `bytes` more bytes through, then fails every append until [`clear`].
+    pub fn fail_after(bytes: usize) {
+        BUDGET.with(|b| b.set(Some(bytes)));
+    }
+
+    pub fn clear() {
+        BUDGET.with(|b| b.set(None));
+    }
+
+    /// For an append of `len` bytes: `Some(n)` when only `n` of them may be written.
+    pub(super) fn take(len: usize) -> Option<usize> {
+        BUDGET.with(|b| {
+            let left = b.get()?;
+            if left >= len {
+                b.set(Some(left - len));
+                None
+            } else {
+                b.set(Some(0));
+                Some(left)
+            }
+        })
+    }
+}
+
 fn read_header_at(file: &File, position: u32) -> io::Result<BatchAt> {
     let mut buf = [0u8; batch::BATCH_HEADER_LEN];
     file.read_exact_at(&mut buf, position as u64)?;
     let header = BatchHeader::parse(&buf)
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
     Ok(BatchAt { position, header })
+}
+
+/// The state of a segment at one moment (see [`LogSegment::mark`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegmentMark {
+    size: u32,
+    index_len: usize,
+    time_index_len: usize,
+    bytes_since_index_entry: u32,
+    max_timestamp: i64,
+    offset_of_max_timestamp: i64,
+    next_offset: i64,
 }
 
 /// What opening a segment found.
@@ -494,6 +675,7 @@ mod tests {
             append(&mut seg, 100 + i * 2, 2, 50 + i);
         }
         let size = seg.size();
+        seg.seal().expect("seal");
         drop(seg);
         let (seg, report) = LogSegment::open(dir.path(), 100, 64, false).expect("open");
         assert!(!report.rebuilt_indexes);
