@@ -43,7 +43,6 @@ impl MetadataStore {
         let writer = std::thread::Builder::new()
             .name("metadata-wal".into())
             .spawn(move || {
-                let mut failed = false;
                 while let Ok(first) = rx.recv() {
                     let mut batch = vec![first];
                     while let Ok(more) = rx.try_recv() {
@@ -51,11 +50,7 @@ impl MetadataStore {
                     }
                     let records: Vec<MetadataRecord> =
                         batch.iter().flat_map(|r| r.records.iter().cloned()).collect();
-                    let result = if failed {
-                        Err(io::Error::other("metadata log failed earlier; refusing writes"))
-                    } else {
-                        wal.write(&records)
-                    };
+                    let result = wal.write(&records);
                     match result {
                         Ok(first_index) => {
                             let mut st = shared.write().unwrap_or_else(|e| e.into_inner());
@@ -74,10 +69,11 @@ impl MetadataStore {
                             }
                         }
                         Err(e) => {
-                            if !failed {
-                                tracing::error!(error = %e, "metadata log write failed; refusing further writes");
+                            if wal.is_failed() {
+                                tracing::error!(error = %e, "metadata log write failed; refusing writes until restart");
+                            } else {
+                                tracing::warn!(error = %e, "metadata log write failed and was cut off; later writes are retried");
                             }
-                            failed = true;
                             for req in batch {
                                 let _ = req.done.send(Err(io::Error::new(e.kind(), e.to_string())));
                             }

@@ -63,6 +63,13 @@ pub enum MetadataRecord {
     RemoteSplitAdded {
         split: chronik_tiering::RemoteSplitMetadata,
     },
+    /// A consumer group's protocol type (`consumer`, `connect`, ...), set by its first join:
+    /// kept while the group is empty and across restarts, as Kafka keeps it in its group
+    /// metadata, so an empty group is never mistaken for a simple (offsets-only) one.
+    GroupProtocolTypeSet {
+        group: String,
+        protocol_type: String,
+    },
 }
 
 pub const FRAME_HEADER: usize = 16;

@@ -38,8 +38,11 @@ pub struct MetadataState {
     /// segment id → (topic name, metadata) of every remote segment not yet fully deleted
     pub remote_segments: BTreeMap<Uuid, (String, RemoteLogSegmentMetadata)>,
     /// segment id → the search split of that remote segment. New fields go last: snapshots
-    /// written before a field existed are read through [`StateV1`].
+    /// written before a field existed are read through [`StateV2`] and [`StateV1`].
     pub remote_splits: BTreeMap<Uuid, RemoteSplitMetadata>,
+    /// group → protocol type of every group that ever joined (see
+    /// [`MetadataRecord::GroupProtocolTypeSet`]).
+    pub group_protocol_types: BTreeMap<String, String>,
     /// (topic id, partition, base offset, segment id) of every entry of `remote_segments`: a
     /// partition's segments in offset order without scanning those of every partition (remote
     /// reads look here on every fetch). Derived, never stored: [`MetadataState::reindex`]
@@ -67,8 +70,47 @@ impl From<StateV1> for MetadataState {
             offsets: v.offsets,
             remote_segments: v.remote_segments,
             remote_splits: BTreeMap::new(),
+            group_protocol_types: BTreeMap::new(),
             remote_index: Default::default(),
         }
+    }
+}
+
+/// The snapshot layout before group protocol types were kept.
+#[derive(Debug, Deserialize)]
+pub struct StateV2 {
+    last_index: u64,
+    topics: BTreeMap<String, TopicState>,
+    producer_id_end: i64,
+    offsets: BTreeMap<String, BTreeMap<(String, i32), CommittedOffset>>,
+    remote_segments: BTreeMap<Uuid, (String, RemoteLogSegmentMetadata)>,
+    remote_splits: BTreeMap<Uuid, RemoteSplitMetadata>,
+}
+
+impl From<StateV2> for MetadataState {
+    fn from(v: StateV2) -> Self {
+        Self {
+            last_index: v.last_index,
+            topics: v.topics,
+            producer_id_end: v.producer_id_end,
+            offsets: v.offsets,
+            remote_segments: v.remote_segments,
+            remote_splits: v.remote_splits,
+            group_protocol_types: BTreeMap::new(),
+            remote_index: Default::default(),
+        }
+    }
+}
+
+impl MetadataState {
+    /// Decodes a snapshot body of this layout or of an older one.
+    pub fn decode_snapshot(body: &[u8]) -> Option<Self> {
+        let mut state: Self = postcard::from_bytes(body)
+            .ok()
+            .or_else(|| postcard::from_bytes::<StateV2>(body).ok().map(Into::into))
+            .or_else(|| postcard::from_bytes::<StateV1>(body).ok().map(Into::into))?;
+        state.reindex();
+        Some(state)
     }
 }
 
@@ -211,6 +253,14 @@ impl MetadataState {
             }
             MetadataRecord::GroupDeleted { group } => {
                 self.offsets.remove(group);
+                self.group_protocol_types.remove(group);
+            }
+            MetadataRecord::GroupProtocolTypeSet {
+                group,
+                protocol_type,
+            } => {
+                self.group_protocol_types
+                    .insert(group.clone(), protocol_type.clone());
             }
             MetadataRecord::RemoteSegmentUpdated { topic, segment } => {
                 if let Some((_, old)) = self.remote_segments.get(&segment.segment_id) {

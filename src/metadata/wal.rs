@@ -19,8 +19,13 @@ use super::state::MetadataState;
 pub struct Wal {
     dir: PathBuf,
     file: File,
+    /// Bytes of whole frames in `file`: a failed write is cut back to this.
+    len: u64,
     next_index: u64,
     records_since_snapshot: u64,
+    /// Set when the log can no longer be trusted to take writes (an fsync failed, or a failed
+    /// write could not be cut off); every later write is refused until a restart replays it.
+    failed: Option<String>,
 }
 
 /// What replay found, for the start-up log line.
@@ -65,13 +70,7 @@ fn read_snapshot(path: &Path) -> Option<MetadataState> {
     if crc32c::crc32c(body) != u32::from_be_bytes([crc[0], crc[1], crc[2], crc[3]]) {
         return None;
     }
-    let mut state: MetadataState = postcard::from_bytes(body).ok().or_else(|| {
-        postcard::from_bytes::<super::state::StateV1>(body)
-            .ok()
-            .map(Into::into)
-    })?;
-    state.reindex();
-    Some(state)
+    MetadataState::decode_snapshot(body)
 }
 
 impl Wal {
@@ -137,13 +136,16 @@ impl Wal {
             None => wal_path(dir, next_index),
         };
         let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        let len = file.metadata()?.len();
         File::open(dir)?.sync_all()?;
         Ok((
             Self {
                 dir: dir.to_path_buf(),
                 file,
+                len,
                 next_index,
                 records_since_snapshot: report.records,
+                failed: None,
             },
             state,
             report,
@@ -152,7 +154,17 @@ impl Wal {
 
     /// Writes `records` durably, one fsync for all of them, and returns the index of the first.
     /// The caller applies them to its state in order once this returns.
+    ///
+    /// A failed write (a full disk) is cut off again, so the log takes later writes once space
+    /// returns and no frame ever follows torn bytes (replay stops at the first torn frame and
+    /// would drop everything after it). A failed fsync, or a cut that fails, stops the log:
+    /// what the disk holds is then unknown, and only a restart's replay can say.
     pub fn write(&mut self, records: &[MetadataRecord]) -> io::Result<u64> {
+        if let Some(reason) = &self.failed {
+            return Err(io::Error::other(format!(
+                "metadata log stopped after an earlier failure ({reason}); restart to recover"
+            )));
+        }
         let first = self.next_index;
         let mut buf = Vec::with_capacity(records.len() * 64);
         let mut index = first;
@@ -160,11 +172,34 @@ impl Wal {
             encode_frame(&mut buf, index, r).map_err(io::Error::other)?;
             index += 1;
         }
-        self.file.write_all(&buf)?;
-        self.file.sync_data()?;
+        if let Err(e) = self.write_frames(&buf) {
+            if let Err(undo) = self.file.set_len(self.len) {
+                self.failed = Some(format!("{e}; cutting it off failed: {undo}"));
+            }
+            return Err(e);
+        }
+        if let Err(e) = self.file.sync_data() {
+            self.failed = Some(format!("fsync failed: {e}"));
+            return Err(e);
+        }
+        self.len += buf.len() as u64;
         self.next_index = index;
         self.records_since_snapshot += records.len() as u64;
         Ok(first)
+    }
+
+    fn write_frames(&mut self, buf: &[u8]) -> io::Result<()> {
+        #[cfg(test)]
+        if let Some(n) = tests::WRITE_BUDGET.with(|b| b.take()) {
+            self.file.write_all(&buf[..n.min(buf.len())])?;
+            return Err(io::Error::from_raw_os_error(28));
+        }
+        self.file.write_all(buf)
+    }
+
+    /// Whether the log refuses writes until a restart.
+    pub fn is_failed(&self) -> bool {
+        self.failed.is_some()
     }
 
     /// `write` followed by applying the records to `state`.
@@ -195,6 +230,7 @@ impl Wal {
             .create(true)
             .append(true)
             .open(&new_path)?;
+        self.len = self.file.metadata()?.len();
         File::open(&self.dir)?.sync_all()?;
         for first in numbered(&self.dir, "wal-", ".log")? {
             if first < self.next_index {
@@ -214,6 +250,36 @@ impl Wal {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    thread_local! {
+        /// When set, the next write puts only this many bytes in the file, then fails.
+        pub(super) static WRITE_BUDGET: std::cell::Cell<Option<usize>> =
+            const { std::cell::Cell::new(None) };
+    }
+
+    /// A write that fails half-way (ENOSPC) is cut off: later writes are taken and replay keeps
+    /// every one of them (before, the torn frame stopped replay and dropped all after it).
+    #[test]
+    fn a_failed_write_is_cut_off_and_later_writes_survive_replay() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut wal, mut state, _) = Wal::open(dir.path()).expect("open");
+        wal.append(&[commit(0)], &mut state).expect("append");
+        for budget in [0, 5, 20] {
+            WRITE_BUDGET.with(|b| b.set(Some(budget)));
+            assert!(wal.append(&[commit(1), commit(2)], &mut state).is_err());
+            assert!(!wal.is_failed());
+        }
+        for i in 1..5 {
+            wal.append(&[commit(i)], &mut state)
+                .expect("append after space returns");
+        }
+        let expected = state.clone();
+        drop(wal);
+        let (_, replayed, report) = Wal::open(dir.path()).expect("reopen");
+        assert_eq!(report.truncated_bytes, 0);
+        assert_eq!(report.records, 5);
+        assert_eq!(replayed, expected);
+    }
 
     fn commit(i: i64) -> MetadataRecord {
         MetadataRecord::OffsetCommitted {
