@@ -363,3 +363,84 @@ async fn committed_offsets_survive_a_crash_and_deleted_topics_take_theirs() {
     assert_eq!(fetch_offset(&mut c, "durable", "keep", 2).await, 102);
     broker.stop().await;
 }
+
+async fn list_and_describe(c: &mut Client, group: &str) -> (String, String, String) {
+    let list = c.call(&ListGroupsRequest::default(), 4).await;
+    let listed = list
+        .groups
+        .iter()
+        .find(|g| g.group_id.as_str() == group)
+        .map(|g| g.protocol_type.to_string())
+        .unwrap_or_else(|| "<not listed>".into());
+    let d = c
+        .call(
+            &DescribeGroupsRequest::default().with_groups(vec![GroupId(s(group))]),
+            5,
+        )
+        .await;
+    let g = &d.groups[0];
+    (
+        listed,
+        g.protocol_type.to_string(),
+        g.group_state.to_string(),
+    )
+}
+
+/// After its last member leaves, a classic group keeps the protocol type it was joined with
+/// (librdkafka would otherwise call it a simple group), also once the coordinator forgot it in
+/// memory and after a crash and restart.
+#[tokio::test]
+async fn an_empty_group_keeps_its_protocol_type() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = TestBroker::start_with(dir.path(), fast_groups).await;
+    let mut c = Client::connect(broker.addr).await;
+    assert_eq!(c.create_topic("pt", 1, &[]).await, 0);
+    let id = c.call(&join_req("pg", ""), 5).await.member_id.to_string();
+    let j = c.call(&join_req("pg", &id), 5).await;
+    assert_eq!(j.error_code, 0);
+    let sync = c
+        .call(
+            &SyncGroupRequest::default()
+                .with_group_id(GroupId(s("pg")))
+                .with_generation_id(j.generation_id)
+                .with_member_id(s(&id)),
+            3,
+        )
+        .await;
+    assert_eq!(sync.error_code, 0);
+    let r = c
+        .call(&commit_req("pg", j.generation_id, &id, "pt", 0, 42), 8)
+        .await;
+    assert_eq!(r.topics[0].partitions[0].error_code, 0);
+    let leave = c
+        .call(
+            &LeaveGroupRequest::default()
+                .with_group_id(GroupId(s("pg")))
+                .with_member_id(s(&id)),
+            0,
+        )
+        .await;
+    assert_eq!(leave.error_code, 0);
+    let expect = (
+        "consumer".to_string(),
+        "consumer".to_string(),
+        "Empty".to_string(),
+    );
+    assert_eq!(list_and_describe(&mut c, "pg").await, expect);
+    // The coordinator drops idle empty groups from memory after a while.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(list_and_describe(&mut c, "pg").await, expect);
+    broker.crash().await;
+    let broker = TestBroker::start_with(dir.path(), fast_groups).await;
+    let mut c = Client::connect(broker.addr).await;
+    assert_eq!(list_and_describe(&mut c, "pg").await, expect);
+    // A group that only commits offsets (never joins) is a simple group: no protocol type.
+    let r = c.call(&commit_req("simple", -1, "", "pt", 0, 1), 8).await;
+    assert_eq!(r.topics[0].partitions[0].error_code, 0);
+    let (listed, described, state) = list_and_describe(&mut c, "simple").await;
+    assert_eq!(
+        (listed.as_str(), described.as_str(), state.as_str()),
+        ("", "", "Empty")
+    );
+    broker.stop().await;
+}

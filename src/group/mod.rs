@@ -84,22 +84,46 @@ impl GroupCoordinator {
         {
             return JoinResult::error(ResponseError::InvalidSessionTimeout, &req.member_id);
         }
+        let protocol_type = req.protocol_type.clone();
         let reply = {
             let mut groups = self.groups();
             if !groups.contains_key(group_id) && !req.member_id.is_empty() {
                 return JoinResult::error(ResponseError::UnknownMemberId, &req.member_id);
             }
-            let group = groups
-                .entry(group_id.to_string())
-                .or_insert_with(|| Group::new(group_id));
+            let group = groups.entry(group_id.to_string()).or_insert_with(|| {
+                let mut g = Group::new(group_id);
+                // A group forgotten while empty (or before a restart) keeps its protocol type.
+                g.protocol_type = self.stored_protocol_type(group_id);
+                g
+            });
             group.join(req, Instant::now(), &self.timing())
         };
-        match reply {
+        let result = match reply {
             Reply::Now(r) => r,
             Reply::Later(rx) => rx
                 .await
                 .unwrap_or_else(|_| JoinResult::error(ResponseError::CoordinatorNotAvailable, "")),
+        };
+        if result.error == 0
+            && self.stored_protocol_type(group_id).as_deref() != Some(protocol_type.as_str())
+        {
+            let record = MetadataRecord::GroupProtocolTypeSet {
+                group: group_id.to_string(),
+                protocol_type,
+            };
+            if let Err(e) = self.metadata.append(vec![record]).await {
+                // The member joined; only what an empty group reports after a restart is at
+                // stake, and the next join writes it again.
+                tracing::warn!(group = group_id, error = %e, "cannot persist the group's protocol type");
+            }
         }
+        result
+    }
+
+    /// The protocol type the metadata log keeps for `group_id`.
+    fn stored_protocol_type(&self, group_id: &str) -> Option<String> {
+        self.metadata
+            .read(|s| s.group_protocol_types.get(group_id).cloned())
     }
 
     pub async fn sync(&self, group_id: &str, req: SyncRequest) -> SyncResult {
@@ -287,6 +311,14 @@ impl GroupCoordinator {
                 (g.protocol_type.clone().unwrap_or_default(), g.state),
             );
         }
+        let stored = self.metadata.read(|s| s.group_protocol_types.clone());
+        for (id, (t, _)) in out.iter_mut() {
+            if t.is_empty()
+                && let Some(stored) = stored.get(id)
+            {
+                t.clone_from(stored);
+            }
+        }
         out.into_iter().map(|(id, (t, s))| (id, t, s)).collect()
     }
 
@@ -298,9 +330,13 @@ impl GroupCoordinator {
             } else {
                 GroupState::Dead
             };
+            let protocol_type = match state {
+                GroupState::Dead => String::new(),
+                _ => self.stored_protocol_type(group_id).unwrap_or_default(),
+            };
             return GroupDescription {
                 state,
-                protocol_type: String::new(),
+                protocol_type,
                 protocol: String::new(),
                 members: Vec::new(),
             };
@@ -424,9 +460,15 @@ impl GroupCoordinator {
                 .iter()
                 .filter(|(g, _)| !live.contains(g))
                 .flat_map(|(g, offsets)| {
+                    let old = |o: &CommittedOffset| now_ms.saturating_sub(o.commit_ms) > retention;
+                    if offsets.values().all(old) {
+                        // Nothing of the empty group is left: it goes as a whole, protocol
+                        // type included, as Kafka removes such a group.
+                        return vec![MetadataRecord::GroupDeleted { group: g.clone() }];
+                    }
                     offsets
                         .iter()
-                        .filter(|(_, o)| now_ms.saturating_sub(o.commit_ms) > retention)
+                        .filter(|(_, o)| old(o))
                         .map(|((t, p), _)| MetadataRecord::OffsetDeleted {
                             group: g.clone(),
                             topic: t.clone(),
