@@ -236,8 +236,10 @@ async fn housekeeping(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
     let mut flush = tokio::time::interval(Duration::from_millis(100));
     let mut groups = tokio::time::interval(Duration::from_millis(100));
     let mut offsets = tokio::time::interval(Duration::from_secs(60));
+    let mut disk_space = tokio::time::interval(broker::disk_space::POLL_INTERVAL);
     loop {
         tokio::select! {
+            _ = disk_space.tick() => broker.disk_space.poll(),
             _ = groups.tick() => broker.groups.tick(),
             _ = offsets.tick() => broker.groups.expire_offsets(util::now_ms()).await,
             _ = retention.tick() => {

@@ -37,6 +37,7 @@ pub struct Metrics {
     pub search_query_seconds: prometheus::Histogram,
     search: IntGaugeVec,
     search_lag: IntGauge,
+    log_dir: IntGaugeVec,
 }
 
 fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -169,6 +170,13 @@ impl Metrics {
                 "Records committed to the log but not yet searchable, over all searchable topics.",
             )
             .expect("valid metric"),
+            log_dir: gauge(
+                "chronik_log_dir_space",
+                "The data directory's free-space guard: free_bytes (estimated between polls), \
+                 floor_bytes, below_floor (1 while produce is refused), produce_refused (since \
+                 start), offline_partitions (refusing appends after a write failure).",
+                &["what"],
+            ),
             registry,
         };
         for c in [&m.requests, &m.bytes_in, &m.bytes_out] {
@@ -211,6 +219,7 @@ impl Metrics {
             &m.store_bytes,
             &m.cache,
             &m.search,
+            &m.log_dir,
         ] {
             m.registry
                 .register(Box::new(g.clone()))
@@ -225,8 +234,10 @@ impl Metrics {
         self.partition_start.reset();
         self.partition_end.reset();
         self.remote_partition_bytes.reset();
+        let mut offline = 0;
         for topic in broker.topics() {
             for p in topic.partitions() {
+                offline += p.is_offline() as i64;
                 let labels = [topic.name.as_str(), &p.index.to_string()];
                 let (start, end) = p.offsets();
                 self.partition_bytes
@@ -245,6 +256,16 @@ impl Metrics {
                         .set(remote as i64);
                 }
             }
+        }
+        let space = &broker.disk_space;
+        for (what, v) in [
+            ("free_bytes", space.free_bytes().min(i64::MAX as u64) as i64),
+            ("floor_bytes", space.floor_bytes() as i64),
+            ("below_floor", space.is_low() as i64),
+            ("produce_refused", space.refused() as i64),
+            ("offline_partitions", offline),
+        ] {
+            self.log_dir.with_label_values(&[what]).set(v);
         }
         if let Some(r) = &broker.remote {
             let t = r.metrics();

@@ -5,6 +5,7 @@
 //! then applied to the open partitions; at start the log's state decides which topics exist.
 //! Partition logs live in `<data>/<topic>-<partition>/`.
 
+pub mod disk_space;
 pub mod partition;
 pub mod producer_ids;
 pub mod topics;
@@ -50,6 +51,8 @@ pub struct Broker {
     pub remote: Option<Arc<crate::remote::RemoteLogManager>>,
     /// The indexer and query engine; `None` when `[search] enabled = false`.
     pub search: Option<Arc<crate::search::SearchManager>>,
+    /// Refuses produce while the data directory is nearly full.
+    pub disk_space: disk_space::DiskSpaceGuard,
 }
 
 impl Broker {
@@ -126,6 +129,11 @@ impl Broker {
             data_dir,
             topics: RwLock::new(topics),
             admin_lock: tokio::sync::Mutex::new(()),
+            disk_space: disk_space::DiskSpaceGuard::new(
+                &config.data_dir,
+                config.log.min_free_bytes,
+                config.log.min_free_percent,
+            ),
             groups: crate::group::GroupCoordinator::new(metadata.clone(), config.group.clone()),
             remote: Some(remote),
             search: config

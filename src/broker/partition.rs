@@ -77,6 +77,11 @@ impl Partition {
         Ok(info)
     }
 
+    /// Refusing appends after a write it could not undo, or a failed fsync.
+    pub fn is_offline(&self) -> bool {
+        self.log().is_offline()
+    }
+
     pub fn is_deleted(&self) -> bool {
         self.deleted.load(Ordering::Acquire)
     }

@@ -295,6 +295,12 @@ pub struct LogDefaults {
     pub search_enabled: bool,
     /// How often retention is applied.
     pub retention_check_interval_ms: u64,
+    /// Produce is refused (retriable `KAFKA_STORAGE_ERROR`) while the data directory's file
+    /// system has less free space than the smaller of this and `min_free_percent` of its size;
+    /// `0` turns this bound off.
+    pub min_free_bytes: u64,
+    /// The same floor as a percentage of the file system's size (`0` turns it off).
+    pub min_free_percent: f64,
 }
 
 impl Default for Config {
@@ -318,7 +324,7 @@ impl Default for KafkaConfig {
         Self {
             listen: "127.0.0.1:9092".into(),
             advertised: String::new(),
-            max_connections: 10_000,
+            max_connections: 50_000,
             request_max_bytes: 100 * 1024 * 1024,
             idle_timeout_ms: 600_000,
             slow_request_ms: 1000,
@@ -348,6 +354,8 @@ impl Default for LogDefaults {
             local_retention_bytes: -2,
             search_enabled: false,
             retention_check_interval_ms: 300_000,
+            min_free_bytes: 1 << 30,
+            min_free_percent: 5.0,
         }
     }
 }
@@ -423,6 +431,12 @@ impl Config {
         }
         if self.node_id < 0 {
             return Err(ConfigError::Invalid("node_id must be >= 0".into()));
+        }
+        if !(0.0..=100.0).contains(&self.log.min_free_percent) {
+            return Err(ConfigError::Invalid(format!(
+                "log.min_free_percent must be within 0..=100, not {}",
+                self.log.min_free_percent
+            )));
         }
         if self.kafka.request_max_bytes < 1024 {
             return Err(ConfigError::Invalid(

@@ -43,7 +43,7 @@ fn append_error_code(e: &AppendError) -> i16 {
             code(ResponseError::InvalidProducerEpoch)
         }
         AppendError::InvalidTimestamp { .. } => code(ResponseError::InvalidTimestamp),
-        AppendError::Io(_) => code(ResponseError::KafkaStorageError),
+        AppendError::Io(_) | AppendError::Offline(_) => code(ResponseError::KafkaStorageError),
     }
 }
 
@@ -149,6 +149,14 @@ pub async fn handle(
                 ));
                 continue;
             }
+            if let Err(message) = broker.disk_space.admit(records.len() as u64) {
+                partitions.push(partition_error(
+                    index,
+                    code(ResponseError::KafkaStorageError),
+                    message,
+                ));
+                continue;
+            }
             match partition.append(&batches, now) {
                 Ok(info) => {
                     if !info.duplicate {
@@ -165,8 +173,12 @@ pub async fn handle(
                     } else {
                         append_error_code(&e)
                     };
-                    if matches!(e, AppendError::Io(_)) && !partition.is_deleted() {
+                    if matches!(e, AppendError::Io(_) | AppendError::Offline(_))
+                        && !partition.is_deleted()
+                    {
                         tracing::error!(topic = %topic.name, partition = index, error = %e, "append failed");
+                        // A full disk is noticed at once, not at the next poll.
+                        broker.disk_space.poll();
                     }
                     partitions.push(partition_error(index, c, e.to_string()));
                 }
