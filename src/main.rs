@@ -370,7 +370,23 @@ mod search_cli {
     }
 }
 
+/// Raises the soft limit of open files to the hard limit: a broker needs about one descriptor
+/// per partition plus one per connection (docs/operations.md, "Open files"), more than the usual
+/// soft default of 1,024.
+fn raise_open_file_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => tracing::info!(from = soft, to = hard, "raised the open-file limit"),
+            Err(e) => tracing::warn!(soft, hard, error = %e, "cannot raise the open-file limit"),
+        },
+        Ok((soft, _)) => tracing::debug!(limit = soft, "open-file limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot read the open-file limit"),
+    }
+}
+
 async fn run(config: Config) -> std::io::Result<()> {
+    raise_open_file_limit();
     let listener = tokio::net::TcpListener::bind(&config.kafka.listen)
         .await
         .map_err(|e| {

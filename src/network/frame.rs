@@ -35,11 +35,22 @@ pub fn parse_frame(buf: &mut BytesMut, max: u32) -> Result<Option<Bytes>, FrameE
         return Err(FrameError::TooSmall(size));
     }
     if buf.len() < 4 + size as usize {
-        buf.reserve(4 + size as usize - buf.len());
+        // Room is made as bytes arrive (see the listener), not for what the header claims: a
+        // client announcing a large frame and sending nothing costs nothing.
         return Ok(None);
     }
     buf.advance(4);
     Ok(Some(buf.split_to(size as usize).freeze()))
+}
+
+/// Bytes still to come before the frame at the front of `buf` is whole (0 when it is, or when
+/// not even its size has arrived).
+pub fn missing_bytes(buf: &[u8]) -> usize {
+    if buf.len() < 4 {
+        return 0;
+    }
+    let size = i32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]).max(0) as usize;
+    (4 + size).saturating_sub(buf.len())
 }
 
 #[cfg(test)]

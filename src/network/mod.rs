@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 
@@ -66,6 +66,12 @@ pub async fn accept_loop(
     }
 }
 
+/// Bytes reserved for a read when the buffer has less room than that. The buffer is empty and
+/// released between requests, so an idle connection holds no read buffer at all; a frame's
+/// room grows with what arrives, [`MAX_RESERVE`] at a time, not with what its header claims.
+const READ_CHUNK: usize = 8 * 1024;
+const MAX_RESERVE: usize = 1 << 20;
+
 async fn serve_connection(
     mut stream: TcpStream,
     peer: SocketAddr,
@@ -75,7 +81,7 @@ async fn serve_connection(
     stream.set_nodelay(true)?;
     let max = broker.config.kafka.request_max_bytes;
     let idle = Duration::from_millis(broker.config.kafka.idle_timeout_ms);
-    let mut buf = BytesMut::with_capacity(64 * 1024);
+    let mut buf = BytesMut::new();
     let client_host = format!("/{}", peer.ip());
     loop {
         let frame = loop {
@@ -87,27 +93,54 @@ async fn serve_connection(
                     return Ok(());
                 }
             }
-            let read = tokio::select! {
-                r = tokio::time::timeout(idle, stream.read_buf(&mut buf)) => r,
+            // Wait for data without holding memory for it.
+            let ready = tokio::select! {
+                r = tokio::time::timeout(idle, stream.readable()) => r,
                 _ = shutdown.changed() => return Ok(()),
             };
-            match read {
+            match ready {
                 Err(_) => {
                     tracing::debug!(%peer, "closing idle connection");
                     return Ok(());
                 }
-                Ok(Ok(0)) => {
+                Ok(Err(e)) => return Err(e),
+                Ok(Ok(())) => {}
+            }
+            let room = buf.capacity() - buf.len();
+            if room < READ_CHUNK {
+                let wanted = frame::missing_bytes(&buf).clamp(READ_CHUNK, MAX_RESERVE);
+                buf.reserve(wanted);
+            }
+            match stream.try_read_buf(&mut buf) {
+                Ok(0) => {
                     if !buf.is_empty() {
                         tracing::debug!(%peer, pending = buf.len(), "peer closed mid-frame");
                     }
                     return Ok(());
                 }
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => return Err(e),
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
             }
         };
-        match protocol::handle_frame(&broker, frame, &client_host).await {
-            Ok(Some(resp)) => write_response(&mut stream, resp).await?,
+        if buf.is_empty() {
+            // Nothing pipelined behind this request: give the buffer back while it is handled.
+            buf = BytesMut::new();
+        }
+        // Boxed, so an idle connection's task does not carry the state of the largest handler.
+        let handled = Box::pin(protocol::handle_frame(&broker, frame, &client_host)).await;
+        match handled {
+            Ok(Some(resp)) => {
+                // A client that stops reading its socket holds the connection no longer than an
+                // idle one would.
+                match tokio::time::timeout(idle, write_response(&mut stream, resp)).await {
+                    Ok(r) => r?,
+                    Err(_) => {
+                        tracing::debug!(%peer, "closing connection: response not read in time");
+                        return Ok(());
+                    }
+                }
+            }
             Ok(None) => {}
             Err(e) => {
                 tracing::warn!(%peer, error = %e, "closing connection");
