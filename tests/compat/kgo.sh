@@ -8,8 +8,8 @@
 #   BOOTSTRAP=127.0.0.1:9092 tests/compat/kgo.sh -test.run TestIssue434   extra arguments go to the
 #                                                                    test binary (-test.* flags)
 #
-# Environment: KGO_TEST_RECORDS (records of the ETL tests; default 20000 here, franz-go's own
-# default is 500000), KGO_LOG_LEVEL (none here by default; info or debug to see the clients' logs),
+# Environment: KGO_TEST_RECORDS (records produced and chained through three groups by the ETL
+# tests; franz-go's default, 500000, when unset), KGO_LOG_LEVEL (none here by default; info or debug to see the clients' logs),
 # KGO_TIMEOUT (the test binary's -test.timeout, default 420s), CHRONIK_TEST_CACHE (the compiled
 # test binary is kept there, per franz-go and Go version).
 set -uo pipefail
@@ -48,8 +48,8 @@ if [[ $TARGET != kafka ]]; then
 fi
 
 export KGO_SEEDS=$BOOTSTRAP KGO_TEST_RF=1
-export KGO_TEST_RECORDS=${KGO_TEST_RECORDS:-20000} KGO_LOG_LEVEL=${KGO_LOG_LEVEL:-none}
-echo "kgo.sh: franz-go $version pkg/kgo tests against $BOOTSTRAP (KGO_TEST_RECORDS=$KGO_TEST_RECORDS)"
+export KGO_LOG_LEVEL=${KGO_LOG_LEVEL:-none}
+echo "kgo.sh: franz-go $version pkg/kgo tests against $BOOTSTRAP (KGO_TEST_RECORDS=${KGO_TEST_RECORDS:-unset: 500000})"
 # The test binary resolves nothing relative to its working directory except testdata; run it in
 # the package directory like go test does.
 cd "$src/pkg/kgo" && exec "$bin" -test.v -test.count=1 -test.timeout "${KGO_TIMEOUT:-420s}" "${skip[@]}" "$@"
