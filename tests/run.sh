@@ -9,7 +9,8 @@
 #   tests/run.sh --against-kafka [PHASE…]   same, against the reference Apache Kafka; no cargo
 #
 # Suites (tests/compat/<suite>.sh, each runnable alone with BOOTSTRAP=host:port):
-#   kcat confluent kafka-python java kafka-cli franz-go search crash deploy
+#   kcat confluent kafka-python java kafka-cli franz-go kgo search crash deploy
+#   (kgo: franz-go's own pkg/kgo tests; tests/compat/kgo-allowlist.txt skips some against chronik)
 #
 # Environment: TARGET=chronik|kafka, TEST_PORT (default 29092; Kafka's controller uses +1),
 # BOOTSTRAP (use a running broker), CARGO_TARGET_DIR (default ~/.cache/chronik-target),
@@ -22,7 +23,7 @@ export CHRONIK_TEST_CACHE=${CHRONIK_TEST_CACHE:-$HOME/.cache/chronik-tests}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/chronik-target}
 TARGET=${TARGET:-chronik}
 TEST_PORT=${TEST_PORT:-29092}
-ALL_SUITES=(kcat confluent kafka-python java kafka-cli franz-go search crash deploy)
+ALL_SUITES=(kcat confluent kafka-python java kafka-cli franz-go kgo search crash deploy)
 
 phases=()
 suites=()
@@ -31,7 +32,7 @@ while (($#)); do
     --against-kafka) TARGET=kafka ;;
     --port) TEST_PORT=$2; shift ;;
     setup | build | compat | all) phases+=("$1") ;;
-    -h | --help) sed -n '2,20p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,21p' "$0"; exit 0 ;;
     *)
         if [[ " ${ALL_SUITES[*]} " == *" $1 "* ]]; then
             suites+=("$1")
@@ -175,7 +176,7 @@ count_tests() { # suite logfile -> "passed failed"
         grep -E '^\[(INFO|ERROR|WARNING)\] Tests run: [0-9]+, Failures: [0-9]+, Errors: [0-9]+, Skipped: [0-9]+$' "$log" \
             | tail -1 | sed -E 's/.*Tests run: ([0-9]+), Failures: ([0-9]+), Errors: ([0-9]+), Skipped: ([0-9]+)/\1 \2 \3 \4/' \
             | awk '{print $1 - $2 - $3 - $4, $2 + $3}' ;;
-    franz-go)
+    franz-go | kgo)
         echo "$(grep -cE '^ *--- PASS' "$log") $(grep -cE '^ *--- FAIL' "$log")" ;;
     esac
 }
