@@ -106,12 +106,24 @@ async fn serve_connection(
                 Ok(Err(e)) => return Err(e),
                 Ok(Ok(())) => {}
             }
-            let room = buf.capacity() - buf.len();
-            if room < READ_CHUNK {
-                let wanted = frame::missing_bytes(&buf).clamp(READ_CHUNK, MAX_RESERVE);
-                buf.reserve(wanted);
-            }
-            match stream.try_read_buf(&mut buf) {
+            let read = if buf.is_empty() {
+                // A request's first bytes go through the stack: a wake-up with nothing to read
+                // (a fresh socket is often reported readable) takes no memory.
+                let mut head = [0u8; 512];
+                stream.try_read(&mut head).inspect(|&n| {
+                    if n > 0 {
+                        buf.reserve(READ_CHUNK);
+                        buf.extend_from_slice(&head[..n]);
+                    }
+                })
+            } else {
+                if buf.capacity() - buf.len() < READ_CHUNK {
+                    let wanted = frame::missing_bytes(&buf).clamp(READ_CHUNK, MAX_RESERVE);
+                    buf.reserve(wanted);
+                }
+                stream.try_read_buf(&mut buf)
+            };
+            match read {
                 Ok(0) => {
                     if !buf.is_empty() {
                         tracing::debug!(%peer, pending = buf.len(), "peer closed mid-frame");
@@ -158,4 +170,31 @@ async fn write_response(stream: &mut TcpStream, resp: Response) -> std::io::Resu
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What an idle connection costs in the broker is mostly its task: the state of
+    /// `serve_connection` while it waits for bytes. It must stay small (the handler is boxed
+    /// per request for that reason).
+    #[tokio::test]
+    async fn an_idle_connection_task_is_small() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = crate::Config {
+            data_dir: dir.path().to_path_buf(),
+            ..Default::default()
+        };
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let broker = Broker::open(config, addr, None, None).expect("broker");
+        let client = TcpStream::connect(addr).await.expect("connect");
+        let (server, peer) = listener.accept().await.expect("accept");
+        let (_tx, rx) = watch::channel(false);
+        let task = serve_connection(server, peer, broker, rx);
+        let size = std::mem::size_of_val(&task);
+        assert!(size <= 2048, "an idle connection's task holds {size} bytes");
+        drop(client);
+    }
 }
