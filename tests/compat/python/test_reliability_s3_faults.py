@@ -55,6 +55,9 @@ class TimedProducer:
         self.producer = Producer({
             "bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True,
             "linger.ms": 1, "message.timeout.ms": 120000, "log_level": 2,
+            # Small batches (the prefill is written as fast as possible): a 64 KiB segment then
+            # holds several, and a remote read of one fetch is a ranged GET of a few of them.
+            "batch.size": 16384,
         })
         self.lock = threading.Lock()
         self.acked = {}  # offset -> value
@@ -146,6 +149,10 @@ class PacedReader:
             "bootstrap.servers": self.bootstrap, "group.id": "rel-unused", "enable.auto.commit": False,
             "enable.auto.offset.store": False, "auto.offset.reset": "error", "check.crcs": True,
             "max.partition.fetch.bytes": 16384, "fetch.wait.max.ms": 100, "log_level": 2,
+            # librdkafka fetches far ahead of the application by default (64 MiB): that would
+            # read the next phases' ranges too, and they would be in the broker's chunk cache
+            # when their fault comes. Keep the read-ahead to a few fetches.
+            "queued.min.messages": 1, "queued.max.messages.kbytes": 32,
             "error_cb": lambda err: self.errors.update([f"client {err.name()}"]),
         })
         try:
