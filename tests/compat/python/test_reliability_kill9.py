@@ -98,6 +98,8 @@ class Load:
             "linger.ms": 5,
             "message.timeout.ms": 120000,
             "queue.buffering.max.messages": 200000,
+            # librdkafka backs off reconnects up to 10 s; the broker is back within a second
+            "reconnect.backoff.max.ms": 1000,
             "error_cb": self._on_error,
             "log_level": 2,  # refused connections while the broker is down are expected
         })
@@ -165,6 +167,7 @@ class Load:
             "bootstrap.servers": self.broker.bootstrap, "group.id": self.group,
             "enable.auto.commit": False, "auto.offset.reset": "earliest",
             "session.timeout.ms": 10000, "heartbeat.interval.ms": 1000, "log_level": 2,
+            "reconnect.backoff.max.ms": 1000,
         })
         consumer.subscribe([self.names[label] for label in GROUP_TOPICS])
         positions = {}
@@ -423,7 +426,7 @@ def test_kill9_loop_under_mixed_load(s3_endpoint):
         load = Load(broker, names, rate, violations)
         verifier = Verifier(broker, names, load, violations)
         load.start()
-        restart_s, verify_s = [], []
+        restart_s, flush_s, verify_s = [], [], []
         try:
             for cycle in range(1, cycles + 1):
                 run_s = rng.uniform(2.0, 5.0)
@@ -433,7 +436,9 @@ def test_kill9_loop_under_mixed_load(s3_endpoint):
                 load.running.clear()
                 acked_before = sum(len(p) for t in load.acked.values() for p in t.values())
                 restart_s.append(broker.start())
+                t_flush = time.monotonic()
                 load.flush(90)
+                flush_s.append(time.monotonic() - t_flush)
                 t0 = time.monotonic()
                 full = cycle % verify_every == 0 or cycle == cycles
                 if full:
@@ -447,6 +452,7 @@ def test_kill9_loop_under_mixed_load(s3_endpoint):
                 verify_s.append(time.monotonic() - t0)
                 acked_now = sum(len(p) for t in load.acked.values() for p in t.values())
                 print(f"cycle {cycle}/{cycles}: load {run_s:.1f}s, restart {restart_s[-1]:.1f}s, "
+                      f"producers drained in {flush_s[-1]:.1f}s, "
                       f"acked {acked_before} at the kill, {acked_now} after the restart, "
                       f"checked in {verify_s[-1]:.1f}s, violations {len(violations.items)}")
                 if len(violations.items) >= 50:
@@ -463,7 +469,7 @@ def test_kill9_loop_under_mixed_load(s3_endpoint):
         acked_total = sum(len(p) for t in load.acked.values() for p in t.values())
         print("\n=== kill -9 loop")
         print(f"cycles: {cycle}; elapsed {time.monotonic() - started:.0f}s; restart to metadata "
-              f"max {max(restart_s):.1f}s")
+              f"max {max(restart_s):.1f}s; producers drained after a restart in max {max(flush_s):.1f}s")
         print(f"records sent {load.sent}, acknowledged {acked_total}, lost {len(verifier.lost)}, "
               f"duplicates {len(verifier.duplicates)}, failed deliveries {dict(load.failed)}")
         print(f"records read back in checks {verifier.records_read}; search: {verifier.search_checked} "
