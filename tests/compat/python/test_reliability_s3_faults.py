@@ -327,10 +327,18 @@ def test_s3_faults_during_produce_and_remote_reads(s3_endpoint):
                     problems.append(f"{name}: no GET reached the proxy: the remote reads were not remote")
                 if mode != "pass" and injected == 0:
                     problems.append(f"{name}: no request met the fault: nothing was tested")
-            base_p99 = max(p99 for _, mode, p99, _ in measured if mode == "pass")
+            # RELIABILITY_P99_REFERENCE=first compares with the first window only; the last one
+            # is then checked too, as the catch-up of the uploads the faults held back.
+            if os.environ.get("RELIABILITY_P99_REFERENCE", "max") == "first":
+                base_p99 = measured[0][2]
+                checked = measured[1:]
+            else:
+                base_p99 = max(p99 for _, mode, p99, _ in measured if mode == "pass")
+                checked = [m for m in measured if m[1] != "pass"]
             for name, mode, p99, line in measured:
                 report.append(f"{line} -> p99 {p99 / base_p99:.2f}x the reference")
-                if mode != "pass" and p99 > ratio_limit * base_p99:
+            for name, mode, p99, line in checked:
+                if p99 > ratio_limit * base_p99:
                     problems.append(f"{name}: produce p99 {p99:.2f} ms > {ratio_limit} x {base_p99:.2f} ms")
             left = producer.stop(timeout=120)
             if left:
