@@ -32,7 +32,7 @@ import time
 from collections import Counter, defaultdict
 
 import pytest
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from reliability_lib import (RUN_ID, Broker, TierOffsets, env_float, env_int, http_error_text,
@@ -165,10 +165,17 @@ class Load:
     def _consume_loop(self):
         consumer = Consumer({
             "bootstrap.servers": self.broker.bootstrap, "group.id": self.group,
-            "enable.auto.commit": False, "auto.offset.reset": "earliest",
+            # "error", not "earliest": a member whose position is reset (a committed offset it
+            # did not get, an offset the broker calls out of range) would silently start again
+            # from 0 and commit lower offsets; here that is reported with the offset at fault.
+            # The group starts with offset 0 committed for every partition, so a reset is never
+            # expected.
+            "enable.auto.commit": False, "auto.offset.reset": "error",
             "session.timeout.ms": 10000, "heartbeat.interval.ms": 1000, "log_level": 2,
             "reconnect.backoff.max.ms": 1000,
         })
+        consumer.commit(offsets=[TopicPartition(self.names[label], p, 0) for label in GROUP_TOPICS
+                                 for p in range(TOPICS[label][0])], asynchronous=False)
         consumer.subscribe([self.names[label] for label in GROUP_TOPICS])
         positions = {}
         last_commit = time.monotonic()
@@ -178,7 +185,12 @@ class Load:
                     self.running.wait(0.1)
                     continue
                 msg = consumer.poll(0.2)
-                if msg is not None and msg.error() is None:
+                if msg is not None and msg.error() is not None:
+                    err = msg.error()
+                    if err.code() == KafkaError._AUTO_OFFSET_RESET:
+                        self.violations.add(f"group member: {msg.topic()}/{msg.partition()}: {err.str()}")
+                    continue
+                if msg is not None:
                     self.consumed += 1
                     tp = (msg.topic(), msg.partition())
                     with self.lock:
