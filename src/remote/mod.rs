@@ -492,7 +492,7 @@ impl RemoteLogManager {
     async fn tier_partition(
         &self,
         topic: &Topic,
-        p: &Partition,
+        p: &Arc<Partition>,
         now_ms: i64,
         search: Option<&crate::search::SearchManager>,
     ) -> Result<(), RemoteError> {
@@ -535,7 +535,17 @@ impl RemoteLogManager {
             if !expired && !too_big {
                 break;
             }
-            if p.delete_local_segment(seg.base_offset)? {
+            // Deleting a local copy takes the partition's log lock and fsyncs the log-start
+            // checkpoint. Off the runtime's workers, and one segment per await: after an outage
+            // the backlog is hundreds of segments, and a loop of them without a pause held produce
+            // to this partition off for seconds (reliability suite, S3 faults).
+            let part = Arc::clone(p);
+            let base_offset = seg.base_offset;
+            let deleted =
+                tokio::task::spawn_blocking(move || part.delete_local_segment(base_offset))
+                    .await
+                    .map_err(std::io::Error::other)??;
+            if deleted {
                 local_size = local_size.saturating_sub(seg.size);
                 tracing::debug!(topic = %topic.name, partition = p.index, base_offset = seg.base_offset, "deleted local copy of a remote segment");
             }
