@@ -169,7 +169,12 @@ pub fn decode_batches(bytes: &Bytes) -> Decoded {
         }
         let batch = bytes.slice(at..at + len);
         at += len;
-        next_offset = h.last_offset() + 1;
+        // Not `h.last_offset()`: the header is read from the log as it is, and a base offset
+        // near i64::MAX must end the decoding with an error, not overflow.
+        next_offset = h
+            .base_offset
+            .saturating_add(i64::from(h.last_offset_delta))
+            .saturating_add(1);
         if h.is_control() {
             continue;
         }
@@ -225,8 +230,16 @@ fn decode_records(
             let value = sized(&mut r)?;
             headers.push((String::from_utf8_lossy(&name).into_owned(), value));
         }
+        // The delta is the producer's, never checked against the batch header: one that
+        // overflows the offset is an error of this batch (found by fuzzing, tests/fuzz).
+        let offset = h
+            .base_offset
+            .checked_add(i64::from(offset_delta))
+            .ok_or_else(|| {
+                format!("record {i} has an offset delta of {offset_delta} that overflows")
+            })?;
         out.push(IndexedRecord {
-            offset: h.base_offset + offset_delta as i64,
+            offset,
             timestamp: if h.is_log_append_time() {
                 h.max_timestamp
             } else {
@@ -433,6 +446,41 @@ pub fn decode_headers(mut raw: &[u8]) -> Vec<(String, Option<Vec<u8>>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn from_hex(parts: &[&str]) -> Vec<u8> {
+        let hex: String = parts.concat();
+        (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex"))
+            .collect()
+    }
+
+    /// Fuzzing (tests/fuzz, target record_batch) found a batch whose record carries an offset
+    /// delta that overflows the base offset (i64::MAX region): the decoder added them unchecked
+    /// (a panic with overflow checks, a wrapped offset indexed without them). The batch is now an
+    /// error and no record of it is indexed. The first byte is the fuzz target's mode byte.
+    #[test]
+    fn fuzz_offset_delta_overflow_is_an_error_of_the_batch() {
+        let input = from_hex(&[
+            "008000000000000000000000a6ffffffff026736bd004902000000000000018bcfe568000000018bcfe56800",
+            "ffffffffffffffffffffffffffff0000000182534e41505059000000000100000001000000615ef05db80100",
+            "000176227b6c650100000000000013656c223a226572726f72222c22636f6465223a31000000000000000000",
+            "00000000000000a6ffffffff026736bd490002000000000000018bcfe568000000018bcfe56800ffffffffff",
+            "ffffffffffffffffff0000000182534e41505059007f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f000000010000",
+            "0001000000615ef05db8010000000a6b65792d3080017b226c6576656c223a226572726f72222c22636f6465",
+            "223a302c2275736572223a7b226964223a302c226e616d65223a226e3022182c226f6b223a74727500000000",
+            "000000000000000000000000000000000000000000000000000000000a6b65792d32346572726f723a206469",
+            "736b2066756c6c206f6e206e6b223a747275657d040a7472616364050f586e616d65223a226e33227d2c6504",
+            "226f6b222f74300a74656d70",
+        ]);
+        let decoded = decode_batches(&Bytes::from(input[1..].to_vec()));
+        assert!(
+            decoded.errors.iter().any(|e| e.contains("overflows")),
+            "{:?}",
+            decoded.errors
+        );
+        assert!(decoded.records.is_empty(), "{:?}", decoded.records);
+    }
 
     /// A plain record of a producer without idempotence.
     fn record(
