@@ -47,8 +47,10 @@ fn harness() -> &'static Harness {
     static H: OnceLock<Harness> = OnceLock::new();
     H.get_or_init(|| {
         let dir = chronik_fuzz::scratch_dir("chronik-fuzz-broker-");
-        let mut config = Config::default();
-        config.data_dir = dir.path().to_path_buf();
+        let mut config = Config {
+            data_dir: dir.path().to_path_buf(),
+            ..Config::default()
+        };
         config.group.initial_rebalance_delay_ms = 0;
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
