@@ -9,7 +9,7 @@
 #   tests/run.sh --against-kafka [PHASE…]   same, against the reference Apache Kafka; no cargo
 #
 # Suites (tests/compat/<suite>.sh, each runnable alone with BOOTSTRAP=host:port):
-#   kcat confluent kafka-python java kafka-cli franz-go kgo search crash reliability deploy
+#   kcat confluent kafka-python java kafka-cli franz-go kgo search crash reliability deploy fuzz
 #   (kgo: franz-go's own pkg/kgo tests; tests/compat/kgo-allowlist.txt skips some against chronik)
 #
 # Environment: TARGET=chronik|kafka, TEST_PORT (default 29092; Kafka's controller uses +1),
@@ -23,7 +23,7 @@ export CHRONIK_TEST_CACHE=${CHRONIK_TEST_CACHE:-$HOME/.cache/chronik-tests}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/chronik-target}
 TARGET=${TARGET:-chronik}
 TEST_PORT=${TEST_PORT:-29092}
-ALL_SUITES=(kcat confluent kafka-python java kafka-cli franz-go kgo search crash reliability deploy)
+ALL_SUITES=(kcat confluent kafka-python java kafka-cli franz-go kgo search crash reliability deploy fuzz)
 
 phases=()
 suites=()
@@ -161,7 +161,7 @@ fi
 count_tests() { # suite logfile -> "passed failed"
     local suite=$1 log=$2
     case $suite in
-    kcat | kafka-cli | deploy)
+    kcat | kafka-cli | deploy | fuzz)
         grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log" | tail -1 | awk '{print $1, $3}' ;;
     confluent | kafka-python | search | crash | reliability)
         # pytest's closing line, e.g. "=== 3 failed, 21 passed, 1 skipped in 9.1s ==="

@@ -87,6 +87,18 @@ impl Wal {
             }
             tracing::warn!(index, "ignoring unreadable metadata snapshot");
         }
+        // The next record would need index last + 1: a (CRC-valid) snapshot at the last index
+        // there is cannot be real, and wrapping to 0 would let later records hide behind it.
+        if state.last_index == u64::MAX {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "metadata snapshot {} ends at index {}, the largest there is",
+                    report.snapshot_index,
+                    u64::MAX
+                ),
+            ));
+        }
         let files = numbered(dir, "wal-", ".log")?;
         let mut last_file = None;
         let mut ended = false;
@@ -106,7 +118,7 @@ impl Wal {
                             pos += size; // already in the snapshot
                             continue;
                         }
-                        if index != state.last_index + 1 {
+                        if state.last_index.checked_add(1) != Some(index) {
                             ended = true;
                             break;
                         }
@@ -130,7 +142,12 @@ impl Wal {
             }
             last_file = Some(path);
         }
-        let next_index = state.last_index + 1;
+        let next_index = state.last_index.checked_add(1).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the metadata log is at the largest index there is",
+            )
+        })?;
         let path = match last_file {
             Some(p) => p,
             None => wal_path(dir, next_index),
@@ -291,6 +308,25 @@ mod tests {
             metadata: None,
             commit_ms: i,
         }
+    }
+
+    /// Fuzzing (tests/fuzz, target metadata_wal) wrote a snapshot with a valid CRC whose state
+    /// ends at index u64::MAX; replay computed the next index as last + 1 (a panic with overflow
+    /// checks, index 0 without). Opening such a log is now an error that names the snapshot.
+    #[test]
+    fn fuzz_snapshot_at_the_largest_index_is_refused() {
+        let hex = "ffffffffffffffffff0100000000000000ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff0000";
+        let mut body: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex"))
+            .collect();
+        let crc = crc32c::crc32c(&body);
+        body.extend_from_slice(&crc.to_be_bytes());
+        let dir = tempfile::tempdir().expect("tempdir");
+        fs::write(snapshot_path(dir.path(), 1), &body).expect("write snapshot");
+        let err = Wal::open(dir.path()).err().expect("refused");
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
+        assert!(err.to_string().contains("largest"), "{err}");
     }
 
     #[test]

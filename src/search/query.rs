@@ -20,6 +20,11 @@ use tantivy::{Index, Searcher, SegmentReader, Term};
 
 use super::schema::{Fields, TOKENIZER};
 
+/// Tantivy ends a JSON path in a term with NUL and separates its segments with U+0001; a path
+/// holding either is read back as another path, and Tantivy's query parser asserts on it (found by
+/// fuzzing, tests/fuzz). Neither can appear in a field name or a query string.
+const TANTIVY_SEPARATORS: [char; 2] = ['\0', '\u{1}'];
+
 /// A request the client got wrong; `parse` says the query language itself did not parse.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BadRequest {
@@ -225,6 +230,11 @@ impl QueryBuilder {
     pub fn query_string(&self, text: &str) -> Result<Box<dyn Query>, BadRequest> {
         let f = &self.fields;
         let parser = QueryParser::for_index(&self.index, vec![f.key, f.value]);
+        if let Some(c) = text.chars().find(|c| TANTIVY_SEPARATORS.contains(c)) {
+            return Err(parse_err(format!(
+                "a query string may not contain the character {c:?}"
+            )));
+        }
         let text = columnar_terms_as_ranges(text);
         let ast = tantivy::query_grammar::parse_query(&text)
             .map_err(|_| parse_err(format!("syntax error in query string [{text}]")))?;
@@ -399,6 +409,11 @@ impl QueryBuilder {
 
     /// The field (and JSON path) a name refers to.
     fn resolve(&self, name: &str) -> Result<Target, BadRequest> {
+        if let Some(c) = name.chars().find(|c| TANTIVY_SEPARATORS.contains(c)) {
+            return Err(bad(format!(
+                "a field name may not contain the character {c:?}"
+            )));
+        }
         let f = &self.fields;
         Ok(match name {
             "key" => Target::Text(f.key),
@@ -905,6 +920,30 @@ fn json_ranges_of_numbers(ast: &tantivy::query_grammar::UserInputAst) -> Result<
                 }
                 Ok(())
             }
+            // Header values and the JSON root have no numeric column: Tantivy builds a range on
+            // them and fails only when it runs (found by fuzzing, tests/fuzz).
+            UserInputLeaf::Range {
+                field: Some(field), ..
+            } if field == "json" || field == "headers" || field.starts_with("headers.") => {
+                Err(bad(format!(
+                    "a range works on timestamp, offset, partition, key, value and numeric \
+                     json.<path>, not [{field}]"
+                )))
+            }
+            // `field:*` asks the field's column, which only these fields have; Tantivy builds
+            // the query for any name and fails only when it runs (found by fuzzing).
+            UserInputLeaf::Exists { field } => {
+                let columnar = matches!(field.as_str(), "timestamp" | "offset" | "partition")
+                    || field.strip_prefix("json.").is_some_and(|p| !p.is_empty());
+                if columnar {
+                    Ok(())
+                } else {
+                    Err(bad(format!(
+                        "[{field}:*] (exists) works on timestamp, offset, partition and json \
+                         paths"
+                    )))
+                }
+            }
             _ => Ok(()),
         },
     }
@@ -1072,6 +1111,59 @@ mod tests {
 
     fn qb() -> QueryBuilder {
         QueryBuilder::new(Fields::new(), 10_000)
+    }
+
+    /// Runs `q` on an empty index of this schema: a query that parsed must also run.
+    fn runs(q: &dyn Query) -> tantivy::Result<usize> {
+        let index = Index::create_in_ram(Fields::new().schema);
+        super::super::schema::register_analyzers(&index);
+        index
+            .reader()?
+            .searcher()
+            .search(q, &tantivy::collector::Count)
+    }
+
+    /// Fuzzing (tests/fuzz, target search_query) found a query string whose JSON path holds NUL
+    /// bytes: Tantivy's query parser asserted on it (a panic on a request thread). Such paths are
+    /// a 400 now, in query strings and JSON queries alike.
+    #[test]
+    fn fuzz_nul_in_a_json_path_is_a_bad_request() {
+        let q = qb();
+        let input = b"json.shipping.addr\x7f\x7f\x7f\x7f\x7f\x7f\x7f\x7f\x7f\x7f\x7f\x7f\x7f\x7f\x7f\x7f\x7f\x7f\x7f\x7f\x7f\x7f\x7f\x7f\x7f\x7f\x7f\x7f\x7f\x7f\x7f\x7f\x7f\x7f\x7f\x7f\x7f\x7f\x7f\x7f\x7f\x7fK\x00\x00\x00\x00\x00\x00\x00\x7f\x7f\x7f\x7f\x7f\x7f\x7fess.city:\x22new ~ork\x22 AND json.customeingourror:de";
+        let text = std::str::from_utf8(input).expect("utf-8");
+        let e = q.query_string(text).expect_err("refused");
+        assert!(e.parse, "{e:?}");
+        for name in ["json.a\u{0}b", "json.a\u{1}b", "headers.x\u{0}"] {
+            let e = q.query(&json!({"term": {name: "x"}})).expect_err("refused");
+            assert!(e.reason.contains("may not contain"), "{e:?}");
+        }
+        q.query_string("json.a.b:x").expect("a plain path parses");
+    }
+
+    /// Fuzzing found `jssizeon.status:*`: an exists query on a field the schema lacks parsed and
+    /// then failed when it ran (an internal error instead of a 400). Exists works on the fields
+    /// with a column only.
+    #[test]
+    fn fuzz_queries_that_parse_but_cannot_run_are_bad_requests() {
+        let q = qb();
+        for text in ["jssizeon.status:*", "key:*", "value:*", "headers.trace:*"] {
+            let e = q.query_string(text).expect_err(text);
+            assert!(e.reason.contains("exists"), "{text}: {e:?}");
+        }
+        // A range on header values (`headers:<R`) failed the same way when it ran.
+        for text in ["headers:<R buser", "headers.trace:[a TO b]", "json:>5"] {
+            let e = q.query_string(text).expect_err(text);
+            assert!(e.reason.contains("range"), "{text}: {e:?}");
+        }
+        for text in [
+            "json.status:*",
+            "timestamp:*",
+            "offset:* AND partition:*",
+            "key:[a TO b]",
+        ] {
+            let parsed = q.query_string(text).expect(text);
+            runs(parsed.as_ref()).expect(text);
+        }
     }
 
     #[test]

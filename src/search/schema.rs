@@ -169,7 +169,12 @@ pub fn decode_batches(bytes: &Bytes) -> Decoded {
         }
         let batch = bytes.slice(at..at + len);
         at += len;
-        next_offset = h.last_offset() + 1;
+        // Not `h.last_offset()`: the header is read from the log as it is, and a base offset
+        // near i64::MAX must end the decoding with an error, not overflow.
+        next_offset = h
+            .base_offset
+            .saturating_add(i64::from(h.last_offset_delta))
+            .saturating_add(1);
         if h.is_control() {
             continue;
         }
@@ -193,17 +198,8 @@ fn decode_records(
     batch: Bytes,
     out: &mut Vec<IndexedRecord>,
 ) -> Result<(), String> {
-    use kafka_protocol::compression::{Decompressor, Gzip, Lz4, Snappy, Zstd};
-    let mut body = batch.slice(BATCH_HEADER_LEN..);
-    let unpacked = |r: anyhow::Result<Bytes>| r.map_err(|e| format!("{e:#}"));
-    let mut buf = match h.compression() {
-        0 => body,
-        1 => unpacked(Gzip::decompress(&mut body, |b: &mut Bytes| Ok(b.clone())))?,
-        2 => unpacked(Snappy::decompress(&mut body, |b: &mut Bytes| Ok(b.clone())))?,
-        3 => unpacked(Lz4::decompress(&mut body, |b: &mut Bytes| Ok(b.clone())))?,
-        4 => unpacked(Zstd::decompress(&mut body, |b: &mut Bytes| Ok(b.clone())))?,
-        c => return Err(format!("unknown compression codec {c}")),
-    };
+    let body = batch.slice(BATCH_HEADER_LEN..);
+    let mut buf = decompress(h.compression(), body, MAX_UNCOMPRESSED_BATCH)?;
     for i in 0..h.record_count.max(0) {
         let len = varint(&mut buf)?;
         if len < 0 || len as usize > buf.len() {
@@ -225,8 +221,16 @@ fn decode_records(
             let value = sized(&mut r)?;
             headers.push((String::from_utf8_lossy(&name).into_owned(), value));
         }
+        // The delta is the producer's, never checked against the batch header: one that
+        // overflows the offset is an error of this batch (found by fuzzing, tests/fuzz).
+        let offset = h
+            .base_offset
+            .checked_add(i64::from(offset_delta))
+            .ok_or_else(|| {
+                format!("record {i} has an offset delta of {offset_delta} that overflows")
+            })?;
         out.push(IndexedRecord {
-            offset: h.base_offset + offset_delta as i64,
+            offset,
             timestamp: if h.is_log_append_time() {
                 h.max_timestamp
             } else {
@@ -238,6 +242,89 @@ fn decode_records(
         });
     }
     Ok(())
+}
+
+/// The most one batch's records may take once decompressed. A producer's batch is stored as
+/// received, so its compressed records are only ever expanded here: 30 KB of zstd can claim 1 GB
+/// of zeros, and one snappy block header can claim 4 GiB. A batch beyond this is an error of the
+/// indexer (its records are not searchable), not an allocation the broker cannot survive.
+pub const MAX_UNCOMPRESSED_BATCH: usize = 128 << 20;
+
+/// The records of a batch body in codec `codec` (0 none, 1 gzip, 2 snappy, 3 lz4, 4 zstd),
+/// decompressed to at most `limit` bytes. Streams are read through a bound instead of being
+/// decompressed whole (kafka-protocol's decompressors allocate what the stream claims).
+pub fn decompress(codec: i16, body: Bytes, limit: usize) -> Result<Bytes, String> {
+    use std::io::Read;
+    let bounded = |mut r: Box<dyn Read + '_>, what: &str| -> Result<Bytes, String> {
+        let mut out = Vec::new();
+        r.by_ref()
+            .take(limit as u64 + 1)
+            .read_to_end(&mut out)
+            .map_err(|e| format!("cannot decompress {what}: {e}"))?;
+        if out.len() > limit {
+            return Err(format!(
+                "{what} records decompress to more than {limit} bytes"
+            ));
+        }
+        Ok(Bytes::from(out))
+    };
+    match codec {
+        0 => Ok(body),
+        1 => bounded(Box::new(flate2::read::GzDecoder::new(&body[..])), "gzip"),
+        2 => snappy(&body, limit),
+        3 => {
+            let d = lz4::Decoder::new(&body[..]).map_err(|e| format!("cannot read lz4: {e}"))?;
+            bounded(Box::new(d), "lz4")
+        }
+        4 => {
+            let d = zstd::stream::read::Decoder::new(&body[..])
+                .map_err(|e| format!("cannot read zstd: {e}"))?;
+            bounded(Box::new(d), "zstd")
+        }
+        c => Err(format!("unknown compression codec {c}")),
+    }
+}
+
+/// Kafka's snappy: xerial framing (a 16-byte header, then blocks of `u32` length + raw snappy),
+/// or raw snappy when the header is absent, as the Java client reads it. Each block states its
+/// decompressed length up front: it is checked against what `limit` leaves before allocating.
+fn snappy(body: &[u8], limit: usize) -> Result<Bytes, String> {
+    const XERIAL: &[u8; 16] = b"\x82SNAPPY\x00\x00\x00\x00\x01\x00\x00\x00\x01";
+    let block = |raw: &[u8], out: &mut Vec<u8>| -> Result<(), String> {
+        let n = snap::raw::decompress_len(raw).map_err(|e| format!("bad snappy block: {e}"))?;
+        if n > limit - out.len() {
+            return Err(format!(
+                "snappy records decompress to more than {limit} bytes"
+            ));
+        }
+        let at = out.len();
+        out.resize(at + n, 0);
+        snap::raw::Decoder::new()
+            .decompress(raw, &mut out[at..])
+            .map_err(|e| format!("bad snappy block: {e}"))?;
+        Ok(())
+    };
+    let mut out = Vec::new();
+    match body.strip_prefix(&XERIAL[..]) {
+        None => block(body, &mut out)?,
+        Some(mut rest) => {
+            while !rest.is_empty() {
+                let (len, tail) = rest
+                    .split_first_chunk::<4>()
+                    .ok_or("a snappy block length is cut")?;
+                let len = u32::from_be_bytes(*len) as usize;
+                if len > tail.len() {
+                    return Err(format!(
+                        "a snappy block of {len} bytes is cut at {}",
+                        tail.len()
+                    ));
+                }
+                block(&tail[..len], &mut out)?;
+                rest = &tail[len..];
+            }
+        }
+    }
+    Ok(Bytes::from(out))
 }
 
 /// A zig-zag varint of up to 64 bits, as records encode their fields.
@@ -433,6 +520,83 @@ pub fn decode_headers(mut raw: &[u8]) -> Vec<(String, Option<Vec<u8>>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn from_hex(parts: &[&str]) -> Vec<u8> {
+        let hex: String = parts.concat();
+        (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex"))
+            .collect()
+    }
+
+    /// Compressed records are expanded through a bound: a small stream that claims or yields
+    /// more than the limit is an error of the batch, before the memory is taken. (Found while
+    /// fuzzing the record decoders, tests/fuzz: kafka-protocol's decompressors allocate what a
+    /// stream claims, e.g. 4 GiB for one snappy block header.)
+    #[test]
+    fn decompression_is_bounded_for_every_codec() {
+        use std::io::Write;
+        let zeros = vec![0u8; 2 << 20];
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(&zeros).expect("gzip");
+        let gz = gz.finish().expect("gzip");
+        let mut lz = lz4::EncoderBuilder::new().build(Vec::new()).expect("lz4");
+        lz.write_all(&zeros).expect("lz4");
+        let (lz, r) = lz.finish();
+        r.expect("lz4");
+        let zs = zstd::encode_all(&zeros[..], 3).expect("zstd");
+        let sn = snap::raw::Encoder::new()
+            .compress_vec(&zeros)
+            .expect("snappy");
+        let mut xerial = b"\x82SNAPPY\x00\x00\x00\x00\x01\x00\x00\x00\x01".to_vec();
+        xerial.extend_from_slice(&(sn.len() as u32).to_be_bytes());
+        xerial.extend_from_slice(&sn);
+        for (codec, body) in [(1, gz), (2, sn), (2, xerial), (3, lz), (4, zs)] {
+            let body = Bytes::from(body);
+            assert!(
+                body.len() < 128 << 10,
+                "codec {codec}: {} bytes",
+                body.len()
+            );
+            let e = decompress(codec, body.clone(), 1 << 20).expect_err("over the limit");
+            assert!(e.contains("more than"), "codec {codec}: {e}");
+            let all = decompress(codec, body, 4 << 20).expect("under the limit");
+            assert_eq!(all.len(), zeros.len(), "codec {codec}");
+        }
+        // One xerial block whose raw snappy header claims 1 GiB: refused before allocating.
+        let mut claim = b"\x82SNAPPY\x00\x00\x00\x00\x01\x00\x00\x00\x01".to_vec();
+        claim.extend_from_slice(&8u32.to_be_bytes());
+        claim.extend_from_slice(&[0x80, 0x80, 0x80, 0x80, 0x04, 0, 0, 0]);
+        let e = decompress(2, Bytes::from(claim), MAX_UNCOMPRESSED_BATCH).expect_err("claim");
+        assert!(e.contains("more than"), "{e}");
+    }
+
+    /// Fuzzing (tests/fuzz, target record_batch) found a batch whose record carries an offset
+    /// delta that overflows the base offset (i64::MAX region): the decoder added them unchecked
+    /// (a panic with overflow checks, a wrapped offset indexed without them). The batch is now an
+    /// error and no record of it is indexed. The first byte is the fuzz target's mode byte.
+    #[test]
+    fn fuzz_offset_delta_overflow_is_an_error_of_the_batch() {
+        let input = from_hex(&[
+            "008000000000000000000000a6ffffffff026736bd004902000000000000018bcfe568000000018bcfe56800",
+            "ffffffffffffffffffffffffffff0000000182534e41505059000000000100000001000000615ef05db80100",
+            "000176227b6c650100000000000013656c223a226572726f72222c22636f6465223a31000000000000000000",
+            "00000000000000a6ffffffff026736bd490002000000000000018bcfe568000000018bcfe56800ffffffffff",
+            "ffffffffffffffffff0000000182534e41505059007f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f000000010000",
+            "0001000000615ef05db8010000000a6b65792d3080017b226c6576656c223a226572726f72222c22636f6465",
+            "223a302c2275736572223a7b226964223a302c226e616d65223a226e3022182c226f6b223a74727500000000",
+            "000000000000000000000000000000000000000000000000000000000a6b65792d32346572726f723a206469",
+            "736b2066756c6c206f6e206e6b223a747275657d040a7472616364050f586e616d65223a226e33227d2c6504",
+            "226f6b222f74300a74656d70",
+        ]);
+        let decoded = decode_batches(&Bytes::from(input[1..].to_vec()));
+        assert!(
+            decoded.errors.iter().any(|e| e.contains("overflows")),
+            "{:?}",
+            decoded.errors
+        );
+        assert!(decoded.records.is_empty(), "{:?}", decoded.records);
+    }
 
     /// A plain record of a producer without idempotence.
     fn record(
