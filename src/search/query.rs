@@ -235,9 +235,29 @@ impl QueryBuilder {
                 "a query string may not contain the character {c:?}"
             )));
         }
+        // Tantivy's parser recurses per nesting level and per operator: thousands of `(` or
+        // `NOT` would overflow the stack of the thread that parses, and take the broker down.
+        if nesting_depth(text) > MAX_QUERY_STRING_DEPTH {
+            return Err(parse_err(format!(
+                "a query string may nest parentheses at most {MAX_QUERY_STRING_DEPTH} deep"
+            )));
+        }
+        let words = text
+            .split(|c: char| c.is_whitespace() || c == '(' || c == ')')
+            .filter(|w| !w.is_empty())
+            .count();
+        if words > MAX_QUERY_STRING_WORDS {
+            return Err(parse_err(format!(
+                "a query string may hold at most {MAX_QUERY_STRING_WORDS} words and operators"
+            )));
+        }
         let text = columnar_terms_as_ranges(text);
-        let ast = tantivy::query_grammar::parse_query(&text)
-            .map_err(|_| parse_err(format!("syntax error in query string [{text}]")))?;
+        let ast = tantivy::query_grammar::parse_query(&text).map_err(|_| {
+            // The text is echoed for the user, but not a megabyte of it.
+            let shown: String = text.chars().take(200).collect();
+            let more = if shown.len() < text.len() { "..." } else { "" };
+            parse_err(format!("syntax error in query string [{shown}{more}]"))
+        })?;
         json_ranges_of_numbers(&ast)?;
         // Built once as it is, so a field or value the parser refuses is this request's error.
         let q = parser
@@ -1104,9 +1124,67 @@ fn parse_sort(v: Option<&Value>) -> Result<Sort, BadRequest> {
     }
 }
 
+/// Deepest nesting of parentheses a query string may have.
+pub const MAX_QUERY_STRING_DEPTH: usize = 64;
+/// Most words and operators (`AND`, `NOT`, ...) a query string may have.
+pub const MAX_QUERY_STRING_WORDS: usize = 1024;
+
+/// The deepest nesting of parentheses in `text`, outside quoted phrases.
+fn nesting_depth(text: &str) -> usize {
+    let (mut depth, mut deepest, mut quoted, mut escaped) = (0usize, 0usize, false, false);
+    for c in text.chars() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            '"' => quoted = !quoted,
+            '(' if !quoted => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            ')' if !quoted => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deeply_nested_query_strings_are_refused_not_parsed() {
+        assert_eq!(nesting_depth("(a OR (b AND c)) \"((\" \\("), 2);
+        let b = qb();
+        let deep = format!("{}x{}", "(".repeat(50_000), ")".repeat(50_000));
+        let err = b.query_string(&deep).err().expect("refused");
+        assert!(
+            err.parse && err.reason.contains("at most 64 deep"),
+            "{err:?}"
+        );
+        let ok = format!("{}x{}", "(".repeat(64), ")".repeat(64));
+        assert!(b.query_string(&ok).is_ok());
+        let nots = format!("{}x", "NOT ".repeat(20_000));
+        let err = b.query_string(&nots).err().expect("refused");
+        assert!(err.reason.contains("at most 1024 words"), "{err:?}");
+        // Within the bounds, the worst chains parse on a request thread's stack.
+        for q in [
+            format!("{}x", "NOT ".repeat(1023)),
+            vec!["x"; 512].join(" AND "),
+            format!("{}x{}", "(NOT ".repeat(64), ")".repeat(64)),
+        ] {
+            let parsed = std::thread::Builder::new()
+                .stack_size(2 << 20)
+                .spawn({
+                    let b = qb();
+                    move || b.query_string(&q).is_ok() || b.query_string(&q).is_err()
+                })
+                .expect("thread")
+                .join();
+            assert!(parsed.is_ok());
+        }
+    }
+
     use serde_json::json;
 
     fn qb() -> QueryBuilder {

@@ -251,6 +251,9 @@ def test_s3_faults_during_produce_and_remote_reads(s3_endpoint):
     base_s = env_float("RELIABILITY_S3_BASE_S", max(hang_s, fault_s))
     rate = env_float("RELIABILITY_S3_RATE", 500.0)
     ratio_limit = env_float("RELIABILITY_P99_RATIO", 1.2)
+    # Below a few milliseconds a p99 difference is the machine's scheduling noise (two shared
+    # cores), not the fault's effect: a fault phase passes within the ratio or within this slack.
+    slack_ms = env_float("RELIABILITY_P99_SLACK_MS", 5.0)
     grace = env_float("RELIABILITY_S3_READ_GRACE_S", 150.0)
     range_records = env_int("RELIABILITY_S3_RANGE_RECORDS", 1200)
     # The no-fault reference is measured first and again last, so that a machine that gets
@@ -338,8 +341,9 @@ def test_s3_faults_during_produce_and_remote_reads(s3_endpoint):
             for name, mode, p99, line in measured:
                 report.append(f"{line} -> p99 {p99 / base_p99:.2f}x the reference")
             for name, mode, p99, line in checked:
-                if p99 > ratio_limit * base_p99:
-                    problems.append(f"{name}: produce p99 {p99:.2f} ms > {ratio_limit} x {base_p99:.2f} ms")
+                if p99 > ratio_limit * base_p99 and p99 > base_p99 + slack_ms:
+                    problems.append(f"{name}: produce p99 {p99:.2f} ms > {ratio_limit} x {base_p99:.2f} ms "
+                                    f"and > {base_p99:.2f} + {slack_ms} ms")
             left = producer.stop(timeout=120)
             if left:
                 problems.append(f"{left} records still undelivered 120s after the last fault")
