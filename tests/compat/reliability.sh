@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Reliability suite: the kill -9 loop under a mixed load and S3 faults through a fault-injecting
-# proxy (tests/compat/python/test_reliability_*.py). Starts its own brokers
+# Reliability suite: full data and cache disks on tmpfs (test_disk_full.py, needs root), the kill -9
+# loop under a mixed load and S3 faults through a fault-injecting proxy
+# (test_reliability_*.py), abuse of both ports (test_abuse.py). Starts its own brokers
 # (CHRONIK_BIN_PATH=path/to/chronik); does not use $BOOTSTRAP. Their remote tier is the S3 server
 # at $REMOTE_TIER_ENDPOINT (bucket `chronik`), else LocalStack on 127.0.0.1:${LOCALSTACK_PORT:-4566},
 # started here if it is not running (and then stopped again at the end).
@@ -29,7 +30,7 @@ fi
 # Bounded: the CI run takes about 3 minutes; the long runs about 25.
 limit=$((${RELIABILITY_TIMEOUT_S:-1800}))
 cd "$HERE/python" && timeout "$limit" "$CACHE/venv/bin/python" -m pytest -v -s -p no:cacheprovider \
-    test_reliability_kill9.py test_reliability_s3_faults.py "$@"
+    test_disk_full.py test_reliability_kill9.py test_reliability_s3_faults.py test_abuse.py "$@"
 rc=$?
 if [[ -n $OURS ]]; then PORT=$LS_PORT "$ROOT/localstack/stop.sh" >/dev/null 2>&1; fi
 exit $rc
