@@ -408,7 +408,11 @@ impl PartitionLog {
         if base_offset == active || !self.segments.contains_key(&base_offset) {
             return Ok(false);
         }
-        write_log_start(&self.dir, self.log_start_offset)?;
+        // Once per log is enough: the value does not change here, and two fsyncs per deleted
+        // segment held produce off while a backlog of uploaded segments was deleted.
+        if read_log_start(&self.dir)? != Some(self.log_start_offset) {
+            write_log_start(&self.dir, self.log_start_offset)?;
+        }
         if let Some(seg) = self.segments.remove(&base_offset) {
             seg.delete_files()?;
         }

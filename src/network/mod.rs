@@ -68,7 +68,8 @@ pub async fn accept_loop(
 
 /// Bytes reserved for a read when the buffer has less room than that. The buffer is empty and
 /// released between requests, so an idle connection holds no read buffer at all; a frame's
-/// room grows with what arrives, [`MAX_RESERVE`] at a time, not with what its header claims.
+/// room grows with what arrives (doubling, at most [`MAX_RESERVE`] at a time), not with what
+/// its header claims.
 const READ_CHUNK: usize = 8 * 1024;
 const MAX_RESERVE: usize = 1 << 20;
 
@@ -118,7 +119,12 @@ async fn serve_connection(
                 })
             } else {
                 if buf.capacity() - buf.len() < READ_CHUNK {
-                    let wanted = frame::missing_bytes(&buf).clamp(READ_CHUNK, MAX_RESERVE);
+                    // At most what already arrived (so the buffer at most doubles): a client
+                    // that announces a large frame and trickles bytes costs what it sent.
+                    let wanted = match frame::missing_bytes(&buf) {
+                        0 => READ_CHUNK,
+                        missing => missing.min(buf.len().max(READ_CHUNK)).min(MAX_RESERVE),
+                    };
                     buf.reserve(wanted);
                 }
                 stream.try_read_buf(&mut buf)

@@ -1157,7 +1157,7 @@ mod tests {
         assert_eq!(nesting_depth("(a OR (b AND c)) \"((\" \\("), 2);
         let b = qb();
         let deep = format!("{}x{}", "(".repeat(50_000), ")".repeat(50_000));
-        let err = b.query_string(&deep).err().expect("refused");
+        let err = b.query_string(&deep).expect_err("refused");
         assert!(
             err.parse && err.reason.contains("at most 64 deep"),
             "{err:?}"
@@ -1165,7 +1165,7 @@ mod tests {
         let ok = format!("{}x{}", "(".repeat(64), ")".repeat(64));
         assert!(b.query_string(&ok).is_ok());
         let nots = format!("{}x", "NOT ".repeat(20_000));
-        let err = b.query_string(&nots).err().expect("refused");
+        let err = b.query_string(&nots).expect_err("refused");
         assert!(err.reason.contains("at most 1024 words"), "{err:?}");
         // Within the bounds, the worst chains parse on a request thread's stack.
         for q in [

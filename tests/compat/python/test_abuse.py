@@ -190,7 +190,8 @@ def test_a_consumer_that_never_reads_and_slow_senders(broker):
         s.send(struct.pack(">i", 90 << 20))
         slow.append(s)
     t0 = time.monotonic()
-    elapsed = roundtrip(broker.bootstrap, "logs", n=300, tag="served")
+    # A plain topic: the search indexer's own buffers would blur what the stuck clients cost.
+    elapsed = roundtrip(broker.bootstrap, "abuse", n=300, tag="served")
     for second in range(5):
         for s in slow:
             s.send(b"\x00")
@@ -198,7 +199,8 @@ def test_a_consumer_that_never_reads_and_slow_senders(broker):
     after = rss_kib(broker.proc.pid)
     print(f"\nnever-reading fetchers and slow senders: RSS {before} -> {after} KiB; "
           f"a 300-record round trip took {elapsed:.2f} s meanwhile")
-    assert after - before < 64 * KIB, f"memory grew by {after - before} KiB"
+    assert after - before < 32 * KIB, f"memory grew by {after - before} KiB"
+    roundtrip(broker.bootstrap, "logs", n=300, tag="served")
     status, body = http(broker, "POST", "/topics/logs/_search",
                         json.dumps({"query": {"match": {"value": "served"}}, "size": 1}).encode())
     assert status == 200, body
