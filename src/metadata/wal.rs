@@ -183,6 +183,14 @@ impl Wal {
             )));
         }
         let first = self.next_index;
+        // Replay takes any index a frame carries, so the last one may leave no room (found by
+        // fuzzing, tests/fuzz): refuse rather than wrap around.
+        if first.checked_add(records.len() as u64).is_none() {
+            return Err(io::Error::other(format!(
+                "metadata log index {first} leaves no room for {} more records",
+                records.len()
+            )));
+        }
         let mut buf = Vec::with_capacity(records.len() * 64);
         let mut index = first;
         for r in records {
@@ -327,6 +335,30 @@ mod tests {
         let err = Wal::open(dir.path()).err().expect("refused");
         assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
         assert!(err.to_string().contains("largest"), "{err}");
+    }
+
+    /// Fuzzing found a snapshot whose state ends one below u64::MAX: it opens, and the next
+    /// write's index counter would have wrapped (a panic with overflow checks). The write is
+    /// refused instead, and nothing reaches the file.
+    #[test]
+    fn fuzz_a_write_past_the_largest_index_is_refused() {
+        let mut body = vec![
+            0xfe, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 0x00, 0x00, 0x00, 0x00,
+            0xff, 0x24, 0xff, 0xff, 0xff,
+        ];
+        let crc = crc32c::crc32c(&body);
+        body.extend_from_slice(&crc.to_be_bytes());
+        let dir = tempfile::tempdir().expect("tempdir");
+        fs::write(snapshot_path(dir.path(), 1), &body).expect("write snapshot");
+        let (mut wal, mut state, _) = Wal::open(dir.path()).expect("open");
+        assert_eq!(state.last_index, u64::MAX - 1);
+        let before = state.clone();
+        let err = wal.append(&[commit(1)], &mut state).err().expect("refused");
+        assert!(err.to_string().contains("no room"), "{err}");
+        assert_eq!(state, before);
+        drop(wal);
+        let (_, again, report) = Wal::open(dir.path()).expect("reopen");
+        assert_eq!((again, report.truncated_bytes), (before, 0));
     }
 
     #[test]

@@ -373,6 +373,12 @@ impl QueryBuilder {
                         }
                     }
                 }
+                // Tantivy requires a bound (a debug assertion; found by fuzzing, tests/fuzz).
+                if matches!((&lo, &hi), (Bound::Unbounded, Bound::Unbounded)) {
+                    return Err(bad(format!(
+                        "[range] on [{field}] needs at least one of gt, gte, lt, lte"
+                    )));
+                }
                 Ok(Box::new(RangeQuery::new(lo, hi)))
             }
             "bool" => {
@@ -1325,6 +1331,10 @@ mod tests {
             .err()
             .unwrap();
         assert!(e.reason.contains("[range]"), "{e:?}");
+        for field in ["json.user.name", "timestamp"] {
+            let e = qb.query(&json!({"range": {field: {}}})).err().unwrap();
+            assert!(e.reason.contains("at least one of"), "{field}: {e:?}");
+        }
         let e = qb
             .request(&json!({"size": 9000, "from": 2000}))
             .err()

@@ -17,7 +17,9 @@
 # Environment: CHRONIK_FUZZ_TARGET_DIR (default ~/.cache/chronik-fuzz-target; never the
 # broker's target dir: the instrumented build would evict its artifacts), FUZZ_WORK (default
 # ~/.cache/chronik-fuzz), FUZZ_TARGETS, FUZZ_SANITIZER, FUZZ_JOBS (parallel processes per target,
-# default 1), FUZZ_ARGS (extra libFuzzer flags).
+# default 1), FUZZ_ARGS (extra libFuzzer flags), FUZZ_SEED (libFuzzer's random seed; unset = a
+# new one each run), FUZZ_RUNS (stop after this many executions per target, `default` for the
+# sizes below; SECONDS_PER_TARGET then only caps the time).
 set -uo pipefail
 
 CARGO_FUZZ_VERSION=0.13.2
@@ -35,6 +37,20 @@ max_len() {
     case $1 in
     request_frame | record_batch | metadata_wal) echo 32768 ;;
     *) echo 4096 ;;
+    esac
+}
+
+# FUZZ_RUNS=default: a fixed number of executions per target, sized to about 30 s here (the
+# targets differ a thousandfold in speed); FUZZ_RUNS=N: N for every target.
+runs_of() {
+    if [[ $FUZZ_RUNS != default ]]; then echo "$FUZZ_RUNS"; return; fi
+    case $1 in
+    request_frame) echo 12000 ;;
+    record_batch) echo 1000000 ;;
+    search_query) echo 300000 ;;
+    config) echo 800000 ;;
+    metadata_wal) echo 150000 ;;
+    *) echo 100000 ;;
     esac
 }
 
@@ -78,7 +94,7 @@ for target in "${targets[@]}"; do
     # shellcheck disable=SC2086
     fuzz run --fuzz-dir tests/fuzz -s "$SANITIZER" --debug-assertions "$target" \
         "$work" "$HERE/corpus/$target" -- \
-        -max_total_time="$SECS" -timeout=20 -rss_limit_mb=2048 -max_len="$(max_len "$target")" \
+        -max_total_time="$SECS" ${FUZZ_SEED:+-seed=$FUZZ_SEED} ${FUZZ_RUNS:+-runs=$(runs_of "$target")} -timeout=20 -rss_limit_mb=2048 -max_len="$(max_len "$target")" \
         -print_final_stats=1 -artifact_prefix="$artifacts/" \
         ${FUZZ_JOBS:+-jobs=$FUZZ_JOBS -workers=$FUZZ_JOBS} ${FUZZ_ARGS:-} >"$log" 2>&1
     rc=$?
