@@ -86,7 +86,8 @@ pub async fn serve_full(
     let (stop_tx, stop_rx) = watch::channel(false);
     let acceptor = tokio::spawn(network::accept_loop(
         listener,
-        broker.clone(),
+        Arc::new(handlers::dispatch::Dispatcher::new(broker.clone())),
+        broker.listener_limits(),
         stop_rx.clone(),
     ));
     let tiering = tokio::spawn(tiering_loop(broker.clone(), stop_rx.clone()));

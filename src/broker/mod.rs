@@ -146,6 +146,15 @@ impl Broker {
         }))
     }
 
+    /// The Kafka listener's limits from the configuration.
+    pub fn listener_limits(&self) -> crate::network::Limits {
+        crate::network::Limits {
+            max_connections: self.config.kafka.max_connections,
+            request_max_bytes: self.config.kafka.request_max_bytes,
+            idle_timeout: std::time::Duration::from_millis(self.config.kafka.idle_timeout_ms),
+        }
+    }
+
     pub fn topic(&self, name: &str) -> Option<Arc<Topic>> {
         self.topics
             .read()

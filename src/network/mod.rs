@@ -3,7 +3,8 @@
 //!
 //! Requests on one connection are handled one at a time, as Kafka does, so responses leave in
 //! the order requests arrived. A connection that sends garbage is closed with a log line; it
-//! never affects any other connection.
+//! never affects any other connection. This layer knows no API: a [`Service`] (the broker's
+//! dispatcher) turns each frame into a response and keeps a session per connection.
 
 pub mod frame;
 pub mod sendfile;
@@ -12,21 +13,48 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
+use futures::future::BoxFuture;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 
-use crate::broker::Broker;
-use crate::protocol::{self, Chunk, Response};
+use crate::protocol::{Chunk, ProtocolError, Response};
+
+/// What answers the requests of a listener's connections.
+pub trait Service: Send + Sync + 'static {
+    /// Per-connection state, made when the connection is accepted.
+    type Session: Send;
+
+    fn open(&self, peer: SocketAddr) -> Self::Session;
+
+    /// Answers one request frame (size prefix removed). `Ok(None)`: no response is sent.
+    /// `Err`: the connection is closed.
+    fn call<'a>(
+        &'a self,
+        session: &'a mut Self::Session,
+        frame: Bytes,
+    ) -> BoxFuture<'a, Result<Option<Response>, ProtocolError>>;
+}
+
+/// A listener's limits.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_connections: usize,
+    /// Largest request frame accepted.
+    pub request_max_bytes: u32,
+    /// A connection silent this long, or not reading its response this long, is closed.
+    pub idle_timeout: Duration,
+}
 
 /// Accepts connections until `shutdown` turns true.
-pub async fn accept_loop(
+pub async fn accept_loop<S: Service>(
     listener: TcpListener,
-    broker: Arc<Broker>,
+    service: Arc<S>,
+    limits: Limits,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let limit = Arc::new(Semaphore::new(broker.config.kafka.max_connections));
+    let limit = Arc::new(Semaphore::new(limits.max_connections));
     let mut backoff = Duration::from_millis(5);
     loop {
         let permit = tokio::select! {
@@ -43,12 +71,12 @@ pub async fn accept_loop(
         match accepted {
             Ok((stream, peer)) => {
                 backoff = Duration::from_millis(5);
-                let broker = broker.clone();
+                let service = service.clone();
                 let shutdown = shutdown.clone();
                 tokio::spawn(async move {
                     let connections = &crate::metrics::get().connections;
                     connections.inc();
-                    let result = serve_connection(stream, peer, broker, shutdown).await;
+                    let result = serve_connection(stream, peer, service, limits, shutdown).await;
                     connections.dec();
                     if let Err(e) = result {
                         tracing::debug!(%peer, error = %e, "connection ended with an error");
@@ -73,17 +101,18 @@ pub async fn accept_loop(
 const READ_CHUNK: usize = 8 * 1024;
 const MAX_RESERVE: usize = 1 << 20;
 
-async fn serve_connection(
+async fn serve_connection<S: Service>(
     mut stream: TcpStream,
     peer: SocketAddr,
-    broker: Arc<Broker>,
+    service: Arc<S>,
+    limits: Limits,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     stream.set_nodelay(true)?;
-    let max = broker.config.kafka.request_max_bytes;
-    let idle = Duration::from_millis(broker.config.kafka.idle_timeout_ms);
+    let max = limits.request_max_bytes;
+    let idle = limits.idle_timeout;
     let mut buf = BytesMut::new();
-    let client_host = format!("/{}", peer.ip());
+    let mut session = service.open(peer);
     loop {
         let frame = loop {
             match frame::parse_frame(&mut buf, max) {
@@ -145,8 +174,9 @@ async fn serve_connection(
             // Nothing pipelined behind this request: give the buffer back while it is handled.
             buf = BytesMut::new();
         }
-        // Boxed, so an idle connection's task does not carry the state of the largest handler.
-        let handled = Box::pin(protocol::handle_frame(&broker, frame, &client_host)).await;
+        // Boxed (by the service), so an idle connection's task does not carry the state of the
+        // largest handler.
+        let handled = service.call(&mut session, frame).await;
         match handled {
             Ok(Some(resp)) => {
                 // A client that stops reading its socket holds the connection no longer than an
@@ -194,11 +224,13 @@ mod tests {
         };
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let broker = Broker::open(config, addr, None, None).expect("broker");
+        let broker = crate::Broker::open(config, addr, None, None).expect("broker");
+        let limits = broker.listener_limits();
+        let service = Arc::new(crate::handlers::dispatch::Dispatcher::new(broker));
         let client = TcpStream::connect(addr).await.expect("connect");
         let (server, peer) = listener.accept().await.expect("accept");
         let (_tx, rx) = watch::channel(false);
-        let task = serve_connection(server, peer, broker, rx);
+        let task = serve_connection(server, peer, service, limits, rx);
         let size = std::mem::size_of_val(&task);
         assert!(size <= 2048, "an idle connection's task holds {size} bytes");
         drop(client);

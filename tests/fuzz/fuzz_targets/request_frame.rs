@@ -1,6 +1,6 @@
 //! Kafka request frames through the broker's real request path: the bytes of one connection
 //! (length-prefixed frames, as on the wire) are cut into frames by `network::frame::parse_frame`
-//! and each frame goes to `protocol::handle_frame` — header decoding, version checks, body
+//! and each frame goes to `handlers::dispatch::handle_frame` — header decoding, version checks, body
 //! decoding with kafka-protocol, the handler, response encoding — of a broker opened once on a
 //! scratch directory. No socket is involved.
 //!
@@ -22,7 +22,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use chronik::protocol::{Chunk, ProtocolError, handle_frame};
+use chronik::handlers::dispatch::{Session, handle_frame};
+use chronik::protocol::{Chunk, ProtocolError};
 use chronik::{Broker, Config};
 use libfuzzer_sys::fuzz_target;
 
@@ -72,6 +73,7 @@ fn harness() -> &'static Harness {
 fuzz_target!(|data: &[u8]| {
     let h = harness();
     let mut buf = BytesMut::from(data);
+    let mut session = Session::new(SocketAddr::from(([127, 0, 0, 1], 40000)));
     // A connection carries at most a few requests per input: enough to create, write and read.
     for _ in 0..8 {
         let frame: Bytes = match chronik::network::frame::parse_frame(&mut buf, MAX_FRAME) {
@@ -80,7 +82,7 @@ fuzz_target!(|data: &[u8]| {
         };
         let result = h.rt.block_on(async {
             let started = Instant::now();
-            let request = handle_frame(&h.broker, frame, "127.0.0.1");
+            let request = handle_frame(&h.broker, &mut session, frame);
             tokio::pin!(request);
             loop {
                 tokio::select! {

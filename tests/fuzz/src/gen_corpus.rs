@@ -342,7 +342,7 @@ fn requests(dir: &Path) {
     };
     macro_rules! seed {
         ($name:expr, $key:expr, $req:expr) => {{
-            let range = chronik::protocol::supported_range($key).expect("served api");
+            let range = chronik::handlers::dispatch::supported_range($key).expect("served api");
             one($name, range, &|v| try_frame(&$req, v, 7));
         }};
     }

@@ -1,0 +1,279 @@
+//! The dispatcher: the one place that knows which Kafka APIs this broker serves. It owns the
+//! version table (and answers `ApiVersions` from it), each connection's session, request header
+//! decoding and version checks, routing to the handler of each API family, and the per-request
+//! metrics and slow-request log.
+//!
+//! Requests are decoded with the `kafka-protocol` crate. A request this broker cannot parse or
+//! does not support ends the connection with a log line (as Kafka does); ApiVersions alone
+//! answers unsupported versions with a v0 `UNSUPPORTED_VERSION` response so clients can
+//! negotiate (KIP-511). Handlers never see raw bytes except record data.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::Decodable;
+
+use crate::broker::Broker;
+use crate::network::Service;
+use crate::protocol::{ProtocolError, RequestContext, Response, encode_response};
+
+/// The APIs this broker serves and the versions it advertises. Nothing is listed that does not
+/// work end to end.
+pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 3, 13),
+    (ApiKey::Fetch, 4, 17),
+    (ApiKey::ListOffsets, 1, 10),
+    (ApiKey::Metadata, 0, 13),
+    (ApiKey::ApiVersions, 0, 4),
+    (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::DeleteTopics, 1, 6),
+    (ApiKey::DeleteRecords, 0, 2),
+    (ApiKey::InitProducerId, 0, 5),
+    (ApiKey::OffsetForLeaderEpoch, 2, 4),
+    (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::AlterConfigs, 0, 2),
+    (ApiKey::CreatePartitions, 0, 3),
+    (ApiKey::IncrementalAlterConfigs, 0, 1),
+    (ApiKey::DescribeCluster, 0, 2),
+    (ApiKey::FindCoordinator, 0, 6),
+    (ApiKey::JoinGroup, 0, 9),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 5),
+    (ApiKey::OffsetCommit, 2, 9),
+    (ApiKey::OffsetFetch, 1, 9),
+    (ApiKey::ListGroups, 0, 5),
+    (ApiKey::DescribeGroups, 0, 5),
+    (ApiKey::DeleteGroups, 0, 2),
+    (ApiKey::OffsetDelete, 0, 0),
+];
+
+pub fn supported_range(api: ApiKey) -> Option<(i16, i16)> {
+    SUPPORTED_APIS
+        .iter()
+        .find(|(k, _, _)| *k == api)
+        .map(|&(_, lo, hi)| (lo, hi))
+}
+
+
+/// What the broker knows of one connection across its requests. Today its peer; the principal
+/// and the SASL exchange of authenticated listeners belong here too.
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// `/ip` of the client, as Kafka reports it in group descriptions.
+    pub client_host: String,
+}
+
+impl Session {
+    pub fn new(peer: SocketAddr) -> Self {
+        Self {
+            client_host: format!("/{}", peer.ip()),
+        }
+    }
+}
+
+/// The broker's requests as the network layer sees them: frames in, response frames out.
+pub struct Dispatcher {
+    broker: Arc<Broker>,
+}
+
+impl Dispatcher {
+    pub fn new(broker: Arc<Broker>) -> Self {
+        Self { broker }
+    }
+}
+
+impl Service for Dispatcher {
+    type Session = Session;
+
+    fn open(&self, peer: SocketAddr) -> Session {
+        Session::new(peer)
+    }
+
+    fn call<'a>(
+        &'a self,
+        session: &'a mut Session,
+        frame: Bytes,
+    ) -> BoxFuture<'a, Result<Option<Response>, ProtocolError>> {
+        Box::pin(handle_frame(&self.broker, session, frame))
+    }
+}
+
+/// The ApiVersions answer: every API of the table with its version range.
+fn api_versions(error_code: i16) -> ApiVersionsResponse {
+    ApiVersionsResponse::default()
+        .with_error_code(error_code)
+        .with_api_keys(
+            SUPPORTED_APIS
+                .iter()
+                .map(|&(k, lo, hi)| {
+                    ApiVersion::default()
+                        .with_api_key(k as i16)
+                        .with_min_version(lo)
+                        .with_max_version(hi)
+                })
+                .collect(),
+        )
+}
+
+/// Handles one request frame. `Ok(None)` means no response is sent (produce with `acks=0`).
+pub async fn handle_frame(
+    broker: &Arc<Broker>,
+    session: &mut Session,
+    mut frame: Bytes,
+) -> Result<Option<Response>, ProtocolError> {
+    let client_host = session.client_host.as_str();
+    let api_key = i16::from_be_bytes([frame[0], frame[1]]);
+    let version = i16::from_be_bytes([frame[2], frame[3]]);
+    let api = ApiKey::try_from(api_key).map_err(|_| ProtocolError::UnknownApiKey(api_key))?;
+    let supported = supported_range(api);
+    let in_range = supported.is_some_and(|(lo, hi)| version >= lo && version <= hi);
+    if api == ApiKey::ApiVersions && !in_range {
+        // KIP-511: a client newer than the broker gets a v0 answer listing what is supported.
+        let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
+        let resp = api_versions(ResponseError::UnsupportedVersion.code());
+        return encode_response(
+            &RequestContext {
+                api,
+                version: 0,
+                correlation_id,
+                client_id: None,
+                client_host: client_host.to_string(),
+            },
+            &resp,
+        )
+        .map(Some);
+    }
+    if !in_range {
+        return Err(ProtocolError::UnsupportedVersion { api, version });
+    }
+    let malformed = |e: anyhow::Error| ProtocolError::Malformed {
+        api,
+        version,
+        reason: e.to_string(),
+    };
+    let header = RequestHeader::decode(&mut frame, api.request_header_version(version))
+        .map_err(malformed)?;
+    let ctx = RequestContext {
+        api,
+        version,
+        correlation_id: header.correlation_id,
+        client_id: header.client_id.map(|c| c.to_string()),
+        client_host: client_host.to_string(),
+    };
+    let started = std::time::Instant::now();
+    let result = route(broker, &ctx, frame).await;
+    let elapsed = started.elapsed();
+    // Long polls wait on purpose; any other request this slow is worth a line that names it.
+    if api != ApiKey::Fetch
+        && api != ApiKey::JoinGroup
+        && api != ApiKey::SyncGroup
+        && elapsed.as_millis() as u64 >= broker.config.kafka.slow_request_ms
+    {
+        tracing::warn!(
+            request_id = %format!("{}:{}", ctx.client_id.as_deref().unwrap_or("-"), ctx.correlation_id),
+            api = ?api,
+            version,
+            client_host = %ctx.client_host,
+            elapsed_ms = elapsed.as_millis() as u64,
+            "slow request"
+        );
+    }
+    let m = crate::metrics::get();
+    let name = format!("{api:?}");
+    m.requests
+        .with_label_values(&[name.as_str(), &version.to_string()])
+        .inc();
+    m.request_seconds
+        .with_label_values(&[name.as_str()])
+        .observe(started.elapsed().as_secs_f64());
+    result
+}
+
+async fn route(
+    broker: &Arc<Broker>,
+    ctx: &RequestContext,
+    mut frame: Bytes,
+) -> Result<Option<Response>, ProtocolError> {
+    let (api, version) = (ctx.api, ctx.version);
+    let malformed = |e: anyhow::Error| ProtocolError::Malformed {
+        api,
+        version,
+        reason: e.to_string(),
+    };
+    let b = broker;
+    macro_rules! route {
+        ($req:ty, $handler:path) => {{
+            let req = <$req>::decode(&mut frame, version).map_err(malformed)?;
+            let resp = $handler(b, ctx, req).await;
+            encode_response(ctx, &resp).map(Some)
+        }};
+    }
+    match api {
+        ApiKey::ApiVersions => {
+            ApiVersionsRequest::decode(&mut frame, version).map_err(malformed)?;
+            encode_response(ctx, &api_versions(0)).map(Some)
+        }
+        ApiKey::Metadata => route!(MetadataRequest, super::metadata::handle),
+        ApiKey::DescribeCluster => {
+            route!(DescribeClusterRequest, super::metadata::describe_cluster)
+        }
+        ApiKey::Produce => {
+            let req = ProduceRequest::decode(&mut frame, version).map_err(malformed)?;
+            let acks = req.acks;
+            let resp = super::produce::handle(b, ctx, req).await;
+            if acks == 0 {
+                return Ok(None);
+            }
+            encode_response(ctx, &resp).map(Some)
+        }
+        ApiKey::InitProducerId => {
+            route!(InitProducerIdRequest, super::produce::init_producer_id)
+        }
+        ApiKey::Fetch => {
+            let req = FetchRequest::decode(&mut frame, version).map_err(malformed)?;
+            super::fetch::handle(b, ctx, req).await.map(Some)
+        }
+        ApiKey::ListOffsets => route!(ListOffsetsRequest, super::offsets::list_offsets),
+        ApiKey::OffsetForLeaderEpoch => {
+            route!(
+                OffsetForLeaderEpochRequest,
+                super::offsets::offset_for_leader_epoch
+            )
+        }
+        ApiKey::DeleteRecords => route!(DeleteRecordsRequest, super::offsets::delete_records),
+        ApiKey::CreateTopics => route!(CreateTopicsRequest, super::topics::create_topics),
+        ApiKey::DeleteTopics => route!(DeleteTopicsRequest, super::topics::delete_topics),
+        ApiKey::CreatePartitions => {
+            route!(CreatePartitionsRequest, super::topics::create_partitions)
+        }
+        ApiKey::DescribeConfigs => route!(DescribeConfigsRequest, super::configs::describe),
+        ApiKey::AlterConfigs => route!(AlterConfigsRequest, super::configs::alter),
+        ApiKey::IncrementalAlterConfigs => {
+            route!(
+                IncrementalAlterConfigsRequest,
+                super::configs::incremental_alter
+            )
+        }
+        ApiKey::FindCoordinator => {
+            route!(FindCoordinatorRequest, super::groups::find_coordinator)
+        }
+        ApiKey::JoinGroup => route!(JoinGroupRequest, super::groups::join_group),
+        ApiKey::SyncGroup => route!(SyncGroupRequest, super::groups::sync_group),
+        ApiKey::Heartbeat => route!(HeartbeatRequest, super::groups::heartbeat),
+        ApiKey::LeaveGroup => route!(LeaveGroupRequest, super::groups::leave_group),
+        ApiKey::OffsetCommit => route!(OffsetCommitRequest, super::groups::offset_commit),
+        ApiKey::OffsetFetch => route!(OffsetFetchRequest, super::groups::offset_fetch),
+        ApiKey::ListGroups => route!(ListGroupsRequest, super::groups::list_groups),
+        ApiKey::DescribeGroups => route!(DescribeGroupsRequest, super::groups::describe_groups),
+        ApiKey::DeleteGroups => route!(DeleteGroupsRequest, super::groups::delete_groups),
+        ApiKey::OffsetDelete => route!(OffsetDeleteRequest, super::groups::offset_delete),
+        _ => Err(ProtocolError::UnsupportedVersion { api, version }),
+    }
+}
+
