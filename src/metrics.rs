@@ -2,7 +2,9 @@
 //!
 //! Counters and histograms updated on the request path live in one process-wide registry;
 //! values that are state rather than events (partition sizes and offsets, the remote tier's
-//! counters, the cache, groups) are read from the broker when `/metrics` is scraped.
+//! counters, the cache, groups) are gauges that the admin HTTP server fills from the broker's
+//! state when `/metrics` is scraped (`http::metrics`). This module imports nothing of the
+//! broker's, so every layer can count.
 
 use std::sync::OnceLock;
 
@@ -11,8 +13,6 @@ use prometheus::{
     TextEncoder,
 };
 
-use crate::broker::Broker;
-
 pub struct Metrics {
     pub registry: Registry,
     pub requests: IntCounterVec,
@@ -20,24 +20,24 @@ pub struct Metrics {
     pub bytes_in: IntCounterVec,
     pub bytes_out: IntCounterVec,
     pub connections: IntGauge,
-    partition_bytes: IntGaugeVec,
-    partition_start: IntGaugeVec,
-    partition_end: IntGaugeVec,
-    remote_partition_bytes: IntGaugeVec,
-    tiering: IntGaugeVec,
-    store_requests: IntGaugeVec,
-    store_errors: IntGaugeVec,
-    store_bytes: IntGaugeVec,
-    store_latency: prometheus::GaugeVec,
-    cache: IntGaugeVec,
-    groups: IntGauge,
-    throttle_ms: IntGauge,
-    under_replicated: IntGauge,
+    pub partition_bytes: IntGaugeVec,
+    pub partition_start: IntGaugeVec,
+    pub partition_end: IntGaugeVec,
+    pub remote_partition_bytes: IntGaugeVec,
+    pub tiering: IntGaugeVec,
+    pub store_requests: IntGaugeVec,
+    pub store_errors: IntGaugeVec,
+    pub store_bytes: IntGaugeVec,
+    pub store_latency: prometheus::GaugeVec,
+    pub cache: IntGaugeVec,
+    pub groups: IntGauge,
+    pub throttle_ms: IntGauge,
+    pub under_replicated: IntGauge,
     /// Search query latency (observed by the search API).
     pub search_query_seconds: prometheus::Histogram,
-    search: IntGaugeVec,
-    search_lag: IntGauge,
-    log_dir: IntGaugeVec,
+    pub search: IntGaugeVec,
+    pub search_lag: IntGauge,
+    pub log_dir: IntGaugeVec,
 }
 
 fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -228,115 +228,8 @@ impl Metrics {
         m
     }
 
-    /// Reads the broker's state into the gauges and renders everything as Prometheus text.
-    pub fn render(&self, broker: &Broker) -> String {
-        self.partition_bytes.reset();
-        self.partition_start.reset();
-        self.partition_end.reset();
-        self.remote_partition_bytes.reset();
-        let mut offline = 0;
-        for topic in broker.topics() {
-            for p in topic.partitions() {
-                offline += p.is_offline() as i64;
-                let labels = [topic.name.as_str(), &p.index.to_string()];
-                let (start, end) = p.offsets();
-                self.partition_bytes
-                    .with_label_values(&labels)
-                    .set(p.size_bytes() as i64);
-                self.partition_start.with_label_values(&labels).set(start);
-                self.partition_end.with_label_values(&labels).set(end);
-                if let Some(r) = &broker.remote {
-                    let remote: u64 = r
-                        .segments(topic.id, p.index)
-                        .iter()
-                        .map(|m| m.segment_size_bytes)
-                        .sum();
-                    self.remote_partition_bytes
-                        .with_label_values(&labels)
-                        .set(remote as i64);
-                }
-            }
-        }
-        let space = &broker.disk_space;
-        for (what, v) in [
-            ("free_bytes", space.free_bytes().min(i64::MAX as u64) as i64),
-            ("floor_bytes", space.floor_bytes() as i64),
-            ("below_floor", space.is_low() as i64),
-            ("produce_refused", space.refused() as i64),
-            ("offline_partitions", offline),
-        ] {
-            self.log_dir.with_label_values(&[what]).set(v);
-        }
-        if let Some(r) = &broker.remote {
-            let t = r.metrics();
-            for (what, v) in [
-                ("segments_uploaded", t.segments_uploaded),
-                ("bytes_uploaded", t.bytes_uploaded),
-                ("upload_errors", t.upload_errors),
-                ("segments_deleted", t.segments_deleted),
-                ("remote_reads", t.remote_reads),
-                ("remote_read_bytes", t.remote_read_bytes),
-                ("segments_awaiting_upload", t.segments_awaiting_upload),
-                ("bytes_awaiting_upload", t.bytes_awaiting_upload),
-                ("readahead_issued", t.readahead_issued),
-                ("readahead_used", t.readahead_used),
-            ] {
-                self.tiering.with_label_values(&[what]).set(v as i64);
-            }
-            for (op, s) in r.store_metrics().operations() {
-                self.store_requests
-                    .with_label_values(&[op])
-                    .set(s.requests as i64);
-                self.store_errors
-                    .with_label_values(&[op])
-                    .set(s.errors as i64);
-                self.store_bytes
-                    .with_label_values(&[op, "sent"])
-                    .set(s.bytes_sent as i64);
-                self.store_bytes
-                    .with_label_values(&[op, "received"])
-                    .set(s.bytes_received as i64);
-                self.store_latency
-                    .with_label_values(&[op])
-                    .set(s.latency_us as f64 / 1e6);
-            }
-            if let Some(c) = r.cache() {
-                let s = c.stats();
-                for (what, v) in [
-                    ("memory_hits", s.memory_hits),
-                    ("disk_hits", s.disk_hits),
-                    ("misses", s.misses),
-                    ("fetches", s.fetches),
-                    ("fetch_errors", s.fetch_errors),
-                    ("memory_bytes", c.memory_usage_bytes() as u64),
-                    ("memory_capacity_bytes", c.memory_capacity_bytes() as u64),
-                ] {
-                    self.cache.with_label_values(&[what]).set(v as i64);
-                }
-            }
-        }
-        if let Some(s) = &broker.search {
-            use std::sync::atomic::Ordering::Relaxed;
-            let c = &s.metrics;
-            for (what, v) in [
-                ("records_indexed", &c.docs_indexed),
-                ("bytes_indexed", &c.bytes_indexed),
-                ("commits", &c.commits),
-                ("splits_sealed", &c.splits_sealed),
-                ("index_errors", &c.index_errors),
-                ("queries", &c.queries),
-                ("query_errors", &c.query_errors),
-                ("remote_splits_opened", &c.remote_splits_opened),
-                ("unread_records", &c.unread),
-                ("spilled", &c.spilled),
-            ] {
-                self.search
-                    .with_label_values(&[what])
-                    .set(v.load(Relaxed) as i64);
-            }
-            self.search_lag.set(s.lag(broker));
-        }
-        self.groups.set(broker.groups.list().len() as i64);
+    /// Everything in the registry as Prometheus text.
+    pub fn encode(&self) -> String {
         let mut out = Vec::new();
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
             tracing::warn!(error = %e, "metrics encoding failed");

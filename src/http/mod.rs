@@ -3,6 +3,8 @@
 //! replayed, object store reachable when a topic is tiered). Each readiness check is named in the
 //! JSON body so an operator sees which one failed.
 
+mod metrics;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -207,7 +209,7 @@ async fn health() -> impl IntoResponse {
 async fn metrics(State(broker): State<Arc<Broker>>) -> impl IntoResponse {
     (
         [("content-type", "text/plain; version=0.0.4")],
-        crate::metrics::get().render(&broker),
+        metrics::render(&broker),
     )
 }
 
