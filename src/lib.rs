@@ -13,9 +13,12 @@ pub mod log;
 pub mod metadata;
 pub mod metrics;
 pub mod network;
+pub mod objects;
 pub mod protocol;
 pub mod remote;
+pub mod replica;
 pub mod search;
+pub mod txn;
 pub mod util;
 
 use std::future::Future;
@@ -80,7 +83,7 @@ pub async fn serve_full(
         listen = %bound,
         advertised = %format!("{}:{}", broker.advertised.0, broker.advertised.1),
         cluster_id = %broker.cluster_id,
-        topics = broker.topics().len(),
+        topics = broker.replicas.topics().len(),
         "broker ready"
     );
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -135,7 +138,7 @@ pub async fn serve_full(
     })
     .await
     .map_err(std::io::Error::other)?;
-    if let Some(cache) = broker.remote.as_ref().and_then(|r| r.cache())
+    if let Some(cache) = broker.remote.as_ref().and_then(|r| r.objects().cache())
         && let Err(e) = cache.close().await
     {
         tracing::warn!(error = %e, "cache did not close cleanly; its disk tier starts cold");
@@ -166,7 +169,7 @@ async fn tiering_loop(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
         tokio::select! {
             _ = every.tick() => {
                 // A pass finishes its current upload before shutdown is noticed.
-                remote.run_once(&broker).await;
+                remote.run_once().await;
             }
             _ = stop.changed() => return,
         }
@@ -191,14 +194,13 @@ async fn search_loop(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
     }
     let running = Arc::new(AtomicBool::new(true));
     let guard = StopOnDrop(running.clone());
-    let b = broker.clone();
     let thread = std::thread::Builder::new()
         .name("chronik-indexer".into())
         .spawn(move || {
             place_indexer(&search.config().index_cpus);
             while running.load(Ordering::Acquire) {
                 let started = std::time::Instant::now();
-                search.index_pass(&b);
+                search.index_pass();
                 let pause = Duration::from_millis(100).saturating_sub(started.elapsed());
                 std::thread::sleep(pause.max(Duration::from_millis(5)));
             }
@@ -237,7 +239,7 @@ async fn housekeeping(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
     let mut flush = tokio::time::interval(Duration::from_millis(100));
     let mut groups = tokio::time::interval(Duration::from_millis(100));
     let mut offsets = tokio::time::interval(Duration::from_secs(60));
-    let mut disk_space = tokio::time::interval(broker::disk_space::POLL_INTERVAL);
+    let mut disk_space = tokio::time::interval(replica::disk_space::POLL_INTERVAL);
     loop {
         tokio::select! {
             _ = disk_space.tick() => broker.disk_space.poll(),
@@ -245,9 +247,9 @@ async fn housekeeping(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
             _ = offsets.tick() => broker.groups.expire_offsets(util::now_ms()).await,
             _ = retention.tick() => {
                 let b = broker.clone();
-                let _ = tokio::task::spawn_blocking(move || b.enforce_retention(util::now_ms())).await;
+                let _ = tokio::task::spawn_blocking(move || b.replicas.enforce_retention(util::now_ms())).await;
             }
-            _ = flush.tick() => broker.flush_due(util::now_ms()),
+            _ = flush.tick() => broker.replicas.flush_due(util::now_ms()),
             _ = stop.changed() => return,
         }
     }

@@ -17,9 +17,10 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 
 use super::{code, msg, topic_error_code};
-use crate::broker::{Broker, TopicError};
+use crate::broker::Broker;
 use crate::config::topic::{self, ConfigKind, ConfigSource, TopicConfigError, TopicConfigs};
 use crate::protocol::RequestContext;
+use crate::replica::TopicError;
 
 const TOPIC: i8 = 2;
 const BROKER: i8 = 4;
@@ -162,7 +163,7 @@ pub async fn describe(
             .with_resource_name(res.resource_name.clone());
         match res.resource_type {
             TOPIC => {
-                let Some(t) = broker.topic(res.resource_name.as_str()) else {
+                let Some(t) = broker.replicas.topic(res.resource_name.as_str()) else {
                     results.push(
                         r.with_error_code(code(ResponseError::UnknownTopicOrPartition))
                             .with_error_message(msg(format!(
@@ -277,7 +278,12 @@ async fn apply(
         }
     }
     let result = match configs {
-        Ok(c) => broker.set_topic_configs(name, c, validate_only).await,
+        Ok(c) => {
+            broker
+                .replicas
+                .set_topic_configs(name, c, validate_only)
+                .await
+        }
         Err(e) => Err(TopicError::Config(e)),
     };
     match result {
@@ -340,6 +346,7 @@ pub async fn incremental_alter(
     for res in req.resources {
         let name = res.resource_name.to_string();
         let current = broker
+            .replicas
             .topic(&name)
             .map(|t| t.configs.clone())
             .unwrap_or_default();

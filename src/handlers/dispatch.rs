@@ -60,7 +60,6 @@ pub fn supported_range(api: ApiKey) -> Option<(i16, i16)> {
         .map(|&(_, lo, hi)| (lo, hi))
 }
 
-
 /// What the broker knows of one connection across its requests. Today its peer; the principal
 /// and the SASL exchange of authenticated listeners belong here too.
 #[derive(Debug, Clone)]
@@ -276,4 +275,3 @@ async fn route(
         _ => Err(ProtocolError::UnsupportedVersion { api, version }),
     }
 }
-

@@ -15,15 +15,14 @@ use kafka_protocol::messages::FetchRequest;
 use tokio::sync::watch;
 
 use super::code;
-use crate::broker::{Broker, Partition};
-use crate::log::ReadError;
+use crate::broker::Broker;
 use crate::protocol::fetch_encoder::{self, FetchOut, PartitionOut, RecordsOut, TopicOut};
 use crate::protocol::{ProtocolError, RequestContext, Response};
+use crate::replica::{FetchError, Partition, Records};
 
 /// One requested partition, resolved.
 struct Wanted {
     topic_slot: usize,
-    topic: Option<Arc<crate::broker::Topic>>,
     partition_index: i32,
     partition: Option<Arc<Partition>>,
     fetch_offset: i64,
@@ -59,9 +58,9 @@ pub async fn handle(
     for ft in &req.topics {
         let by_id = version >= 13;
         let topic = if by_id {
-            broker.topic_by_id(ft.topic_id)
+            broker.replicas.topic_by_id(ft.topic_id)
         } else {
-            broker.topic(ft.topic.0.as_str())
+            broker.replicas.topic(ft.topic.0.as_str())
         };
         let slot = topics.len();
         topics.push(TopicOut {
@@ -74,11 +73,13 @@ pub async fn handle(
             let error = match (&topic, &partition) {
                 (None, _) if by_id => Some(code(ResponseError::UnknownTopicId)),
                 (None, _) | (_, None) => Some(code(ResponseError::UnknownTopicOrPartition)),
-                (Some(_), Some(p)) => epoch_error(fp.current_leader_epoch, p.leader_epoch()),
+                (Some(_), Some(p)) => p
+                    .check_epoch(fp.current_leader_epoch)
+                    .err()
+                    .map(super::epoch_error_code),
             };
             wanted.push(Wanted {
                 topic_slot: slot,
-                topic: topic.clone(),
                 partition_index: fp.partition,
                 partition,
                 fetch_offset: fp.fetch_offset,
@@ -102,8 +103,7 @@ pub async fn handle(
     // After a timeout or a dropped sender, one more read answers with whatever is there.
     let mut last_read = false;
     loop {
-        let (parts, total, any_error) =
-            read_all(broker, &wanted, req.max_bytes, read_committed).await;
+        let (parts, total, any_error) = read_all(&wanted, req.max_bytes, read_committed).await;
         let satisfied = total >= req.min_bytes.max(0) as usize;
         let now = tokio::time::Instant::now();
         if satisfied || any_error || last_read || now >= deadline || watchers.is_empty() {
@@ -131,20 +131,9 @@ pub async fn handle(
     }
 }
 
-fn epoch_error(requested: i32, current: i32) -> Option<i16> {
-    if requested < 0 || requested == current {
-        None
-    } else if requested > current {
-        Some(code(ResponseError::UnknownLeaderEpoch))
-    } else {
-        Some(code(ResponseError::FencedLeaderEpoch))
-    }
-}
-
-/// Reads every wanted partition once within the response budget; offsets below the local log
-/// start are read from the remote tier.
+/// Reads every wanted partition once within the response budget; the partition decides which
+/// tier answers.
 async fn read_all(
-    broker: &Broker,
     wanted: &[Wanted],
     max_bytes: i32,
     read_committed: bool,
@@ -176,48 +165,20 @@ async fn read_all(
                 let limit = (w.partition_max_bytes.max(0) as u64).min(budget) as u32;
                 // Only the first data in the response may exceed the limits (KIP-74).
                 let at_least_one = total == 0;
-                match partition.read(w.fetch_offset, limit, at_least_one) {
-                    Ok(info) => {
-                        p.high_watermark = info.high_watermark;
-                        p.last_stable_offset = info.high_watermark;
-                        p.log_start_offset = info.log_start_offset;
-                        if let Some(region) = info.region {
-                            total += region.len as usize;
-                            budget = budget.saturating_sub(region.len as u64);
-                            p.records = RecordsOut::File(region);
-                        }
-                    }
-                    Err(ReadError::NotLocal {
-                        offset,
-                        log_start,
-                        log_end,
-                        ..
-                    }) => {
-                        p.high_watermark = log_end;
-                        p.last_stable_offset = log_end;
-                        p.log_start_offset = log_start;
-                        let remote = match (&broker.remote, &w.topic) {
-                            (Some(r), Some(t)) => {
-                                r.read(t, partition.index, offset, limit, at_least_one)
-                                    .await
-                            }
-                            _ => Ok(None),
+                match partition.fetch(w.fetch_offset, limit, at_least_one).await {
+                    Ok(f) => {
+                        p.high_watermark = f.high_watermark;
+                        p.last_stable_offset = f.last_stable_offset;
+                        p.log_start_offset = f.log_start_offset;
+                        total += f.records.len();
+                        budget = budget.saturating_sub(f.records.len() as u64);
+                        p.records = match f.records {
+                            Records::None => RecordsOut::Empty,
+                            Records::File(region) => RecordsOut::File(region),
+                            Records::Memory(bytes) => RecordsOut::Memory(bytes),
                         };
-                        match remote {
-                            Ok(Some(bytes)) => {
-                                total += bytes.len();
-                                budget = budget.saturating_sub(bytes.len() as u64);
-                                p.records = RecordsOut::Memory(bytes);
-                            }
-                            Ok(None) => {}
-                            Err(e) => {
-                                tracing::warn!(topic = %partition.topic, partition = partition.index, offset, error = %e, "remote read failed");
-                                p.error_code = code(ResponseError::KafkaStorageError);
-                                any_error = true;
-                            }
-                        }
                     }
-                    Err(ReadError::OffsetOutOfRange {
+                    Err(FetchError::OffsetOutOfRange {
                         log_start, log_end, ..
                     }) => {
                         p.error_code = code(ResponseError::OffsetOutOfRange);
@@ -226,8 +187,7 @@ async fn read_all(
                         p.log_start_offset = log_start;
                         any_error = true;
                     }
-                    Err(ReadError::Io(e)) => {
-                        tracing::error!(topic = %partition.topic, partition = partition.index, error = %e, "fetch read failed");
+                    Err(FetchError::Storage(_)) => {
                         p.error_code = code(ResponseError::KafkaStorageError);
                         any_error = true;
                     }

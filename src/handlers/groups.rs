@@ -237,7 +237,7 @@ pub async fn offset_commit(
             });
         }
     }
-    let valid = |topic: &str, partition: i32| broker.partition(topic, partition).is_some();
+    let valid = |topic: &str, partition: i32| broker.replicas.partition(topic, partition).is_some();
     let result = broker
         .groups
         .commit(

@@ -15,8 +15,9 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 
 use super::{code, topic_error_code};
-use crate::broker::{Broker, Topic, topics::validate_name};
+use crate::broker::Broker;
 use crate::protocol::RequestContext;
+use crate::replica::{Topic, topic::validate_name};
 
 fn topic_entry(broker: &Broker, topic: &Topic) -> MetadataResponseTopic {
     let node = BrokerId(broker.node_id);
@@ -69,7 +70,7 @@ pub async fn handle(
     let mut topics = Vec::new();
     match wanted {
         None => {
-            for t in broker.topics() {
+            for t in broker.replicas.topics() {
                 topics.push(topic_entry(broker, &t));
             }
         }
@@ -77,8 +78,8 @@ pub async fn handle(
             for rt in requested {
                 let name = rt.name.as_ref().map(|n| n.0.to_string());
                 let found = match &name {
-                    Some(n) => broker.topic(n),
-                    None => broker.topic_by_id(rt.topic_id),
+                    Some(n) => broker.replicas.topic(n),
+                    None => broker.replicas.topic_by_id(rt.topic_id),
                 };
                 if let Some(t) = found {
                     topics.push(topic_entry(broker, &t));
@@ -104,7 +105,7 @@ pub async fn handle(
                     ));
                     continue;
                 }
-                match broker.auto_create(&n).await {
+                match broker.replicas.auto_create(&n).await {
                     Ok(t) => {
                         tracing::info!(topic = %n, "auto-created topic");
                         topics.push(topic_entry(broker, &t));

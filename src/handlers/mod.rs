@@ -2,8 +2,8 @@
 //! decoded response; it reports every per-topic and per-partition failure with the Kafka error
 //! code a client expects and never fails the whole request for one bad partition.
 
-pub mod dispatch;
 pub mod configs;
+pub mod dispatch;
 pub mod fetch;
 pub mod groups;
 pub mod metadata;
@@ -14,8 +14,8 @@ pub mod topics;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::protocol::StrBytes;
 
-use crate::broker::TopicError;
 use crate::config::topic::TopicConfigError;
+use crate::replica::{EpochError, TopicError};
 
 pub(crate) fn code(e: ResponseError) -> i16 {
     e.code()
@@ -38,5 +38,13 @@ pub(crate) fn topic_error_code(e: &TopicError) -> i16 {
         }
         TopicError::Config(TopicConfigError::Unsupported { .. }) => ResponseError::InvalidConfig,
         TopicError::Io(_) => ResponseError::KafkaStorageError,
+    })
+}
+
+/// The Kafka error code for a request whose leader epoch does not match the partition's.
+pub(crate) fn epoch_error_code(e: EpochError) -> i16 {
+    code(match e {
+        EpochError::Fenced => ResponseError::FencedLeaderEpoch,
+        EpochError::Unknown => ResponseError::UnknownLeaderEpoch,
     })
 }

@@ -18,9 +18,10 @@ use kafka_protocol::messages::{
     OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse,
 };
 
-use super::code;
-use crate::broker::{Broker, Partition};
+use super::{code, epoch_error_code};
+use crate::broker::Broker;
 use crate::protocol::RequestContext;
+use crate::replica::{FetchError, Partition};
 
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
@@ -28,41 +29,20 @@ const MAX_TIMESTAMP: i64 = -3;
 const EARLIEST_LOCAL: i64 = -4;
 const LATEST_TIERED: i64 = -5;
 
-fn epoch_check(requested: i32, current: i32) -> Result<(), i16> {
-    if requested < 0 || requested == current {
-        Ok(())
-    } else if requested > current {
-        Err(code(ResponseError::UnknownLeaderEpoch))
-    } else {
-        Err(code(ResponseError::FencedLeaderEpoch))
-    }
-}
-
-fn lookup(
-    broker: &Broker,
-    topic_id: uuid::Uuid,
-    p: &Partition,
-    timestamp: i64,
-) -> std::io::Result<(i64, i64)> {
+/// The offset and timestamp ListOffsets answers for `timestamp` (a time or one of the special
+/// values above), from whichever tier holds it.
+async fn lookup(p: &Partition, timestamp: i64) -> Result<(i64, i64), FetchError> {
     let (start, end) = p.offsets();
     Ok(match timestamp {
         LATEST => (end, -1),
         EARLIEST => (start, -1),
         EARLIEST_LOCAL => (p.local_log_start_offset(), -1),
-        MAX_TIMESTAMP => p.max_timestamp_offset()?,
+        MAX_TIMESTAMP => p
+            .max_timestamp_offset()
+            .map_err(|e| FetchError::Storage(e.to_string()))?,
         // The highest offset copied to the remote tier, or -1 when nothing is.
-        LATEST_TIERED => {
-            let next = broker
-                .remote
-                .as_ref()
-                .and_then(|r| r.range(topic_id, p.index))
-                .map_or(-1, |r| r.next - 1);
-            (next, -1)
-        }
-        ts => match p.offset_for_timestamp(ts)? {
-            Some((offset, ts)) => (offset, ts),
-            None => (-1, -1),
-        },
+        LATEST_TIERED => (p.last_tiered_offset(), -1),
+        ts => p.offset_for_timestamp(ts).await?.unwrap_or((-1, -1)),
     })
 }
 
@@ -73,7 +53,7 @@ pub async fn list_offsets(
 ) -> ListOffsetsResponse {
     let mut topics = Vec::with_capacity(req.topics.len());
     for t in req.topics {
-        let topic = broker.topic(t.name.0.as_str());
+        let topic = broker.replicas.topic(t.name.0.as_str());
         let mut partitions = Vec::with_capacity(t.partitions.len());
         for lp in t.partitions {
             let mut r = ListOffsetsPartitionResponse::default()
@@ -84,9 +64,8 @@ pub async fn list_offsets(
                 partitions.push(r.with_error_code(code(ResponseError::UnknownTopicOrPartition)));
                 continue;
             };
-            let topic_id = topic.as_ref().map_or(uuid::Uuid::nil(), |t| t.id);
-            if let Err(e) = epoch_check(lp.current_leader_epoch, p.leader_epoch()) {
-                partitions.push(r.with_error_code(e));
+            if let Err(e) = p.check_epoch(lp.current_leader_epoch) {
+                partitions.push(r.with_error_code(epoch_error_code(e)));
                 continue;
             }
             let unsupported = (lp.timestamp == MAX_TIMESTAMP && ctx.version < 7)
@@ -97,32 +76,7 @@ pub async fn list_offsets(
                 partitions.push(r.with_error_code(code(ResponseError::UnsupportedVersion)));
                 continue;
             }
-            // Timestamps that may fall into the remote tier are looked up there first.
-            if lp.timestamp >= 0
-                && p.local_log_start_offset() > p.offsets().0
-                && let (Some(remote), Some(t)) = (&broker.remote, &topic)
-            {
-                match remote
-                    .offset_for_timestamp(t, p.index, lp.timestamp, p.local_log_start_offset())
-                    .await
-                {
-                    Ok(Some((offset, ts))) => {
-                        r = r.with_offset(offset).with_timestamp(ts);
-                        if ctx.version >= 4 {
-                            r = r.with_leader_epoch(p.leader_epoch());
-                        }
-                        partitions.push(r);
-                        continue;
-                    }
-                    Ok(None) => {}
-                    Err(e) => {
-                        tracing::warn!(topic = %p.topic, partition = p.index, error = %e, "remote timestamp lookup failed");
-                        partitions.push(r.with_error_code(code(ResponseError::KafkaStorageError)));
-                        continue;
-                    }
-                }
-            }
-            match lookup(broker, topic_id, &p, lp.timestamp) {
+            match lookup(&p, lp.timestamp).await {
                 Ok((offset, ts)) => {
                     r = r.with_offset(offset).with_timestamp(ts);
                     if ctx.version >= 4 {
@@ -152,7 +106,7 @@ pub async fn offset_for_leader_epoch(
 ) -> OffsetForLeaderEpochResponse {
     let mut topics = Vec::with_capacity(req.topics.len());
     for t in req.topics {
-        let topic = broker.topic(t.topic.0.as_str());
+        let topic = broker.replicas.topic(t.topic.0.as_str());
         let mut partitions = Vec::with_capacity(t.partitions.len());
         for op in t.partitions {
             let r = EpochEndOffset::default()
@@ -163,20 +117,12 @@ pub async fn offset_for_leader_epoch(
                 partitions.push(r.with_error_code(code(ResponseError::UnknownTopicOrPartition)));
                 continue;
             };
-            let current = p.leader_epoch();
-            if let Err(e) = epoch_check(op.current_leader_epoch, current) {
-                partitions.push(r.with_error_code(e));
+            if let Err(e) = p.check_epoch(op.current_leader_epoch) {
+                partitions.push(r.with_error_code(epoch_error_code(e)));
                 continue;
             }
-            // One epoch has ever led: it ends at the log end. Later epochs are unknown.
-            if op.leader_epoch <= current && op.leader_epoch >= 0 {
-                partitions.push(
-                    r.with_leader_epoch(current)
-                        .with_end_offset(p.high_watermark()),
-                );
-            } else {
-                partitions.push(r);
-            }
+            let (epoch, end) = p.end_offset_for_epoch(op.leader_epoch);
+            partitions.push(r.with_leader_epoch(epoch).with_end_offset(end));
         }
         topics.push(
             OffsetForLeaderTopicResult::default()
@@ -194,7 +140,7 @@ pub async fn delete_records(
 ) -> DeleteRecordsResponse {
     let mut topics = Vec::with_capacity(req.topics.len());
     for t in req.topics {
-        let topic = broker.topic(t.name.0.as_str());
+        let topic = broker.replicas.topic(t.name.0.as_str());
         let mut partitions = Vec::with_capacity(t.partitions.len());
         for dp in t.partitions {
             let r = DeleteRecordsPartitionResult::default()

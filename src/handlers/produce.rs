@@ -76,9 +76,9 @@ pub async fn handle(
     for td in req.topic_data {
         let by_id = ctx.version >= 13;
         let topic = if by_id {
-            broker.topic_by_id(td.topic_id)
+            broker.replicas.topic_by_id(td.topic_id)
         } else {
-            broker.topic(td.name.0.as_str())
+            broker.replicas.topic(td.name.0.as_str())
         };
         let mut partitions = Vec::with_capacity(td.partition_data.len());
         for pd in td.partition_data {

@@ -16,9 +16,10 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 
 use super::{code, msg, topic_error_code};
-use crate::broker::{Broker, TopicError};
+use crate::broker::Broker;
 use crate::config::topic::TopicConfigs;
 use crate::protocol::RequestContext;
+use crate::replica::TopicError;
 
 fn failed(name: TopicName, error: i16, message: String) -> CreatableTopicResult {
     CreatableTopicResult::default()
@@ -106,6 +107,7 @@ pub async fn create_topics(
             }
         };
         match broker
+            .replicas
             .create_topic(&name, partitions, replication, configs, req.validate_only)
             .await
         {
@@ -165,7 +167,7 @@ pub async fn delete_topics(
     for (name, id) in targets {
         let name = match name {
             Some(n) => Some(n),
-            None => broker.topic_by_id(id).map(|t| t.name.clone()),
+            None => broker.replicas.topic_by_id(id).map(|t| t.name.clone()),
         };
         let r = DeletableTopicResult::default()
             .with_name(name.clone().map(|n| TopicName(StrBytes::from_string(n))))
@@ -177,7 +179,7 @@ pub async fn delete_topics(
             );
             continue;
         };
-        match broker.delete_topic(&name).await {
+        match broker.replicas.delete_topic(&name).await {
             Ok(deleted_id) => {
                 tracing::info!(topic = %name, "deleted topic");
                 responses.push(r.with_topic_id(deleted_id));
@@ -215,6 +217,7 @@ pub async fn create_partitions(
             continue;
         }
         match broker
+            .replicas
             .create_partitions(&name, t.count, req.validate_only)
             .await
         {

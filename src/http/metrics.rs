@@ -10,7 +10,7 @@ pub fn render(broker: &Broker) -> String {
     m.partition_end.reset();
     m.remote_partition_bytes.reset();
     let mut offline = 0;
-    for topic in broker.topics() {
+    for topic in broker.replicas.topics() {
         for p in topic.partitions() {
             offline += p.is_offline() as i64;
             let labels = [topic.name.as_str(), &p.index.to_string()];
@@ -58,13 +58,11 @@ pub fn render(broker: &Broker) -> String {
         ] {
             m.tiering.with_label_values(&[what]).set(v as i64);
         }
-        for (op, s) in r.store_metrics().operations() {
+        for (op, s) in r.objects().store_metrics().operations() {
             m.store_requests
                 .with_label_values(&[op])
                 .set(s.requests as i64);
-            m.store_errors
-                .with_label_values(&[op])
-                .set(s.errors as i64);
+            m.store_errors.with_label_values(&[op]).set(s.errors as i64);
             m.store_bytes
                 .with_label_values(&[op, "sent"])
                 .set(s.bytes_sent as i64);
@@ -75,7 +73,7 @@ pub fn render(broker: &Broker) -> String {
                 .with_label_values(&[op])
                 .set(s.latency_us as f64 / 1e6);
         }
-        if let Some(c) = r.cache() {
+        if let Some(c) = r.objects().cache() {
             let s = c.stats();
             for (what, v) in [
                 ("memory_hits", s.memory_hits),
@@ -109,7 +107,7 @@ pub fn render(broker: &Broker) -> String {
                 .with_label_values(&[what])
                 .set(v.load(Relaxed) as i64);
         }
-        m.search_lag.set(s.lag(broker));
+        m.search_lag.set(s.lag());
     }
     m.groups.set(broker.groups.list().len() as i64);
     m.encode()

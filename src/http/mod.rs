@@ -79,11 +79,12 @@ fn search_error(e: SearchError) -> Reply {
 fn searchable_topic(
     broker: &Broker,
     name: &str,
-) -> Result<(Arc<SearchManager>, Arc<crate::broker::Topic>), SearchError> {
+) -> Result<(Arc<SearchManager>, Arc<crate::replica::Topic>), SearchError> {
     let search = broker.search.clone().ok_or_else(|| {
         SearchError::Unavailable("[search] enabled is false on this broker".into())
     })?;
     let topic = broker
+        .replicas
         .topic(name)
         .ok_or_else(|| SearchError::UnknownTopic(name.to_string()))?;
     if !topic
@@ -106,8 +107,7 @@ async fn run_search(broker: Arc<Broker>, topic: String, body: serde_json::Value)
         Err(e) => return search_error(e),
     };
     let handle = tokio::runtime::Handle::current();
-    let result =
-        tokio::task::spawn_blocking(move || search.search(&broker, &topic, &req, &handle)).await;
+    let result = tokio::task::spawn_blocking(move || search.search(&topic, &req, &handle)).await;
     match result {
         Ok(Ok(v)) => (StatusCode::OK, Json(v)),
         Ok(Err(e)) => search_error(e),
@@ -188,14 +188,14 @@ async fn search_status(State(broker): State<Arc<Broker>>, Path(topic): Path<Stri
             "[search] enabled is false on this broker".into(),
         ));
     };
-    let Some(t) = broker.topic(&topic) else {
+    let Some(t) = broker.replicas.topic(&topic) else {
         return search_error(SearchError::UnknownTopic(topic));
     };
     let enabled = t
         .partitions()
         .first()
         .is_some_and(|p| p.log_config().search_enabled);
-    let partitions = search.status(&broker, &t);
+    let partitions = search.status(&t);
     (
         StatusCode::OK,
         Json(serde_json::json!({ "topic": topic, "enabled": enabled, "partitions": partitions })),
@@ -264,7 +264,7 @@ fn free_disk(broker: &Broker) -> Check {
 
 async fn object_store(broker: &Broker) -> Option<Check> {
     let remote = broker.remote.as_ref()?;
-    let tiered = broker.topics().iter().any(|t| {
+    let tiered = broker.replicas.topics().iter().any(|t| {
         t.partitions()
             .first()
             .is_some_and(|p| p.log_config().remote_storage)
@@ -273,7 +273,7 @@ async fn object_store(broker: &Broker) -> Option<Check> {
         return None;
     }
     Some(
-        match tokio::time::timeout(Duration::from_secs(5), remote.probe()).await {
+        match tokio::time::timeout(Duration::from_secs(5), remote.objects().probe()).await {
             Ok(Ok(())) => Check {
                 name: "object_store",
                 ok: true,

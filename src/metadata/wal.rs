@@ -353,7 +353,7 @@ mod tests {
         let (mut wal, mut state, _) = Wal::open(dir.path()).expect("open");
         assert_eq!(state.last_index, u64::MAX - 1);
         let before = state.clone();
-        let err = wal.append(&[commit(1)], &mut state).err().expect("refused");
+        let err = wal.append(&[commit(1)], &mut state).expect_err("refused");
         assert!(err.to_string().contains("no room"), "{err}");
         assert_eq!(state, before);
         drop(wal);

@@ -13,17 +13,16 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use chronik_cache::ChunkCache;
 use chronik_tiering::object_store::{ObjectStore, ObjectStoreExt, path::Path as ObjectPath};
-use chronik_tiering::{
-    RemoteLogSegmentMetadata, RemoteSegmentState, cache_chunk_key, segment_object_key,
-};
+use chronik_tiering::{RemoteLogSegmentMetadata, RemoteSegmentState, cache_chunk_key};
+use futures::future::BoxFuture;
 use uuid::Uuid;
 
-use crate::broker::{Broker, Partition, Topic};
 use crate::log::SealedSegment;
 use crate::log::batch::{BATCH_HEADER_LEN, BatchHeader, LOG_OVERHEAD};
 use crate::metadata::{MetadataRecord, MetadataStore};
+use crate::objects::{ObjectError, RemoteObjects, SplitFile, SplitForUpload, SplitUploads};
+use crate::replica::{Partition, RemoteTier, ReplicaManager, Topic};
 
 /// Object kinds of one segment.
 const EXTS: [&str; 5] = ["log", "index", "timeindex", "snapshot", "split"];
@@ -49,6 +48,15 @@ pub enum RemoteError {
     Cache(#[from] chronik_cache::CacheError),
 }
 
+impl From<ObjectError> for RemoteError {
+    fn from(e: ObjectError) -> Self {
+        match e {
+            ObjectError::Store(e) => RemoteError::Store(e),
+            ObjectError::Cache(e) => RemoteError::Cache(e),
+        }
+    }
+}
+
 /// Counters of the remote tier, ready to be exported as metrics.
 #[derive(Debug, Default)]
 pub struct TieringMetrics {
@@ -61,9 +69,6 @@ pub struct TieringMetrics {
     /// Sealed segments of tiered topics not yet copied, as of the last pass.
     pub segments_awaiting_upload: std::sync::atomic::AtomicU64,
     pub bytes_awaiting_upload: std::sync::atomic::AtomicU64,
-    /// Chunks fetched ahead of a sequential reader, and how many of them a read then used.
-    pub readahead_issued: std::sync::atomic::AtomicU64,
-    pub readahead_used: std::sync::atomic::AtomicU64,
 }
 
 /// A plain copy of [`TieringMetrics`].
@@ -97,8 +102,8 @@ impl TieringMetrics {
             remote_read_bytes: self.remote_read_bytes.load(Relaxed),
             segments_awaiting_upload: self.segments_awaiting_upload.load(Relaxed),
             bytes_awaiting_upload: self.bytes_awaiting_upload.load(Relaxed),
-            readahead_issued: self.readahead_issued.load(Relaxed),
-            readahead_used: self.readahead_used.load(Relaxed),
+            readahead_issued: 0,
+            readahead_used: 0,
         }
     }
 }
@@ -107,17 +112,14 @@ impl TieringMetrics {
 type RemoteOffsetIndex = Arc<Vec<(u32, u32)>>;
 
 pub struct RemoteLogManager {
-    store: Arc<dyn ObjectStore>,
+    objects: Arc<RemoteObjects>,
     metadata: Arc<MetadataStore>,
-    cluster: String,
+    replicas: Arc<ReplicaManager>,
+    /// The search indexer, when search is on: a searchable segment goes up with its split.
+    splits: Option<Arc<dyn SplitUploads>>,
     part_size: usize,
     indexes: Mutex<HashMap<Uuid, RemoteOffsetIndex>>,
-    /// Chunks of remote `.log` objects; `None` reads straight from the store.
-    cache: Option<ChunkCache>,
     metrics: TieringMetrics,
-    store_metrics: Arc<chronik_tiering::StoreMetrics>,
-    /// Chunks fetched ahead and not yet read (bounded), to measure read-ahead usefulness.
-    prefetched: Mutex<std::collections::HashSet<chronik_cache::ChunkKey>>,
 }
 
 /// What the remote tier holds for one partition.
@@ -130,175 +132,63 @@ pub struct RemoteRange {
 
 impl RemoteLogManager {
     pub fn new(
-        store: Arc<dyn ObjectStore>,
+        objects: Arc<RemoteObjects>,
         metadata: Arc<MetadataStore>,
-        cluster: String,
+        replicas: Arc<ReplicaManager>,
+        splits: Option<Arc<dyn SplitUploads>>,
         part_size: usize,
-        cache: Option<ChunkCache>,
     ) -> Self {
-        // Every request to the object store is counted by operation.
-        let (store, store_metrics) = chronik_tiering::metered(store);
         Self {
-            store,
-            metrics: TieringMetrics::default(),
-            store_metrics,
-            prefetched: Mutex::new(std::collections::HashSet::new()),
+            objects,
             metadata,
-            cluster,
+            replicas,
+            splits,
             part_size,
             indexes: Mutex::new(HashMap::new()),
-            cache,
+            metrics: TieringMetrics::default(),
         }
     }
 
-    /// One cheap request to the object store, for readiness checks.
-    pub async fn probe(&self) -> Result<(), RemoteError> {
-        use futures::StreamExt;
-        let prefix = ObjectPath::from(self.cluster.as_str());
-        let mut listing = self.store.list(Some(&prefix));
-        match listing.next().await {
-            None | Some(Ok(_)) => Ok(()),
-            Some(Err(e)) => Err(e.into()),
-        }
-    }
-
-    pub fn cache(&self) -> Option<&ChunkCache> {
-        self.cache.as_ref()
+    pub fn objects(&self) -> &Arc<RemoteObjects> {
+        &self.objects
     }
 
     pub fn metrics(&self) -> TieringMetricsSnapshot {
-        self.metrics.snapshot()
+        let (readahead_issued, readahead_used) = self.objects.readahead();
+        TieringMetricsSnapshot {
+            readahead_issued,
+            readahead_used,
+            ..self.metrics.snapshot()
+        }
     }
 
-    /// Requests, errors, bytes and latency of the object store by operation.
-    pub fn store_metrics(&self) -> chronik_tiering::StoreMetricsSnapshot {
-        self.store_metrics.snapshot()
+    fn store(&self) -> &Arc<dyn ObjectStore> {
+        self.objects.store()
     }
 
-    /// Bytes `range` of a remote `.log` object, through the chunk cache: every chunk is fetched
-    /// with one ranged GET however many readers miss it at once, and the chunk after the last one
-    /// read is fetched ahead for sequential consumers.
+    /// Bytes `range` of a remote `.log` object, through the chunk cache, with the chunk after
+    /// the last one read fetched ahead for sequential consumers.
     async fn log_range(
         &self,
         key: &ObjectPath,
         m: &RemoteLogSegmentMetadata,
         range: std::ops::Range<u64>,
     ) -> Result<Bytes, RemoteError> {
-        self.object_range(
-            key,
-            m.segment_id,
-            m.segment_size_bytes,
-            range,
-            true,
-            u64::MAX,
-        )
-        .await
-    }
-
-    /// Bytes `range` of any immutable remote object of `size` bytes whose chunks are cached
-    /// under `id`, in chunks of `chunk_bytes` capped at the cache's chunk size (`u64::MAX`: the
-    /// cache's). Objects read in small scattered pieces, like search splits, fetch far fewer
-    /// bytes in small chunks; every object must always be read with the same chunk size (the
-    /// cache keys chunks by index). The missing chunks of one range are fetched concurrently;
-    /// `read_ahead` also fetches the chunk after the last one read.
-    pub async fn object_range(
-        &self,
-        key: &ObjectPath,
-        id: Uuid,
-        size: u64,
-        range: std::ops::Range<u64>,
-        read_ahead: bool,
-        chunk_bytes: u64,
-    ) -> Result<Bytes, RemoteError> {
-        let Some(cache) = &self.cache else {
-            return Ok(self.store.get_range(key, range).await?);
-        };
-        if range.is_empty() {
-            return Ok(Bytes::new());
-        }
-        let cs = (cache.chunk_bytes() as u64).min(chunk_bytes).max(1);
-        let first = range.start / cs;
-        let last = (range.end - 1) / cs;
-        let fetch_chunk = |index: u64| {
-            let store = self.store.clone();
-            let key = key.clone();
-            let span = index * cs..((index + 1) * cs).min(size);
-            async move { store.get_range(&key, span).await }
-        };
-        let parts = futures::future::try_join_all((first..=last).map(|index| {
-            if self
-                .prefetched
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&cache_chunk_key(id, index))
-            {
-                TieringMetrics::add(&self.metrics.readahead_used, 1);
-            }
-            cache.get_or_fetch(cache_chunk_key(id, index), fetch_chunk(index))
-        }))
-        .await?;
-        let next = last + 1;
-        // Also when the next chunk is on the disk tier: loading it into memory ahead of the
-        // reader keeps a disk read off the consumer's path.
-        if read_ahead && next * cs < size && !cache.in_memory(&cache_chunk_key(id, next)) {
-            {
-                let mut p = self.prefetched.lock().unwrap_or_else(|e| e.into_inner());
-                if p.len() >= 4096 {
-                    p.clear();
-                }
-                p.insert(cache_chunk_key(id, next));
-            }
-            TieringMetrics::add(&self.metrics.readahead_issued, 1);
-            let cache = cache.clone();
-            let ahead = fetch_chunk(next);
-            tokio::spawn(async move {
-                if let Err(e) = cache.get_or_fetch(cache_chunk_key(id, next), ahead).await {
-                    tracing::debug!(segment = %id, chunk = next, error = %e, "read-ahead failed");
-                }
-            });
-        }
-        let offset = (range.start - first * cs) as usize;
-        let len = (range.end - range.start) as usize;
-        if parts.len() == 1 {
-            let p = &parts[0];
-            let end = (offset + len).min(p.len());
-            return Ok(p.slice(offset.min(end)..end));
-        }
-        let mut out = bytes::BytesMut::with_capacity(len);
-        let mut skip = offset;
-        for p in &parts {
-            let take_from = skip.min(p.len());
-            skip -= take_from;
-            let room = len - out.len();
-            let slice = &p[take_from..p.len().min(take_from + room)];
-            out.extend_from_slice(slice);
-        }
-        Ok(out.freeze())
+        Ok(self
+            .objects
+            .object_range(
+                key,
+                m.segment_id,
+                m.segment_size_bytes,
+                range,
+                true,
+                u64::MAX,
+            )
+            .await?)
     }
 
     fn key(&self, topic: &str, m: &RemoteLogSegmentMetadata, ext: &str) -> ObjectPath {
-        segment_object_key(
-            &self.cluster,
-            topic,
-            m.topic_id,
-            m.partition,
-            m.base_offset,
-            m.segment_id,
-            ext,
-        )
-    }
-
-    /// Where the search split of a remote segment lives.
-    pub fn split_key(&self, topic: &str, s: &chronik_tiering::RemoteSplitMetadata) -> ObjectPath {
-        segment_object_key(
-            &self.cluster,
-            topic,
-            s.topic_id,
-            s.partition,
-            s.base_offset,
-            s.segment_id,
-            "split",
-        )
+        self.objects.segment_key(topic, m, ext)
     }
 
     pub fn segments(&self, topic_id: Uuid, partition: i32) -> Vec<RemoteLogSegmentMetadata> {
@@ -330,7 +220,7 @@ impl RemoteLogManager {
         topic: &Topic,
         partition: &Partition,
         seg: &SealedSegment,
-        split: Option<crate::search::LocalSplitFile>,
+        split: Option<SplitFile>,
     ) -> Result<(), RemoteError> {
         let started = RemoteLogSegmentMetadata {
             topic_id: topic.id,
@@ -356,23 +246,23 @@ impl RemoteLogManager {
                 continue;
             }
             let key = self.key(&topic.name, &started, ext);
-            chronik_tiering::upload_file(self.store.as_ref(), &key, path, self.part_size).await?;
+            chronik_tiering::upload_file(self.store().as_ref(), &key, path, self.part_size).await?;
         }
         let mut records = Vec::with_capacity(2);
         if let Some(split) = split {
             let key = self.key(&topic.name, &started, "split");
-            chronik_tiering::upload_file(self.store.as_ref(), &key, &split.path, self.part_size)
+            chronik_tiering::upload_file(self.store().as_ref(), &key, &split.path, self.part_size)
                 .await?;
             records.push(MetadataRecord::RemoteSplitAdded {
                 split: chronik_tiering::RemoteSplitMetadata {
                     topic_id: topic.id,
                     partition: partition.index,
                     segment_id: started.segment_id,
-                    base_offset: split.info.base_offset,
-                    next_offset: split.info.next_offset,
-                    min_timestamp_ms: split.info.min_timestamp_ms,
-                    max_timestamp_ms: split.info.max_timestamp_ms,
-                    docs: split.info.docs,
+                    base_offset: split.base_offset,
+                    next_offset: split.next_offset,
+                    min_timestamp_ms: split.min_timestamp_ms,
+                    max_timestamp_ms: split.max_timestamp_ms,
+                    docs: split.docs,
                     size_bytes: split.size,
                     footer_bytes: split.footer_bytes,
                 },
@@ -411,7 +301,7 @@ impl RemoteLogManager {
             d
         };
         for ext in EXTS {
-            match self.store.delete(&self.key(topic, &deleting, ext)).await {
+            match self.store().delete(&self.key(topic, &deleting, ext)).await {
                 Ok(()) | Err(chronik_tiering::object_store::Error::NotFound { .. }) => {}
                 Err(e) => return Err(e.into()),
             }
@@ -420,7 +310,7 @@ impl RemoteLogManager {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&m.segment_id);
-        if let Some(cache) = &self.cache {
+        if let Some(cache) = self.objects.cache() {
             let chunks = m.segment_size_bytes.div_ceil(cache.chunk_bytes() as u64);
             for index in (0..chunks).chain([INDEX_CHUNK]) {
                 cache.remove(&cache_chunk_key(m.segment_id, index)).await;
@@ -433,10 +323,14 @@ impl RemoteLogManager {
     }
 
     /// One pass over every partition: copy, local retention, remote retention, cleanup.
-    pub async fn run_once(&self, broker: &Broker) {
+    pub async fn run_once(&self) {
         let now = crate::util::now_ms();
-        let live: HashMap<Uuid, Arc<Topic>> =
-            broker.topics().into_iter().map(|t| (t.id, t)).collect();
+        let live: HashMap<Uuid, Arc<Topic>> = self
+            .replicas
+            .topics()
+            .into_iter()
+            .map(|t| (t.id, t))
+            .collect();
         // Segments of deleted topics and interrupted copies or deletions.
         let leftovers: Vec<(String, RemoteLogSegmentMetadata)> = self.metadata.read(|s| {
             s.remote_segments
@@ -459,10 +353,7 @@ impl RemoteLogManager {
                 if !p.log_config().remote_storage {
                     continue;
                 }
-                if let Err(e) = self
-                    .tier_partition(topic, p, now, broker.search.as_deref())
-                    .await
-                {
+                if let Err(e) = self.tier_partition(topic, p, now).await {
                     TieringMetrics::add(&self.metrics.upload_errors, 1);
                     tracing::warn!(topic = %topic.name, partition = p.index, error = %e, "tiering pass failed; will retry");
                 }
@@ -494,7 +385,6 @@ impl RemoteLogManager {
         topic: &Topic,
         p: &Arc<Partition>,
         now_ms: i64,
-        search: Option<&crate::search::SearchManager>,
     ) -> Result<(), RemoteError> {
         let remote = self.segments(topic.id, p.index);
         let copied: HashMap<i64, &RemoteLogSegmentMetadata> =
@@ -504,12 +394,12 @@ impl RemoteLogManager {
         for seg in &sealed {
             if !copied.contains_key(&seg.base_offset) && seg.base_offset >= remote_next {
                 // A searchable topic's segment goes up with its split: wait for the indexer.
-                let split = match search {
+                let split = match &self.splits {
                     Some(s) if p.log_config().search_enabled => {
-                        match s.split_for_upload(topic, p.index, seg.base_offset) {
-                            crate::search::SplitForUpload::Pending => break,
-                            crate::search::SplitForUpload::None => None,
-                            crate::search::SplitForUpload::Ready(split) => Some(split),
+                        match s.split_for_upload(topic.id, p.index, seg.base_offset) {
+                            SplitForUpload::Pending => break,
+                            SplitForUpload::None => None,
+                            SplitForUpload::Ready(split) => Some(split),
                         }
                     }
                     _ => None,
@@ -598,21 +488,21 @@ impl RemoteLogManager {
         };
         // Through the chunk cache, so that a restarted broker has its indexes on local disk; an
         // index larger than a chunk (huge segments, small chunks) is read directly.
-        let raw = match &self.cache {
+        let raw = match self.objects.cache() {
             Some(cache) => match cache
                 .get_or_fetch(
                     cache_chunk_key(m.segment_id, INDEX_CHUNK),
-                    whole(self.store.clone(), key.clone()),
+                    whole(self.store().clone(), key.clone()),
                 )
                 .await
             {
                 Ok(raw) => raw,
                 Err(chronik_cache::CacheError::ChunkTooLarge { .. }) => {
-                    whole(self.store.clone(), key).await?
+                    whole(self.store().clone(), key).await?
                 }
                 Err(e) => return Err(e.into()),
             },
-            None => whole(self.store.clone(), key).await?,
+            None => whole(self.store().clone(), key).await?,
         };
         let entries: Vec<(u32, u32)> = raw
             .chunks_exact(8)
@@ -635,19 +525,23 @@ impl RemoteLogManager {
     /// The first remote record at or after `timestamp` below offset `below`, with its timestamp.
     pub async fn offset_for_timestamp(
         &self,
-        topic: &Topic,
+        topic: &str,
+        topic_id: Uuid,
         partition: i32,
         timestamp: i64,
         below: i64,
     ) -> Result<Option<(i64, i64)>, RemoteError> {
-        let segs = self.segments(topic.id, partition);
+        let segs = self.segments(topic_id, partition);
         for m in segs.iter().filter(|m| m.base_offset < below) {
             if m.max_timestamp_ms < timestamp {
                 continue;
             }
             let mut offset = m.base_offset;
             while offset <= m.end_offset {
-                let Some(bytes) = self.read(topic, partition, offset, 1 << 20, true).await? else {
+                let Some(bytes) = self
+                    .read(topic, topic_id, partition, offset, 1 << 20, true)
+                    .await?
+                else {
                     break;
                 };
                 let mut buf = bytes.clone();
@@ -671,7 +565,8 @@ impl RemoteLogManager {
     /// at most `max_bytes`, but at least one batch when `at_least_one`.
     pub async fn read(
         &self,
-        topic: &Topic,
+        topic: &str,
+        topic_id: Uuid,
         partition: i32,
         offset: i64,
         max_bytes: u32,
@@ -679,12 +574,12 @@ impl RemoteLogManager {
     ) -> Result<Option<Bytes>, RemoteError> {
         let Some(m) = self
             .metadata
-            .read(|s| s.remote_segment_for(topic.id, partition, offset))
+            .read(|s| s.remote_segment_for(topic_id, partition, offset))
         else {
             return Ok(None);
         };
         let m = &m;
-        let index = self.offset_index(&topic.name, m).await?;
+        let index = self.offset_index(topic, m).await?;
         let rel = offset - m.base_offset;
         let idx = index.partition_point(|&(r, _)| (r as i64) < rel);
         let start = if idx == 0 { 0 } else { index[idx - 1].1 as u64 };
@@ -692,7 +587,7 @@ impl RemoteLogManager {
         let want = (max_bytes as u64)
             .saturating_add(READ_SLACK)
             .max(READ_SLACK);
-        let log_key = self.key(&topic.name, m, "log");
+        let log_key = self.key(topic, m, "log");
         let mut pos = start;
         let mut window_start = start;
         let mut window = self
@@ -755,5 +650,53 @@ impl RemoteLogManager {
         TieringMetrics::add(&self.metrics.remote_reads, 1);
         TieringMetrics::add(&self.metrics.remote_read_bytes, out.len() as u64);
         Ok(Some(out))
+    }
+}
+
+/// Partitions read the remote tier through this (the replica layer's one read).
+impl RemoteTier for RemoteLogManager {
+    fn read<'a>(
+        &'a self,
+        topic: &'a str,
+        topic_id: Uuid,
+        partition: i32,
+        offset: i64,
+        max_bytes: u32,
+        at_least_one: bool,
+    ) -> BoxFuture<'a, std::io::Result<Option<Bytes>>> {
+        Box::pin(async move {
+            RemoteLogManager::read(
+                self,
+                topic,
+                topic_id,
+                partition,
+                offset,
+                max_bytes,
+                at_least_one,
+            )
+            .await
+            .map_err(std::io::Error::other)
+        })
+    }
+
+    fn offset_for_timestamp<'a>(
+        &'a self,
+        topic: &'a str,
+        topic_id: Uuid,
+        partition: i32,
+        timestamp: i64,
+        below: i64,
+    ) -> BoxFuture<'a, std::io::Result<Option<(i64, i64)>>> {
+        Box::pin(async move {
+            RemoteLogManager::offset_for_timestamp(
+                self, topic, topic_id, partition, timestamp, below,
+            )
+            .await
+            .map_err(std::io::Error::other)
+        })
+    }
+
+    fn next_offset(&self, topic_id: Uuid, partition: i32) -> Option<i64> {
+        self.range(topic_id, partition).map(|r| r.next)
     }
 }

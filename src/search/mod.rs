@@ -32,9 +32,11 @@ use tantivy::{
 };
 use uuid::Uuid;
 
-use crate::broker::{Broker, Partition, Topic};
 use crate::config::SearchConfig;
 use crate::log::ReadError;
+use crate::metadata::MetadataStore;
+use crate::objects::{RemoteObjects, SplitFile, SplitForUpload, SplitUploads};
+use crate::replica::{Partition, ReplicaManager, Topic};
 use query::{BadRequest, QueryBuilder, SearchRequest, Sort, SortKey};
 use schema::Fields;
 use split::{LocalSplit, SplitDirectory, SplitInfo, SplitSource};
@@ -67,14 +69,19 @@ pub struct LocalSplitFile {
     pub footer_bytes: u64,
 }
 
-/// What the tiering path may do with a sealed segment of a searchable topic.
-#[derive(Debug)]
-pub enum SplitForUpload {
-    /// The indexer has not finished the segment yet: do not upload it now.
-    Pending,
-    /// The segment has no split (indexing started after it, or it held no records).
-    None,
-    Ready(LocalSplitFile),
+impl LocalSplitFile {
+    fn for_upload(&self) -> SplitFile {
+        SplitFile {
+            path: self.path.clone(),
+            base_offset: self.info.base_offset,
+            next_offset: self.info.next_offset,
+            min_timestamp_ms: self.info.min_timestamp_ms,
+            max_timestamp_ms: self.info.max_timestamp_ms,
+            docs: self.info.docs,
+            size: self.size,
+            footer_bytes: self.footer_bytes,
+        }
+    }
 }
 
 /// The commit payload of an active index: which segment it indexes and how far it got.
@@ -231,6 +238,10 @@ impl Placement {
 
 pub struct SearchManager {
     config: SearchConfig,
+    replicas: Arc<ReplicaManager>,
+    metadata: Arc<MetadataStore>,
+    /// The remote tier's objects, for remote splits; `None` searches local data only.
+    objects: Option<Arc<RemoteObjects>>,
     builder: QueryBuilder,
     partitions: Mutex<HashMap<(Uuid, i32), Arc<PartitionIndex>>>,
     remote_open: Mutex<HashMap<Uuid, Searcher>>,
@@ -287,9 +298,17 @@ fn tantivy_io(e: tantivy::TantivyError) -> io::Error {
 }
 
 impl SearchManager {
-    pub fn new(config: SearchConfig) -> Self {
+    pub fn new(
+        config: SearchConfig,
+        replicas: Arc<ReplicaManager>,
+        metadata: Arc<MetadataStore>,
+        objects: Option<Arc<RemoteObjects>>,
+    ) -> Self {
         let max_window = config.max_result_window as usize;
         Self {
+            replicas,
+            metadata,
+            objects,
             builder: QueryBuilder::new(Fields::new(), max_window),
             partitions: Mutex::new(HashMap::new()),
             remote_open: Mutex::new(HashMap::new()),
@@ -308,10 +327,14 @@ impl SearchManager {
     }
 
     fn existing(&self, topic: &Topic, partition: i32) -> Option<Arc<PartitionIndex>> {
+        self.existing_by_id(topic.id, partition)
+    }
+
+    fn existing_by_id(&self, topic_id: Uuid, partition: i32) -> Option<Arc<PartitionIndex>> {
         self.partitions
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .get(&(topic.id, partition))
+            .get(&(topic_id, partition))
             .cloned()
     }
 
@@ -460,15 +483,18 @@ impl SearchManager {
     }
 
     /// Indexes what is new in every searchable partition. Runs on a blocking thread.
-    pub fn index_pass(&self, broker: &Broker) {
+    pub fn index_pass(&self) {
         let (mut unread, mut lag) = (0u64, 0u64);
-        for topic in broker.topics() {
+        for topic in self.replicas.topics() {
             for p in topic.partitions() {
                 let config = p.log_config();
                 if !config.search_enabled || p.is_deleted() {
                     continue;
                 }
-                let dir = broker.partition_dir(&topic.name, p.index).join("search");
+                let dir = self
+                    .replicas
+                    .partition_dir(&topic.name, p.index)
+                    .join("search");
                 let result = self.open_partition(&topic, p, &dir).and_then(|pi| {
                     self.index_step(&pi, p, &config.search_fields)?;
                     let hw = p.high_watermark();
@@ -489,7 +515,8 @@ impl SearchManager {
             }
         }
         // Forget partitions of deleted topics (their directories went with the topic).
-        let live: std::collections::HashSet<Uuid> = broker.topics().iter().map(|t| t.id).collect();
+        let live: std::collections::HashSet<Uuid> =
+            self.replicas.topics().iter().map(|t| t.id).collect();
         self.partitions
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -728,13 +755,13 @@ impl SearchManager {
     }
 
     /// Whether the sealed segment at `base` of a searchable partition may be uploaded now.
-    pub fn split_for_upload(&self, topic: &Topic, partition: i32, base: i64) -> SplitForUpload {
-        let Some(pi) = self.existing(topic, partition) else {
+    pub fn split_for_upload(&self, topic_id: Uuid, partition: i32, base: i64) -> SplitForUpload {
+        let Some(pi) = self.existing_by_id(topic_id, partition) else {
             return SplitForUpload::Pending;
         };
         let v = pi.view();
         if let Some(s) = v.splits.get(&base) {
-            return SplitForUpload::Ready(s.file.clone());
+            return SplitForUpload::Ready(s.file.for_upload());
         }
         if base < v.position {
             SplitForUpload::None
@@ -744,13 +771,13 @@ impl SearchManager {
     }
 
     /// Indexing status of a topic's partitions.
-    pub fn status(&self, broker: &Broker, topic: &Topic) -> Vec<PartitionStatus> {
+    pub fn status(&self, topic: &Topic) -> Vec<PartitionStatus> {
         topic
             .partitions()
             .iter()
             .map(|p| {
                 let hw = p.high_watermark();
-                let remote = broker
+                let remote = self
                     .metadata
                     .read(|s| s.remote_splits_of(topic.id, p.index));
                 let (searchable, local, unread) = match self.existing(topic, p.index) {
@@ -775,13 +802,13 @@ impl SearchManager {
     }
 
     /// Records indexed but not yet searchable, over every searchable partition.
-    pub fn lag(&self, broker: &Broker) -> i64 {
+    pub fn lag(&self) -> i64 {
         let mut lag = 0;
-        for t in broker.topics() {
+        for t in self.replicas.topics() {
             if !t.partitions().iter().any(|p| p.log_config().search_enabled) {
                 continue;
             }
-            lag += self.status(broker, &t).iter().map(|s| s.lag).sum::<i64>();
+            lag += self.status(&t).iter().map(|s| s.lag).sum::<i64>();
         }
         lag
     }
@@ -799,13 +826,12 @@ impl SearchManager {
     /// Runs a query. Blocking: remote splits are read with `handle.block_on`.
     pub fn search(
         &self,
-        broker: &Broker,
         topic: &Topic,
         req: &SearchRequest,
         handle: &tokio::runtime::Handle,
     ) -> Result<Value, SearchError> {
         let started = Instant::now();
-        let result = self.search_inner(broker, topic, req, handle, started);
+        let result = self.search_inner(topic, req, handle, started);
         self.metrics.queries.fetch_add(1, Relaxed);
         if result.is_err() {
             self.metrics.query_errors.fetch_add(1, Relaxed);
@@ -819,7 +845,6 @@ impl SearchManager {
 
     fn search_inner(
         &self,
-        broker: &Broker,
         topic: &Topic,
         req: &SearchRequest,
         handle: &tokio::runtime::Handle,
@@ -883,7 +908,7 @@ impl SearchManager {
                     pruned += 1;
                 }
             }
-            let remote = broker
+            let remote = self
                 .metadata
                 .read(|s| s.remote_splits_of(topic.id, p.index));
             for r in remote {
@@ -906,7 +931,7 @@ impl SearchManager {
             REMOTE_QUERY_THREADS
         };
         let opened = parallel_map(&remote_pending, threads, |(_, r, _)| {
-            self.remote_searcher(broker, topic, r, handle)
+            self.remote_searcher(topic, r, handle)
         });
         for ((partition, _, min_offset), searcher) in remote_pending.iter().zip(opened) {
             remote_units += 1;
@@ -1060,7 +1085,6 @@ impl SearchManager {
 
     fn remote_searcher(
         &self,
-        broker: &Broker,
         topic: &Topic,
         r: &chronik_tiering::RemoteSplitMetadata,
         handle: &tokio::runtime::Handle,
@@ -1073,15 +1097,15 @@ impl SearchManager {
         {
             return Ok(s.clone());
         }
-        let remote = broker
-            .remote
+        let objects = self
+            .objects
             .clone()
             .ok_or_else(|| SearchError::Unavailable("no remote tier".into()))?;
         let source = Arc::new(RemoteSplit {
-            key: remote.split_key(&topic.name, r),
+            key: objects.split_key(&topic.name, r),
             cache_id: split_cache_id(r.segment_id),
             size: r.size_bytes,
-            remote,
+            objects,
             handle: handle.clone(),
         });
         let dir = SplitDirectory::open(source, r.footer_bytes)
@@ -1228,9 +1252,16 @@ fn split_cache_id(segment_id: Uuid) -> Uuid {
     Uuid::from_bytes(b)
 }
 
+/// The tiering path asks the indexer which split goes up with a sealed segment.
+impl SplitUploads for SearchManager {
+    fn split_for_upload(&self, topic_id: Uuid, partition: i32, base_offset: i64) -> SplitForUpload {
+        SearchManager::split_for_upload(self, topic_id, partition, base_offset)
+    }
+}
+
 /// A split in the remote tier, read in chunks through the cache.
 struct RemoteSplit {
-    remote: Arc<crate::remote::RemoteLogManager>,
+    objects: Arc<RemoteObjects>,
     key: chronik_tiering::object_store::path::Path,
     cache_id: Uuid,
     size: u64,
@@ -1251,7 +1282,7 @@ impl SplitSource for RemoteSplit {
     fn read(&self, range: std::ops::Range<u64>) -> io::Result<tantivy::directory::OwnedBytes> {
         let bytes = self
             .handle
-            .block_on(self.remote.object_range(
+            .block_on(self.objects.object_range(
                 &self.key,
                 self.cache_id,
                 self.size,

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
+use super::TierSlot;
 use super::partition::Partition;
 use crate::config::Config;
 use crate::config::LogDefaults;
@@ -69,6 +70,13 @@ pub fn collides(a: &str, b: &str) -> bool {
     a != b && a.replace('.', "_") == b.replace('.', "_")
 }
 
+/// Where a topic's partitions live: the data directory, and the remote tier they read through.
+#[derive(Clone, Copy)]
+pub struct Home<'a> {
+    pub data_dir: &'a Path,
+    pub tier: &'a Arc<TierSlot>,
+}
+
 pub struct Topic {
     pub name: String,
     pub id: Uuid,
@@ -92,7 +100,7 @@ impl Topic {
     /// Opens (creating when new) every partition; `remote` tells what the remote tier holds
     /// for a partition.
     pub fn create(
-        data_dir: &Path,
+        home: Home<'_>,
         name: &str,
         id: Uuid,
         partitions: i32,
@@ -103,11 +111,13 @@ impl Topic {
         let mut opened = Vec::with_capacity(partitions as usize);
         for index in 0..partitions {
             opened.push(Arc::new(Partition::open(
-                data_dir,
+                home.data_dir,
                 name,
+                id,
                 index,
                 log_config.clone(),
                 remote(index),
+                home.tier.clone(),
             )?));
         }
         Ok(Self {
@@ -141,7 +151,7 @@ impl Topic {
     /// The same topic with more partitions; existing partitions are shared, not reopened.
     pub fn with_partitions(
         &self,
-        data_dir: &Path,
+        home: Home<'_>,
         count: i32,
         defaults: &LogDefaults,
     ) -> Result<Self, TopicError> {
@@ -149,11 +159,13 @@ impl Topic {
         let mut partitions = self.partitions.clone();
         for index in self.partition_count..count {
             partitions.push(Arc::new(Partition::open(
-                data_dir,
+                home.data_dir,
                 &self.name,
+                self.id,
                 index,
                 log_config.clone(),
                 None,
+                home.tier.clone(),
             )?));
         }
         Ok(Self {
@@ -179,7 +191,7 @@ impl Topic {
         }
     }
 
-    pub fn delete_logs(&self, _data_dir: &Path) -> io::Result<()> {
+    pub fn delete_logs(&self) -> io::Result<()> {
         for p in &self.partitions {
             p.delete()?;
         }
@@ -191,10 +203,10 @@ impl Topic {
 /// crash interrupted are finished off first.
 pub fn open_topics(
     metadata: &MetadataStore,
-    data_dir: &Path,
+    home: Home<'_>,
     config: &Config,
 ) -> io::Result<HashMap<String, Arc<Topic>>> {
-    for entry in std::fs::read_dir(data_dir)? {
+    for entry in std::fs::read_dir(home.data_dir)? {
         let entry = entry?;
         if entry.file_name().to_string_lossy().ends_with("-delete") {
             std::fs::remove_dir_all(entry.path())?;
@@ -215,7 +227,7 @@ pub fn open_topics(
             })
         };
         let topic = Topic::create(
-            data_dir,
+            home,
             &t.name,
             t.id,
             t.partitions,

@@ -1,0 +1,228 @@
+//! The remote tier's objects: where each one lives in the bucket, the cached ranged reads both the
+//! remote log manager and search use, and the contract by which a sealed segment's search split
+//! goes up with it.
+//!
+//! It sits below `remote/` and `search/`, so that neither imports the other: the remote log
+//! manager copies segments and asks a [`SplitUploads`] (search) whether a split must go with
+//! them; search reads remote splits through [`RemoteObjects::object_range`].
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use chronik_cache::{ChunkCache, ChunkKey};
+use chronik_tiering::object_store::{ObjectStore, ObjectStoreExt, path::Path as ObjectPath};
+use chronik_tiering::{RemoteLogSegmentMetadata, RemoteSplitMetadata, cache_chunk_key};
+use uuid::Uuid;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ObjectError {
+    #[error("object store: {0}")]
+    Store(#[from] chronik_tiering::object_store::Error),
+    #[error("cache: {0}")]
+    Cache(#[from] chronik_cache::CacheError),
+}
+
+/// The bucket (under the cluster's prefix), its request counters and the chunk cache in front of
+/// it.
+pub struct RemoteObjects {
+    store: Arc<dyn ObjectStore>,
+    store_metrics: Arc<chronik_tiering::StoreMetrics>,
+    cluster: String,
+    /// Chunks of remote objects; `None` reads straight from the store.
+    cache: Option<ChunkCache>,
+    /// Chunks fetched ahead and not yet read (bounded), to measure read-ahead usefulness.
+    prefetched: Mutex<HashSet<ChunkKey>>,
+    readahead_issued: AtomicU64,
+    readahead_used: AtomicU64,
+}
+
+impl RemoteObjects {
+    pub fn new(store: Arc<dyn ObjectStore>, cluster: String, cache: Option<ChunkCache>) -> Self {
+        // Every request to the object store is counted by operation.
+        let (store, store_metrics) = chronik_tiering::metered(store);
+        Self {
+            store,
+            store_metrics,
+            cluster,
+            cache,
+            prefetched: Mutex::new(HashSet::new()),
+            readahead_issued: AtomicU64::new(0),
+            readahead_used: AtomicU64::new(0),
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    pub fn cluster(&self) -> &str {
+        &self.cluster
+    }
+
+    pub fn cache(&self) -> Option<&ChunkCache> {
+        self.cache.as_ref()
+    }
+
+    /// Requests, errors, bytes and latency of the object store by operation.
+    pub fn store_metrics(&self) -> chronik_tiering::StoreMetricsSnapshot {
+        self.store_metrics.snapshot()
+    }
+
+    /// Chunks fetched ahead of a sequential reader, and how many of them a read then used.
+    pub fn readahead(&self) -> (u64, u64) {
+        (
+            self.readahead_issued.load(Relaxed),
+            self.readahead_used.load(Relaxed),
+        )
+    }
+
+    /// One cheap request to the object store, for readiness checks.
+    pub async fn probe(&self) -> Result<(), ObjectError> {
+        use futures::StreamExt;
+        let prefix = ObjectPath::from(self.cluster.as_str());
+        let mut listing = self.store.list(Some(&prefix));
+        match listing.next().await {
+            None | Some(Ok(_)) => Ok(()),
+            Some(Err(e)) => Err(e.into()),
+        }
+    }
+
+    /// Where object `ext` (log, index, timeindex, snapshot, split) of a remote segment lives.
+    pub fn segment_key(&self, topic: &str, m: &RemoteLogSegmentMetadata, ext: &str) -> ObjectPath {
+        chronik_tiering::segment_object_key(
+            &self.cluster,
+            topic,
+            m.topic_id,
+            m.partition,
+            m.base_offset,
+            m.segment_id,
+            ext,
+        )
+    }
+
+    /// Where the search split of a remote segment lives.
+    pub fn split_key(&self, topic: &str, s: &RemoteSplitMetadata) -> ObjectPath {
+        chronik_tiering::segment_object_key(
+            &self.cluster,
+            topic,
+            s.topic_id,
+            s.partition,
+            s.base_offset,
+            s.segment_id,
+            "split",
+        )
+    }
+
+    /// Bytes `range` of any immutable remote object of `size` bytes whose chunks are cached
+    /// under `id`, in chunks of `chunk_bytes` capped at the cache's chunk size (`u64::MAX`: the
+    /// cache's). Objects read in small scattered pieces, like search splits, fetch far fewer
+    /// bytes in small chunks; every object must always be read with the same chunk size (the
+    /// cache keys chunks by index). Every chunk is fetched with one ranged GET however many
+    /// readers miss it at once; the missing chunks of one range are fetched concurrently;
+    /// `read_ahead` also fetches the chunk after the last one read.
+    pub async fn object_range(
+        &self,
+        key: &ObjectPath,
+        id: Uuid,
+        size: u64,
+        range: std::ops::Range<u64>,
+        read_ahead: bool,
+        chunk_bytes: u64,
+    ) -> Result<Bytes, ObjectError> {
+        let Some(cache) = &self.cache else {
+            return Ok(self.store.get_range(key, range).await?);
+        };
+        if range.is_empty() {
+            return Ok(Bytes::new());
+        }
+        let cs = (cache.chunk_bytes() as u64).min(chunk_bytes).max(1);
+        let first = range.start / cs;
+        let last = (range.end - 1) / cs;
+        let fetch_chunk = |index: u64| {
+            let store = self.store.clone();
+            let key = key.clone();
+            let span = index * cs..((index + 1) * cs).min(size);
+            async move { store.get_range(&key, span).await }
+        };
+        let parts = futures::future::try_join_all((first..=last).map(|index| {
+            if self
+                .prefetched
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&cache_chunk_key(id, index))
+            {
+                self.readahead_used.fetch_add(1, Relaxed);
+            }
+            cache.get_or_fetch(cache_chunk_key(id, index), fetch_chunk(index))
+        }))
+        .await?;
+        let next = last + 1;
+        // Also when the next chunk is on the disk tier: loading it into memory ahead of the
+        // reader keeps a disk read off the consumer's path.
+        if read_ahead && next * cs < size && !cache.in_memory(&cache_chunk_key(id, next)) {
+            {
+                let mut p = self.prefetched.lock().unwrap_or_else(|e| e.into_inner());
+                if p.len() >= 4096 {
+                    p.clear();
+                }
+                p.insert(cache_chunk_key(id, next));
+            }
+            self.readahead_issued.fetch_add(1, Relaxed);
+            let cache = cache.clone();
+            let ahead = fetch_chunk(next);
+            tokio::spawn(async move {
+                if let Err(e) = cache.get_or_fetch(cache_chunk_key(id, next), ahead).await {
+                    tracing::debug!(segment = %id, chunk = next, error = %e, "read-ahead failed");
+                }
+            });
+        }
+        let offset = (range.start - first * cs) as usize;
+        let len = (range.end - range.start) as usize;
+        if parts.len() == 1 {
+            let p = &parts[0];
+            let end = (offset + len).min(p.len());
+            return Ok(p.slice(offset.min(end)..end));
+        }
+        let mut out = bytes::BytesMut::with_capacity(len);
+        let mut skip = offset;
+        for p in &parts {
+            let take_from = skip.min(p.len());
+            skip -= take_from;
+            let room = len - out.len();
+            let slice = &p[take_from..p.len().min(take_from + room)];
+            out.extend_from_slice(slice);
+        }
+        Ok(out.freeze())
+    }
+}
+
+/// A local search split ready to go to the remote tier with its segment.
+#[derive(Debug, Clone)]
+pub struct SplitFile {
+    pub path: PathBuf,
+    pub base_offset: i64,
+    pub next_offset: i64,
+    pub min_timestamp_ms: i64,
+    pub max_timestamp_ms: i64,
+    pub docs: u64,
+    pub size: u64,
+    pub footer_bytes: u64,
+}
+
+/// What the tiering path may do with a sealed segment of a searchable topic.
+#[derive(Debug)]
+pub enum SplitForUpload {
+    /// The indexer has not finished the segment yet: do not upload it now.
+    Pending,
+    /// The segment has no split (indexing started after it, or it held no records).
+    None,
+    Ready(SplitFile),
+}
+
+/// Who says which split goes up with a sealed segment (the search indexer).
+pub trait SplitUploads: Send + Sync {
+    fn split_for_upload(&self, topic_id: Uuid, partition: i32, base_offset: i64) -> SplitForUpload;
+}

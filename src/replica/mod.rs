@@ -1,0 +1,361 @@
+//! The replica layer: every partition this broker holds, as the [`Partition`] contract, and the
+//! registry of topics that opens, grows, reconfigures and deletes them.
+//!
+//! Everything above (handlers, the remote log manager, search, groups) reaches partitions
+//! through [`ReplicaManager`]; nothing here knows about requests, the remote tier's objects or
+//! search. The remote tier plugs in from above through [`RemoteTier`], so that a partition's
+//! one read can hide which tier answers.
+//!
+//! Every topic change is first made durable in the metadata log, then applied to the open
+//! partitions; at start the log's state decides which topics exist. Partition logs live in
+//! `<data>/<topic>-<partition>/`.
+
+pub mod disk_space;
+pub mod epoch;
+pub mod partition;
+pub mod topic;
+
+use std::collections::HashMap;
+use std::io;
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock, RwLock, Weak};
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use uuid::Uuid;
+
+use crate::config::Config;
+use crate::config::topic::TopicConfigs;
+use crate::metadata::{MetadataRecord, MetadataStore};
+pub use disk_space::DiskSpaceGuard;
+pub use partition::{EpochError, FetchError, Fetched, Partition, Records};
+pub use topic::{Topic, TopicError};
+
+/// Reads of the remote tier, as partitions need them. Implemented by the remote log manager,
+/// which sits above this layer.
+pub trait RemoteTier: Send + Sync {
+    /// Whole batches at `offset` (at most `max_bytes`, at least one when `at_least_one`).
+    fn read<'a>(
+        &'a self,
+        topic: &'a str,
+        topic_id: Uuid,
+        partition: i32,
+        offset: i64,
+        max_bytes: u32,
+        at_least_one: bool,
+    ) -> BoxFuture<'a, io::Result<Option<Bytes>>>;
+
+    /// The first remote record at or after `timestamp` below offset `below`.
+    fn offset_for_timestamp<'a>(
+        &'a self,
+        topic: &'a str,
+        topic_id: Uuid,
+        partition: i32,
+        timestamp: i64,
+        below: i64,
+    ) -> BoxFuture<'a, io::Result<Option<(i64, i64)>>>;
+
+    /// One past the last offset in the remote tier, if it holds any.
+    fn next_offset(&self, topic_id: Uuid, partition: i32) -> Option<i64>;
+}
+
+/// Where partitions find the remote tier once the broker has wired it in. Held weakly: the
+/// remote tier holds the replica manager, and the broker owns both.
+#[derive(Default)]
+pub struct TierSlot(OnceLock<Weak<dyn RemoteTier>>);
+
+impl TierSlot {
+    pub fn get(&self) -> Option<Arc<dyn RemoteTier>> {
+        self.0.get()?.upgrade()
+    }
+}
+
+pub struct ReplicaManager {
+    config: Config,
+    data_dir: PathBuf,
+    metadata: Arc<MetadataStore>,
+    topics: RwLock<HashMap<String, Arc<Topic>>>,
+    /// Serialises topic creation, deletion and config changes with their persistence.
+    admin_lock: tokio::sync::Mutex<()>,
+    tier: Arc<TierSlot>,
+}
+
+impl ReplicaManager {
+    /// Opens every topic the metadata log holds.
+    pub fn open(config: &Config, metadata: Arc<MetadataStore>) -> io::Result<Self> {
+        let tier = Arc::new(TierSlot::default());
+        let home = topic::Home {
+            data_dir: &config.data_dir,
+            tier: &tier,
+        };
+        let topics = topic::open_topics(&metadata, home, config)?;
+        Ok(Self {
+            config: config.clone(),
+            data_dir: config.data_dir.clone(),
+            metadata,
+            topics: RwLock::new(topics),
+            admin_lock: tokio::sync::Mutex::new(()),
+            tier,
+        })
+    }
+
+    /// Wires in the remote tier; partitions read through it from then on. Once only.
+    pub fn set_remote_tier(&self, remote: &Arc<dyn RemoteTier>) {
+        if self.tier.0.set(Arc::downgrade(remote)).is_err() {
+            tracing::warn!("the remote tier was wired in twice; keeping the first");
+        }
+    }
+
+    fn home(&self) -> topic::Home<'_> {
+        topic::Home {
+            data_dir: &self.data_dir,
+            tier: &self.tier,
+        }
+    }
+
+    pub fn topic(&self, name: &str) -> Option<Arc<Topic>> {
+        self.topics
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    pub fn topic_by_id(&self, id: Uuid) -> Option<Arc<Topic>> {
+        self.topics
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .find(|t| t.id == id)
+            .cloned()
+    }
+
+    /// Every topic, by name.
+    pub fn topics(&self) -> Vec<Arc<Topic>> {
+        let mut all: Vec<_> = self
+            .topics
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
+    }
+
+    /// Where a partition's log (and its search index) live.
+    pub fn partition_dir(&self, topic: &str, index: i32) -> PathBuf {
+        self.data_dir.join(partition::dir_name(topic, index))
+    }
+
+    pub fn partition(&self, topic: &str, index: i32) -> Option<Arc<Partition>> {
+        self.topic(topic)?.partition(index)
+    }
+
+    /// Creates a topic. With `validate_only` everything is checked but nothing is created.
+    pub async fn create_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        replication_factor: i16,
+        configs: TopicConfigs,
+        validate_only: bool,
+    ) -> Result<Arc<Topic>, TopicError> {
+        let _guard = self.admin_lock.lock().await;
+        topic::validate_name(name)?;
+        if self.topic(name).is_some() {
+            return Err(TopicError::AlreadyExists(name.to_string()));
+        }
+        if let Some(other) = self
+            .topics()
+            .into_iter()
+            .find(|t| topic::collides(&t.name, name))
+        {
+            return Err(TopicError::InvalidName(format!(
+                "topic '{name}' collides with existing topic '{}'",
+                other.name
+            )));
+        }
+        let partitions = if partitions == -1 {
+            self.config.log.num_partitions
+        } else {
+            partitions
+        };
+        if partitions < 1 {
+            return Err(TopicError::InvalidPartitions(
+                "number of partitions must be larger than 0".into(),
+            ));
+        }
+        if partitions > topic::MAX_PARTITIONS {
+            return Err(TopicError::InvalidPartitions(format!(
+                "number of partitions must not exceed {}",
+                topic::MAX_PARTITIONS
+            )));
+        }
+        if replication_factor != -1 && replication_factor != 1 {
+            return Err(TopicError::InvalidReplicationFactor(format!(
+                "replication factor {replication_factor} is larger than the 1 available broker"
+            )));
+        }
+        let log_config = configs.resolve(&self.config.log)?;
+        if validate_only {
+            return Ok(Arc::new(Topic::new_unopened(name, partitions, configs)));
+        }
+        let id = Uuid::new_v4();
+        self.metadata
+            .append(vec![MetadataRecord::TopicCreated {
+                name: name.to_string(),
+                id,
+                partitions,
+                configs: configs.0.clone(),
+            }])
+            .await?;
+        // Leftovers of an older topic of the same name must not become this topic's data.
+        topic::clear_partition_dirs(&self.data_dir, name, partitions)?;
+        let created = Topic::create(
+            self.home(),
+            name,
+            id,
+            partitions,
+            configs,
+            log_config,
+            &|_| None,
+        )?;
+        let created = Arc::new(created);
+        self.topics
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_string(), created.clone());
+        Ok(created)
+    }
+
+    /// Creates a topic with broker defaults if auto-creation is on and the name is valid.
+    pub async fn auto_create(&self, name: &str) -> Result<Arc<Topic>, TopicError> {
+        match self
+            .create_topic(name, -1, -1, TopicConfigs::default(), false)
+            .await
+        {
+            Err(TopicError::AlreadyExists(_)) => self
+                .topic(name)
+                .ok_or_else(|| TopicError::UnknownTopic(name.to_string())),
+            other => other,
+        }
+    }
+
+    pub async fn delete_topic(&self, name: &str) -> Result<Uuid, TopicError> {
+        let _guard = self.admin_lock.lock().await;
+        let id = self
+            .topic(name)
+            .ok_or_else(|| TopicError::UnknownTopic(name.to_string()))?
+            .id;
+        self.metadata
+            .append(vec![MetadataRecord::TopicDeleted { id }])
+            .await?;
+        let removed = self
+            .topics
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name)
+            .ok_or_else(|| TopicError::UnknownTopic(name.to_string()))?;
+        removed.delete_logs()?;
+        Ok(id)
+    }
+
+    /// Grows a topic to `count` partitions.
+    pub async fn create_partitions(
+        &self,
+        name: &str,
+        count: i32,
+        validate_only: bool,
+    ) -> Result<(), TopicError> {
+        let _guard = self.admin_lock.lock().await;
+        let existing = self
+            .topic(name)
+            .ok_or_else(|| TopicError::UnknownTopic(name.to_string()))?;
+        let current = existing.partition_count();
+        if count <= current {
+            return Err(TopicError::InvalidPartitions(format!(
+                "topic currently has {current} partitions, {count} would not be an increase"
+            )));
+        }
+        if count > topic::MAX_PARTITIONS {
+            return Err(TopicError::InvalidPartitions(format!(
+                "number of partitions must not exceed {}",
+                topic::MAX_PARTITIONS
+            )));
+        }
+        if validate_only {
+            return Ok(());
+        }
+        self.metadata
+            .append(vec![MetadataRecord::PartitionsCreated {
+                id: existing.id,
+                count,
+            }])
+            .await?;
+        let grown = existing.with_partitions(self.home(), count, &self.config.log)?;
+        self.topics
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_string(), Arc::new(grown));
+        Ok(())
+    }
+
+    /// Replaces a topic's explicit configs (already validated) and applies them to its logs.
+    pub async fn set_topic_configs(
+        &self,
+        name: &str,
+        configs: TopicConfigs,
+        validate_only: bool,
+    ) -> Result<(), TopicError> {
+        let _guard = self.admin_lock.lock().await;
+        let existing = self
+            .topic(name)
+            .ok_or_else(|| TopicError::UnknownTopic(name.to_string()))?;
+        let log_config = configs.resolve(&self.config.log)?;
+        if validate_only {
+            return Ok(());
+        }
+        self.metadata
+            .append(vec![MetadataRecord::TopicConfigsSet {
+                id: existing.id,
+                configs: configs.0.clone(),
+            }])
+            .await?;
+        let updated = existing.with_configs(configs, log_config);
+        self.topics
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_string(), Arc::new(updated));
+        Ok(())
+    }
+
+    /// Every partition of every topic.
+    pub fn partitions(&self) -> Vec<Arc<Partition>> {
+        self.topics()
+            .iter()
+            .flat_map(|t| t.partitions().to_vec())
+            .collect()
+    }
+
+    /// Applies retention to every partition.
+    pub fn enforce_retention(&self, now_ms: i64) {
+        for p in self.partitions() {
+            p.enforce_retention(now_ms);
+        }
+    }
+
+    /// Runs time-based flushes that are due.
+    pub fn flush_due(&self, now_ms: i64) {
+        for p in self.partitions() {
+            p.flush_if_due(now_ms);
+        }
+    }
+
+    /// Flushes and closes every log cleanly (graceful shutdown).
+    pub fn close(&self) {
+        for p in self.partitions() {
+            p.close();
+        }
+    }
+}

@@ -1,0 +1,456 @@
+//! One partition as the broker serves it: the contract every layer above works with.
+//!
+//! A `Partition` owns its log (behind a lock), its **high watermark as a value of its own** (the
+//! offset below which records are committed and shown to consumers; a watch channel, so long
+//! polls wake on it), the last stable offset, the leader epoch cache, and the one read that hides
+//! which tier answers ([`Partition::fetch`]: a file region of a local segment, or bytes of a
+//! remote one). Epoch checks of requests happen here and nowhere else.
+//!
+//! On a single node the partition is its own whole in-sync replica set, so the high watermark
+//! moves to the log end with every append; the last stable offset equals it while there are no
+//! transactions.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use super::TierSlot;
+use super::epoch::EpochCache;
+use crate::log::batch::BatchHeader;
+use crate::log::{AppendError, AppendInfo, FileRegion, LogConfig, PartitionLog, ReadError};
+
+pub struct Partition {
+    pub topic: String,
+    pub topic_id: Uuid,
+    pub index: i32,
+    log: Mutex<PartitionLog>,
+    high_watermark: watch::Sender<i64>,
+    epochs: Mutex<EpochCache>,
+    tier: Arc<TierSlot>,
+    deleted: AtomicBool,
+}
+
+pub fn dir_name(topic: &str, index: i32) -> String {
+    format!("{topic}-{index}")
+}
+
+/// Why a request's leader epoch does not match the partition's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EpochError {
+    /// The request carries an epoch older than the current one (`FENCED_LEADER_EPOCH`).
+    Fenced,
+    /// The request carries an epoch newer than this broker knows (`UNKNOWN_LEADER_EPOCH`).
+    Unknown,
+}
+
+/// The records a fetch found, from whichever tier held them.
+#[derive(Debug)]
+pub enum Records {
+    None,
+    /// Whole batches of a local segment, sent with `sendfile`.
+    File(FileRegion),
+    /// Whole batches read from the remote tier.
+    Memory(Bytes),
+}
+
+impl Records {
+    pub fn len(&self) -> usize {
+        match self {
+            Records::None => 0,
+            Records::File(r) => r.len as usize,
+            Records::Memory(b) => b.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// What a fetch answers for one partition.
+#[derive(Debug)]
+pub struct Fetched {
+    pub records: Records,
+    pub high_watermark: i64,
+    pub last_stable_offset: i64,
+    pub log_start_offset: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("offset {offset} is out of range [{log_start}, {log_end}]")]
+    OffsetOutOfRange {
+        offset: i64,
+        log_start: i64,
+        log_end: i64,
+    },
+    #[error("{0}")]
+    Storage(String),
+}
+
+impl Partition {
+    /// Opens the partition's log. `remote` is the `[start, next)` range already in the remote
+    /// tier: a log whose local copy was lost continues at `next` instead of reusing offsets.
+    pub fn open(
+        data_dir: &Path,
+        topic: &str,
+        topic_id: Uuid,
+        index: i32,
+        config: LogConfig,
+        remote: Option<(i64, i64)>,
+        tier: Arc<TierSlot>,
+    ) -> std::io::Result<Self> {
+        let dir = data_dir.join(dir_name(topic, index));
+        let (log, report) = PartitionLog::open_at(&dir, config, crate::util::now_ms(), remote)?;
+        if !report.clean_shutdown && report.recovery.batches > 0 {
+            tracing::info!(
+                topic,
+                partition = index,
+                batches = report.recovery.batches,
+                truncated_bytes = report.recovery.truncated_bytes,
+                "recovered log tail after unclean shutdown"
+            );
+        }
+        // This broker leads the partition in the log's epoch from its log end on; a log from
+        // before the cache existed was written in that one epoch from its start.
+        let mut epochs = match EpochCache::load(&dir)? {
+            Some(c) => c,
+            None => {
+                let mut c = EpochCache::empty(&dir);
+                c.assign(log.leader_epoch(), log.log_start_offset())?;
+                c
+            }
+        };
+        epochs.assign(log.leader_epoch(), log.log_end_offset())?;
+        let (high_watermark, _) = watch::channel(log.log_end_offset());
+        Ok(Self {
+            topic: topic.to_string(),
+            topic_id,
+            index,
+            log: Mutex::new(log),
+            high_watermark,
+            epochs: Mutex::new(epochs),
+            tier,
+            deleted: AtomicBool::new(false),
+        })
+    }
+
+    fn log(&self) -> std::sync::MutexGuard<'_, PartitionLog> {
+        self.log.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn epochs(&self) -> std::sync::MutexGuard<'_, EpochCache> {
+        self.epochs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn append(
+        &self,
+        batches: &[(BatchHeader, Bytes)],
+        now_ms: i64,
+    ) -> Result<AppendInfo, AppendError> {
+        let mut log = self.log();
+        if self.deleted.load(Ordering::Acquire) {
+            return Err(AppendError::Io(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "partition was deleted",
+            )));
+        }
+        let info = log.append(batches, now_ms)?;
+        // The in-sync replica set is this broker alone: what is written is committed. Moved
+        // under the log's lock, so no reader sees records above the high watermark.
+        self.high_watermark.send_replace(log.log_end_offset());
+        Ok(info)
+    }
+
+    /// Refusing appends after a write it could not undo, or a failed fsync.
+    pub fn is_offline(&self) -> bool {
+        self.log().is_offline()
+    }
+
+    pub fn is_deleted(&self) -> bool {
+        self.deleted.load(Ordering::Acquire)
+    }
+
+    /// Checks a request's `current_leader_epoch` (-1: the client does not know one).
+    pub fn check_epoch(&self, requested: i32) -> Result<(), EpochError> {
+        let current = self.leader_epoch();
+        if requested < 0 || requested == current {
+            Ok(())
+        } else if requested > current {
+            Err(EpochError::Unknown)
+        } else {
+            Err(EpochError::Fenced)
+        }
+    }
+
+    /// Reads whole batches at `offset`, at most `max_bytes` (at least one batch when
+    /// `at_least_one`), from the local log or, below the local log start, the remote tier.
+    pub async fn fetch(
+        &self,
+        offset: i64,
+        max_bytes: u32,
+        at_least_one: bool,
+    ) -> Result<Fetched, FetchError> {
+        let local = {
+            let log = self.log();
+            let read = log.read(offset, max_bytes, at_least_one);
+            (read, self.high_watermark())
+        };
+        match local {
+            (Ok(info), hw) => Ok(Fetched {
+                records: info.region.map_or(Records::None, Records::File),
+                high_watermark: hw,
+                last_stable_offset: hw,
+                log_start_offset: info.log_start_offset,
+            }),
+            (
+                Err(ReadError::NotLocal {
+                    offset, log_start, ..
+                }),
+                hw,
+            ) => {
+                let records = match self.tier.get() {
+                    Some(remote) => remote
+                        .read(
+                            &self.topic,
+                            self.topic_id,
+                            self.index,
+                            offset,
+                            max_bytes,
+                            at_least_one,
+                        )
+                        .await
+                        .map_err(|e| {
+                            tracing::warn!(topic = %self.topic, partition = self.index, offset, error = %e, "remote read failed");
+                            FetchError::Storage(format!("remote read failed: {e}"))
+                        })?
+                        .map_or(Records::None, Records::Memory),
+                    None => Records::None,
+                };
+                Ok(Fetched {
+                    records,
+                    high_watermark: hw,
+                    last_stable_offset: hw,
+                    log_start_offset: log_start,
+                })
+            }
+            (
+                Err(ReadError::OffsetOutOfRange {
+                    offset,
+                    log_start,
+                    log_end,
+                }),
+                _,
+            ) => Err(FetchError::OffsetOutOfRange {
+                offset,
+                log_start,
+                log_end,
+            }),
+            (Err(ReadError::Io(e)), _) => {
+                tracing::error!(topic = %self.topic, partition = self.index, error = %e, "fetch read failed");
+                Err(FetchError::Storage(e.to_string()))
+            }
+        }
+    }
+
+    /// Reads whole local batches at `offset` into memory (at most `max_bytes`, at least one
+    /// batch), with the base offset of the segment they are in. For the indexer, which reads
+    /// what is still local.
+    pub fn read_bytes(
+        &self,
+        offset: i64,
+        max_bytes: u32,
+    ) -> Result<Option<(i64, Vec<u8>)>, ReadError> {
+        let (info, base) = {
+            let log = self.log();
+            let info = log.read(offset, max_bytes, true)?;
+            (info, log.segment_base_for(offset))
+        };
+        let Some(region) = info.region else {
+            return Ok(None);
+        };
+        use std::os::unix::fs::FileExt;
+        let mut buf = vec![0u8; region.len as usize];
+        region.file.read_exact_at(&mut buf, region.position)?;
+        Ok(Some((base.unwrap_or(offset), buf)))
+    }
+
+    /// A receiver that changes whenever the high watermark moves.
+    pub fn subscribe(&self) -> watch::Receiver<i64> {
+        self.high_watermark.subscribe()
+    }
+
+    pub fn high_watermark(&self) -> i64 {
+        *self.high_watermark.borrow()
+    }
+
+    /// The end of what read_committed consumers may see: the high watermark, as long as no
+    /// transaction is open.
+    pub fn last_stable_offset(&self) -> i64 {
+        self.high_watermark()
+    }
+
+    /// The log end offset (LEO): where the next record goes.
+    pub fn log_end_offset(&self) -> i64 {
+        self.log().log_end_offset()
+    }
+
+    pub fn log_start_offset(&self) -> i64 {
+        self.log().log_start_offset()
+    }
+
+    pub fn offsets(&self) -> (i64, i64) {
+        let log = self.log();
+        (log.log_start_offset(), log.log_end_offset())
+    }
+
+    pub fn leader_epoch(&self) -> i32 {
+        self.log().leader_epoch()
+    }
+
+    /// Where `epoch` ends, from the epoch cache (`OffsetForLeaderEpoch`): `(-1, -1)` for an
+    /// epoch this partition never had after one it had.
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> (i32, i64) {
+        let leo = self.log_end_offset();
+        self.epochs().end_offset_for(epoch, leo)
+    }
+
+    /// The first record at or after `timestamp`, with its timestamp, in either tier.
+    pub async fn offset_for_timestamp(
+        &self,
+        timestamp: i64,
+    ) -> Result<Option<(i64, i64)>, FetchError> {
+        let (start, local_start) = {
+            let log = self.log();
+            (log.log_start_offset(), log.local_log_start_offset())
+        };
+        // Timestamps that may fall into the remote tier are looked up there first.
+        if local_start > start
+            && let Some(remote) = self.tier.get()
+        {
+            match remote
+                .offset_for_timestamp(
+                    &self.topic,
+                    self.topic_id,
+                    self.index,
+                    timestamp,
+                    local_start,
+                )
+                .await
+            {
+                Ok(Some(found)) => return Ok(Some(found)),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(topic = %self.topic, partition = self.index, error = %e, "remote timestamp lookup failed");
+                    return Err(FetchError::Storage(e.to_string()));
+                }
+            }
+        }
+        self.log()
+            .offset_for_timestamp(timestamp)
+            .map_err(|e| FetchError::Storage(e.to_string()))
+    }
+
+    /// The highest offset in the remote tier, or -1 when nothing is there.
+    pub fn last_tiered_offset(&self) -> i64 {
+        self.tier
+            .get()
+            .and_then(|r| r.next_offset(self.topic_id, self.index))
+            .map_or(-1, |next| next - 1)
+    }
+
+    pub fn max_timestamp_offset(&self) -> std::io::Result<(i64, i64)> {
+        self.log().max_timestamp_offset()
+    }
+
+    pub fn delete_records_before(&self, offset: i64) -> std::io::Result<i64> {
+        let low = self.log().delete_records_before(offset)?;
+        self.epochs().truncate_from_start(low)?;
+        Ok(low)
+    }
+
+    pub fn set_config(&self, config: LogConfig) {
+        self.log().set_config(config);
+    }
+
+    pub fn log_config(&self) -> LogConfig {
+        self.log().config().clone()
+    }
+
+    pub fn sealed_segments(&self) -> Vec<crate::log::SealedSegment> {
+        self.log().sealed_segments()
+    }
+
+    pub fn delete_local_segment(&self, base_offset: i64) -> std::io::Result<bool> {
+        self.log().delete_local_segment(base_offset)
+    }
+
+    pub fn advance_log_start(&self, offset: i64) -> std::io::Result<()> {
+        let start = {
+            let mut log = self.log();
+            log.advance_log_start(offset)?;
+            log.log_start_offset()
+        };
+        self.epochs().truncate_from_start(start)
+    }
+
+    pub fn local_log_start_offset(&self) -> i64 {
+        self.log().local_log_start_offset()
+    }
+
+    pub fn size_bytes(&self) -> u64 {
+        self.log().size_bytes()
+    }
+
+    pub fn enforce_retention(&self, now_ms: i64) {
+        let start = {
+            let mut log = self.log();
+            if let Err(e) = log.enforce_retention(now_ms) {
+                tracing::warn!(topic = %self.topic, partition = self.index, error = %e, "retention failed");
+            }
+            log.log_start_offset()
+        };
+        if let Err(e) = self.epochs().truncate_from_start(start) {
+            tracing::warn!(topic = %self.topic, partition = self.index, error = %e, "epoch checkpoint write failed");
+        }
+    }
+
+    pub fn flush_if_due(&self, now_ms: i64) {
+        let mut log = self.log();
+        if log.flush_due(now_ms)
+            && let Err(e) = log.flush()
+        {
+            tracing::warn!(topic = %self.topic, partition = self.index, error = %e, "flush failed");
+        }
+    }
+
+    pub fn close(&self) {
+        if self.is_deleted() {
+            return;
+        }
+        if let Err(e) = self.log().close() {
+            tracing::warn!(topic = %self.topic, partition = self.index, error = %e, "clean close failed");
+        }
+    }
+
+    /// Marks the partition deleted (no append succeeds afterwards) and removes its files.
+    pub fn delete(&self) -> std::io::Result<()> {
+        let log = self.log();
+        self.deleted.store(true, Ordering::Release);
+        let dir = log.dir().to_path_buf();
+        let doomed = dir.with_file_name(format!(
+            "{}.{}-delete",
+            dir.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            uuid::Uuid::new_v4().simple()
+        ));
+        std::fs::rename(&dir, &doomed)?;
+        drop(log);
+        std::fs::remove_dir_all(doomed)
+    }
+}
