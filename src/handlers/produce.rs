@@ -14,10 +14,8 @@ use kafka_protocol::messages::{
 
 use super::{code, msg};
 use crate::broker::Broker;
-use crate::log::batch::{self, BatchError};
-use crate::log::producer_state::ProducerError;
-use crate::log::{AppendError, AppendInfo};
 use crate::protocol::RequestContext;
+use crate::replica::{AppendError, AppendInfo, BatchError, ProducerError, split_batches};
 
 fn batch_error_code(e: &BatchError) -> i16 {
     code(match e {
@@ -125,7 +123,7 @@ pub async fn handle(
                 ));
                 continue;
             }
-            let batches = match batch::split_batches(&records) {
+            let batches = match split_batches(&records) {
                 Ok(b) => b,
                 Err(e) => {
                     tracing::debug!(topic = %topic.name, partition = index, error = %e, "refused batch");

@@ -10,6 +10,7 @@
 pub mod batch;
 pub mod index;
 pub mod producer_state;
+pub mod records;
 pub mod segment;
 
 use std::collections::BTreeMap;

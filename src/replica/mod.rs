@@ -27,6 +27,10 @@ use uuid::Uuid;
 use crate::config::Config;
 use crate::config::topic::TopicConfigs;
 use crate::metadata::{MetadataRecord, MetadataStore};
+// The types of the partition contract that come from the log below.
+pub use crate::log::batch::{BatchError, BatchHeader, split_batches};
+pub use crate::log::producer_state::ProducerError;
+pub use crate::log::{AppendError, AppendInfo};
 pub use disk_space::DiskSpaceGuard;
 pub use partition::{EpochError, FetchError, Fetched, Partition, Records};
 pub use topic::{Topic, TopicError};

@@ -586,11 +586,11 @@ impl SearchManager {
                 pi.view().position = base;
             }
             let active = guard.as_mut().expect("set above");
-            let schema::Decoded {
+            let crate::log::records::Decoded {
                 records,
                 errors,
                 next_offset,
-            } = schema::decode_batches(&bytes);
+            } = crate::log::records::decode_batches(&bytes);
             for e in errors {
                 self.metrics.index_errors.fetch_add(1, Relaxed);
                 tracing::warn!(dir = %pi.dir.display(), error = %e, "batch skipped by the indexer");

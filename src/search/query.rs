@@ -1374,7 +1374,7 @@ mod tests {
         crate::search::schema::register_analyzers(&index);
         let mut w: tantivy::IndexWriter = index.writer(15_000_000).unwrap();
         for (i, v) in values.iter().enumerate() {
-            let r = crate::search::schema::IndexedRecord {
+            let r = crate::log::records::LogRecord {
                 offset: i as i64,
                 timestamp: 0,
                 key: None,

@@ -1,6 +1,6 @@
 //! Record batches as a producer sends them and as the search indexer reads them back:
 //! `log::batch::split_batches` (structure, codec, record count, CRC32C), the LogAppendTime
-//! rewrite, and `search::schema::decode_batches` (records of every codec: none, gzip, snappy,
+//! rewrite, and `log::records::decode_batches` (records of every codec: none, gzip, snappy,
 //! lz4, zstd) followed by the Tantivy document of each record.
 //!
 //! The first byte of an input chooses a mode: bit 0 set recomputes the length and CRC of each
@@ -15,7 +15,8 @@ use std::sync::OnceLock;
 
 use bytes::Bytes;
 use chronik::log::batch::{split_batches, validate_client_batch, with_log_append_time};
-use chronik::search::schema::{Fields, decode_batches, document};
+use chronik::log::records::decode_batches;
+use chronik::search::schema::{Fields, document};
 use libfuzzer_sys::fuzz_target;
 
 fn fields() -> &'static Fields {

@@ -14,7 +14,8 @@ use std::sync::OnceLock;
 
 use bytes::Bytes;
 use chronik::search::query::QueryBuilder;
-use chronik::search::schema::{Fields, IndexedRecord, document};
+use chronik::log::records::LogRecord;
+use chronik::search::schema::{Fields, document};
 use libfuzzer_sys::fuzz_target;
 use tantivy::collector::{Count, TopDocs};
 use tantivy::{Index, Searcher};
@@ -24,8 +25,8 @@ struct Harness {
     searcher: Searcher,
 }
 
-fn record(offset: i64, key: &str, value: &str, headers: &[(&str, &str)]) -> IndexedRecord {
-    IndexedRecord {
+fn record(offset: i64, key: &str, value: &str, headers: &[(&str, &str)]) -> LogRecord {
+    LogRecord {
         offset,
         timestamp: 1_700_000_000_000 + offset * 1000,
         key: Some(Bytes::copy_from_slice(key.as_bytes())),
