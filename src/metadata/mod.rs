@@ -8,6 +8,7 @@
 //! than let memory and disk disagree. The interface — append records, read the state, snapshot —
 //! assumes nothing about running on one node, so the log can become a replicated one.
 
+pub mod raft_log;
 pub mod record;
 pub mod state;
 pub mod wal;

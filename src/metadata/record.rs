@@ -82,6 +82,38 @@ pub enum RecordError {
     Encode(postcard::Error),
 }
 
+/// Appends a frame holding `payload` at `index` to `out` (the Raft log's entries use these
+/// frames with their own payload encoding).
+pub fn encode_raw_frame(out: &mut Vec<u8>, index: u64, payload: &[u8]) {
+    let len = (8 + payload.len()) as u32;
+    let mut crc = crc32c::crc32c(&index.to_be_bytes());
+    crc = crc32c::crc32c_append(crc, payload);
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(&crc.to_be_bytes());
+    out.extend_from_slice(&index.to_be_bytes());
+    out.extend_from_slice(payload);
+}
+
+/// The index and payload of the whole, CRC-valid frame at the start of `buf`, with the frame's
+/// size; `None` when the buffer ends inside a frame or the frame is damaged.
+pub fn decode_raw_frame(buf: &[u8]) -> Option<(u64, &[u8], usize)> {
+    if buf.len() < FRAME_HEADER {
+        return None;
+    }
+    let len = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+    let crc = u32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]);
+    if !(8..=MAX_FRAME).contains(&len) || buf.len() < 8 + len {
+        return None;
+    }
+    let body = &buf[8..8 + len];
+    if crc32c::crc32c(body) != crc {
+        return None;
+    }
+    let mut idx = [0u8; 8];
+    idx.copy_from_slice(&body[..8]);
+    Some((u64::from_be_bytes(idx), &body[8..], 8 + len))
+}
+
 /// Appends the frame of `record` at `index` to `out`.
 pub fn encode_frame(
     out: &mut Vec<u8>,
@@ -108,22 +140,11 @@ pub enum Decoded {
 }
 
 pub fn decode_frame(buf: &[u8]) -> Decoded {
-    if buf.len() < FRAME_HEADER {
+    let Some((index, payload, size)) = decode_raw_frame(buf) else {
         return Decoded::Torn;
-    }
-    let len = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
-    let crc = u32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]);
-    if !(8..=MAX_FRAME).contains(&len) || buf.len() < 8 + len {
-        return Decoded::Torn;
-    }
-    let body = &buf[8..8 + len];
-    if crc32c::crc32c(body) != crc {
-        return Decoded::Torn;
-    }
-    let mut idx = [0u8; 8];
-    idx.copy_from_slice(&body[..8]);
-    match postcard::from_bytes::<MetadataRecord>(&body[8..]) {
-        Ok(r) => Decoded::Record(u64::from_be_bytes(idx), r, 8 + len),
+    };
+    match postcard::from_bytes::<MetadataRecord>(payload) {
+        Ok(r) => Decoded::Record(index, r, size),
         Err(_) => Decoded::Torn,
     }
 }

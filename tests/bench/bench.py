@@ -225,13 +225,13 @@ def first_produce(port, deadline):
 class Chronik:
     name = "chronik"
 
-    def __init__(self, port, data_dir, extra_env=None):
+    def __init__(self, port, data_dir, extra_env=None, binary=None):
         self.port, self.dir = port, data_dir
         # CHRONIK_* variables of the runner's own environment never reach the broker (every broker
         # runs with its defaults); extra_env is the deliberate way to configure one (W5's remote
         # tier and cache). The broker rejects CHRONIK_* names it does not know.
         self.extra_env = dict(extra_env or {})
-        self.bin = os.environ.get("CHRONIK_BIN_PATH") or os.path.join(
+        self.bin = binary or os.environ.get("CHRONIK_BIN_PATH") or os.path.join(
             os.environ.get("CARGO_TARGET_DIR", os.path.expanduser("~/.cache/chronik-target")),
             "release", "chronik")
 
@@ -305,9 +305,16 @@ class Kafka:
 
 
 def make_broker(name, run_dir, extra_env=None):
-    port = CONFIG["port"] + (0 if name == "chronik" else 10)
+    """chronik: the build under test; chronik-base: another build of Chronik to compare it with
+    (CHRONIK_BASE_BIN_PATH, e.g. the commit before a change), on the same port; kafka."""
+    port = CONFIG["port"] + (10 if name == "kafka" else 0)
     if name == "chronik":
         return Chronik(port, os.path.join(run_dir, name), extra_env)
+    if name == "chronik-base":
+        binary = os.environ.get("CHRONIK_BASE_BIN_PATH")
+        if not binary:
+            raise RuntimeError("BROKERS names chronik-base but CHRONIK_BASE_BIN_PATH is not set")
+        return Chronik(port, os.path.join(run_dir, name), extra_env, binary)
     return Kafka(port, os.path.join(run_dir, name))
 
 
@@ -1134,6 +1141,8 @@ def summarize(results, brokers):
             continue
         if "chronik" in row and "kafka" in row and row["kafka"]["median"]:
             row["ratio"] = round(row["chronik"]["median"] / row["kafka"]["median"], 3)
+        if "chronik" in row and "chronik-base" in row and row["chronik-base"]["median"]:
+            row["ratio_base"] = round(row["chronik"]["median"] / row["chronik-base"]["median"], 3)
         rows.append(row)
     return rows
 
@@ -1182,10 +1191,17 @@ def render(doc):
                           f"{' — ' + cfg['label'] if cfg.get('label') else ''}"] +
                          search_bench.render_lines(doc["search"]))
     hdr = ["metric", "better", "chronik", "kafka", "ratio"]
+    base = any("chronik-base" in r for r in doc["summary"])
+    if base:
+        hdr += ["chronik-base", "chronik / base"]
     body = []
     for r in doc["summary"]:
-        body.append([r["metric"], r["better"], fmt_cell(r.get("chronik")), fmt_cell(r.get("kafka")),
-                     f"{r['ratio']:.2f}" if r.get("ratio") is not None else "-"])
+        row = [r["metric"], r["better"], fmt_cell(r.get("chronik")), fmt_cell(r.get("kafka")),
+               f"{r['ratio']:.2f}" if r.get("ratio") is not None else "-"]
+        if base:
+            row += [fmt_cell(r.get("chronik-base")),
+                    f"{r['ratio_base']:.3f}" if r.get("ratio_base") is not None else "-"]
+        body.append(row)
     widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(hdr)]
     lines.append("| " + " | ".join(h.ljust(w) for h, w in zip(hdr, widths)) + " |")
     lines.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")

@@ -34,7 +34,9 @@
 #   SEARCH_BROKER_ENV [""]  extra broker settings for the search broker, "CHRONIK_X=1 CHRONIK_Y=2"
 #   SEARCH_SPILL_CPUS [the load core when pinned; "" never]  [search] spill_cpus of that broker
 #   SEARCH_INDEX_CPUS [unset: the broker's core]  its [search] index_cpus
-#   BROKERS ["chronik kafka"]        order within a round
+#   BROKERS ["chronik kafka"]        order within a round; "chronik-base" adds another Chronik build
+#                         (CHRONIK_BASE_BIN_PATH, e.g. the commit before a change) with its own
+#                         ratio column: SCENARIOS=w1,w4 BROKERS="chronik chronik-base kafka" ...
 #   LAT_SECONDS [20] LAT_WARMUP [3]  W2/W3 duration and excluded warm-up at the fixed rate
 #   RATE [0]              fixed rate of W2/W3 in records/s; 0 = half of Kafka's W1 1-partition rate
 #   W1_PARTITIONS ["1 16"]   W1_WARMUP [0.1]  share of W1 records ProducerPerformance treats as warm-up

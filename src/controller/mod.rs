@@ -1,0 +1,270 @@
+//! The controller quorum: the metadata log replicated by Raft among the configured voters.
+//!
+//! Consensus comes from `openraft` (pinned exactly in `Cargo.toml`); nothing outside this module
+//! names an openraft type — the rest of the broker sees [`Controller`]: propose records, read the
+//! applied state, ask who leads. A Raft entry carries a batch of [`MetadataRecord`]s; the log is
+//! kept by [`store::LogStore`] in the metadata log's own CRC frames (`metadata::raft_log`), the
+//! state machine ([`store::StateMachine`]) applies committed entries to the same
+//! [`MetadataState`] a single node replays, with its snapshots, and the voters talk over their
+//! internal listener ([`network`]).
+
+pub mod network;
+pub mod store;
+
+use std::collections::BTreeMap;
+use std::io::Cursor;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::{BasicNode, Raft, ServerState, SnapshotPolicy};
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::metadata::{MetadataRecord, MetadataState};
+
+/// What a controller proposes: records that take effect together, in order.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Proposal {
+    pub records: Vec<MetadataRecord>,
+}
+
+/// What applying an entry answers: the Raft index it took effect at.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Applied {
+    pub index: u64,
+}
+
+openraft::declare_raft_types!(
+    /// The Raft type configuration of the metadata log: nodes are numbered by `node_id` and
+    /// addressed by their internal listener's `host:port`.
+    pub ControllerTypes:
+        D = Proposal,
+        R = Applied,
+        NodeId = u64,
+        Node = openraft::BasicNode,
+        Entry = openraft::Entry<ControllerTypes>,
+        SnapshotData = Cursor<Vec<u8>>,
+        AsyncRuntime = openraft::TokioRuntime,
+);
+
+/// How one controller runs.
+#[derive(Debug, Clone)]
+pub struct ControllerConfig {
+    pub node_id: u64,
+    /// Every voter's id and internal `host:port`, this node's included.
+    pub voters: BTreeMap<u64, String>,
+    /// Where the Raft log, vote and snapshot live.
+    pub dir: PathBuf,
+    /// Leader heartbeats; a follower that hears none for the election timeout (a random value
+    /// between `election_timeout_ms` and 1.5 times it) stands for election.
+    pub heartbeat_ms: u64,
+    pub election_timeout_ms: u64,
+    /// Entries between snapshots.
+    pub snapshot_every: u64,
+}
+
+impl ControllerConfig {
+    pub fn new(node_id: u64, voters: BTreeMap<u64, String>, dir: PathBuf) -> Self {
+        Self {
+            node_id,
+            voters,
+            dir,
+            heartbeat_ms: 150,
+            election_timeout_ms: 600,
+            snapshot_every: 50_000,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControllerError {
+    #[error("no controller leader within {0:?}")]
+    NoLeader(Duration),
+    #[error("controller: {0}")]
+    Raft(String),
+    #[error("controller storage: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Who leads and what this node applied, for DescribeQuorum and health checks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuorumStatus {
+    pub node_id: u64,
+    pub leader: Option<u64>,
+    pub term: u64,
+    pub last_log_index: Option<u64>,
+    pub last_applied: Option<u64>,
+    pub is_leader: bool,
+}
+
+/// One member of the controller quorum.
+pub struct Controller {
+    node_id: u64,
+    raft: Raft<ControllerTypes>,
+    state: store::StateMachine,
+    voters: BTreeMap<u64, String>,
+    shutdown: watch::Sender<bool>,
+}
+
+/// How long a proposal waits for a leader before giving up.
+const PROPOSE_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Controller {
+    /// Starts this voter on `listener` (its internal address in `voters`). A node whose log is
+    /// empty proposes the configured voters as the first membership; every voter may do so, as
+    /// they all propose the same one.
+    pub async fn start(
+        config: ControllerConfig,
+        listener: TcpListener,
+    ) -> Result<Arc<Self>, ControllerError> {
+        if !config.voters.contains_key(&config.node_id) {
+            return Err(ControllerError::Raft(format!(
+                "node {} is not among the controller voters {:?}",
+                config.node_id, config.voters
+            )));
+        }
+        let raft_config = openraft::Config {
+            cluster_name: "chronik-controllers".into(),
+            heartbeat_interval: config.heartbeat_ms,
+            election_timeout_min: config.election_timeout_ms,
+            election_timeout_max: config.election_timeout_ms * 3 / 2,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_every),
+            // Keep some entries behind a snapshot, so a briefly lagging voter catches up from
+            // the log rather than by snapshot.
+            max_in_snapshot_log_to_keep: 1000,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| ControllerError::Raft(e.to_string()))?;
+        let log = store::LogStore::open(&config.dir)?;
+        let state = store::StateMachine::open(&config.dir)?;
+        let raft = Raft::new(
+            config.node_id,
+            Arc::new(raft_config),
+            network::Network,
+            log,
+            state.clone(),
+        )
+        .await
+        .map_err(|e| ControllerError::Raft(e.to_string()))?;
+        let members: BTreeMap<u64, BasicNode> = config
+            .voters
+            .iter()
+            .map(|(id, addr)| (*id, BasicNode::new(addr)))
+            .collect();
+        match raft.initialize(members).await {
+            Ok(()) => {
+                tracing::info!(node_id = config.node_id, voters = ?config.voters, "controller quorum initialized")
+            }
+            // Already part of a formed quorum (a restart): nothing to do.
+            Err(RaftError::APIError(_)) => {}
+            Err(e) => return Err(ControllerError::Raft(e.to_string())),
+        }
+        let (shutdown, rx) = watch::channel(false);
+        let forward = {
+            let raft = raft.clone();
+            Arc::new(move |p: Proposal| {
+                let raft = raft.clone();
+                Box::pin(async move {
+                    raft.client_write(p)
+                        .await
+                        .map(|r| r.data)
+                        .map_err(|e| e.to_string())
+                }) as futures::future::BoxFuture<'static, Result<Applied, String>>
+            })
+        };
+        tokio::spawn(network::serve(listener, raft.clone(), forward, rx));
+        Ok(Arc::new(Self {
+            node_id: config.node_id,
+            raft,
+            state,
+            voters: config.voters,
+            shutdown,
+        }))
+    }
+
+    pub fn node_id(&self) -> u64 {
+        self.node_id
+    }
+
+    /// Reads the applied metadata state (what this node knows is committed).
+    pub fn read<T>(&self, f: impl FnOnce(&MetadataState) -> T) -> T {
+        self.state.read(f)
+    }
+
+    pub fn status(&self) -> QuorumStatus {
+        let m = self.raft.metrics().borrow().clone();
+        QuorumStatus {
+            node_id: self.node_id,
+            leader: m.current_leader,
+            term: m.current_term,
+            last_log_index: m.last_log_index,
+            last_applied: m.last_applied.map(|l| l.index),
+            is_leader: m.state == ServerState::Leader,
+        }
+    }
+
+    /// Makes `records` durable on a majority of voters and applied on the leader, in order, and
+    /// returns the Raft index they took effect at. A follower forwards them to the leader.
+    pub async fn propose(&self, records: Vec<MetadataRecord>) -> Result<u64, ControllerError> {
+        let proposal = Proposal { records };
+        let deadline = tokio::time::Instant::now() + PROPOSE_TIMEOUT;
+        loop {
+            let leader = match self.raft.client_write(proposal.clone()).await {
+                Ok(r) => return Ok(r.data.index),
+                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => f.leader_id,
+                Err(e) => return Err(ControllerError::Raft(e.to_string())),
+            };
+            if let Some(addr) = leader
+                .filter(|l| *l != self.node_id)
+                .and_then(|l| self.voters.get(&l))
+            {
+                let request = network::Request::Propose(proposal.clone());
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                // Any failure (the leader just changed, it is unreachable) is retried below.
+                if let Ok(network::Response::Propose(Ok(applied))) =
+                    network::call(addr, &request, left).await
+                {
+                    return Ok(applied.index);
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ControllerError::NoLeader(PROPOSE_TIMEOUT));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until this node applied `index` (a follower catching up on a proposal).
+    pub async fn wait_applied(&self, index: u64, timeout: Duration) -> Result<(), ControllerError> {
+        let mut metrics = self.raft.metrics();
+        let wait = async {
+            loop {
+                if metrics
+                    .borrow()
+                    .last_applied
+                    .is_some_and(|l| l.index >= index)
+                {
+                    return;
+                }
+                if metrics.changed().await.is_err() {
+                    return;
+                }
+            }
+        };
+        tokio::time::timeout(timeout, wait).await.map_err(|_| {
+            ControllerError::Raft(format!("index {index} not applied within {timeout:?}"))
+        })
+    }
+
+    /// Stops this voter: its RPC listener and its Raft task.
+    pub async fn shutdown(&self) {
+        let _ = self.shutdown.send(true);
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!(error = %e, "controller shutdown");
+        }
+    }
+}

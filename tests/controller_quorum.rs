@@ -1,0 +1,130 @@
+//! The controller quorum on loopback: three voters in one process, each with its own directory
+//! and internal listener, talking over real TCP. They elect a leader, replicate proposals from
+//! any of them, elect a new leader when the leader stops, and a restarted voter catches up.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use chronik::controller::{Controller, ControllerConfig};
+use chronik::metadata::MetadataRecord;
+use tokio::net::TcpListener;
+
+async fn leader_of(voters: &[&Controller], timeout: Duration) -> u64 {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let leaders: Vec<u64> = voters
+            .iter()
+            .filter(|c| c.status().is_leader)
+            .map(|c| c.node_id())
+            .collect();
+        if let [one] = leaders[..]
+            && voters.iter().all(|c| c.status().leader == Some(one))
+        {
+            return one;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no single leader within {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn reserve(end: i64) -> Vec<MetadataRecord> {
+    vec![MetadataRecord::ProducerIdsReserved { end }]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_voters_elect_replicate_fail_over_and_catch_up() {
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
+    let mut listeners = Vec::new();
+    let mut voters = BTreeMap::new();
+    for id in 1..=3u64 {
+        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        voters.insert(id, l.local_addr().expect("addr").to_string());
+        listeners.push(l);
+    }
+    let config = |id: u64| {
+        ControllerConfig::new(
+            id,
+            voters.clone(),
+            dirs[id as usize - 1].path().to_path_buf(),
+        )
+    };
+    let mut nodes = Vec::new();
+    for (i, l) in listeners.into_iter().enumerate() {
+        nodes.push(
+            Controller::start(config(i as u64 + 1), l)
+                .await
+                .expect("start"),
+        );
+    }
+    let all: Vec<&Controller> = nodes.iter().map(|n| n.as_ref()).collect();
+    let first = leader_of(&all, Duration::from_secs(10)).await;
+
+    // A proposal from every voter, leader or not, is applied everywhere in one order.
+    let mut last = 0;
+    for (i, n) in nodes.iter().enumerate() {
+        last = n
+            .propose(reserve(1000 * (i as i64 + 1)))
+            .await
+            .expect("propose");
+    }
+    for n in &nodes {
+        n.wait_applied(last, Duration::from_secs(5))
+            .await
+            .expect("applied");
+        assert_eq!(n.read(|s| s.producer_id_end), 3000);
+    }
+
+    // The leader stops: the other two elect one of them and keep taking proposals.
+    let old = nodes
+        .iter()
+        .position(|n| n.node_id() == first)
+        .expect("leader");
+    nodes[old].shutdown().await;
+    let stopped = Instant::now();
+    let survivors: Vec<&Controller> = nodes
+        .iter()
+        .filter(|n| n.node_id() != first)
+        .map(|n| n.as_ref())
+        .collect();
+    let second = leader_of(&survivors, Duration::from_secs(10)).await;
+    let failover = stopped.elapsed();
+    assert_ne!(second, first);
+    assert!(
+        failover < Duration::from_secs(2),
+        "new leader after {failover:?}"
+    );
+    let index = survivors[0].propose(reserve(5000)).await.expect("propose");
+    for n in &survivors {
+        n.wait_applied(index, Duration::from_secs(5))
+            .await
+            .expect("applied");
+        assert_eq!(n.read(|s| s.producer_id_end), 5000);
+    }
+
+    // The old leader comes back on its directory and address and catches up.
+    let addr = voters[&first].clone();
+    let listener = TcpListener::bind(&addr).await.expect("rebind");
+    let back = Controller::start(config(first), listener)
+        .await
+        .expect("restart");
+    back.wait_applied(index, Duration::from_secs(10))
+        .await
+        .expect("caught up");
+    assert_eq!(back.read(|s| s.producer_id_end), 5000);
+    let index = back
+        .propose(reserve(6000))
+        .await
+        .expect("propose from the restarted voter");
+    for n in survivors.iter().copied().chain([back.as_ref()]) {
+        n.wait_applied(index, Duration::from_secs(5))
+            .await
+            .expect("applied");
+        assert_eq!(n.read(|s| s.producer_id_end), 6000);
+    }
+    for n in survivors.iter().copied().chain([back.as_ref()]) {
+        n.shutdown().await;
+    }
+}
