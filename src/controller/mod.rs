@@ -64,6 +64,9 @@ pub struct ControllerConfig {
     pub election_timeout_ms: u64,
     /// Entries between snapshots.
     pub snapshot_every: u64,
+    /// Entries kept in the log behind a snapshot, so a voter that lags by fewer catches up from
+    /// the log rather than by a snapshot transfer.
+    pub keep_behind_snapshot: u64,
 }
 
 impl ControllerConfig {
@@ -75,6 +78,7 @@ impl ControllerConfig {
             heartbeat_ms: 150,
             election_timeout_ms: 600,
             snapshot_every: 50_000,
+            keep_behind_snapshot: 1000,
         }
     }
 }
@@ -132,9 +136,7 @@ impl Controller {
             election_timeout_min: config.election_timeout_ms,
             election_timeout_max: config.election_timeout_ms * 3 / 2,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_every),
-            // Keep some entries behind a snapshot, so a briefly lagging voter catches up from
-            // the log rather than by snapshot.
-            max_in_snapshot_log_to_keep: 1000,
+            max_in_snapshot_log_to_keep: config.keep_behind_snapshot,
             ..Default::default()
         }
         .validate()
@@ -248,16 +250,18 @@ impl Controller {
                     .last_applied
                     .is_some_and(|l| l.index >= index)
                 {
-                    return;
+                    return Ok(());
                 }
                 if metrics.changed().await.is_err() {
-                    return;
+                    return Err(ControllerError::Raft(format!(
+                        "the controller stopped before applying index {index}"
+                    )));
                 }
             }
         };
         tokio::time::timeout(timeout, wait).await.map_err(|_| {
             ControllerError::Raft(format!("index {index} not applied within {timeout:?}"))
-        })
+        })?
     }
 
     /// Stops this voter: its RPC listener and its Raft task.

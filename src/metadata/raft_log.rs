@@ -12,9 +12,11 @@
 //! again. What this file guarantees is Raft's storage contract: an append is durable (one fsync
 //! for all entries of the call) before it returns; a suffix can be cut off (`truncate_from`, when
 //! a new leader's log disagrees) and a prefix dropped behind a snapshot (`purge_upto`); the vote
-//! is durable before it is reported saved. Replay stops at the first torn or damaged frame or
-//! gap in the indexes and cuts the log there, as the single-node metadata log does. Every entry
-//! after the last purge is also kept in memory: snapshots bound their number.
+//! is durable before it is reported saved. Indexes grow; they may jump (the entries after a
+//! snapshot a follower installed arrive before the log behind it is purged). Replay stops at the
+//! first torn or damaged frame, or an index that does not grow, and cuts the log there, as the
+//! single-node metadata log does. Every entry after the last purge is also kept in memory:
+//! snapshots bound their number.
 
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
@@ -144,12 +146,13 @@ impl RaftLog {
                 };
                 let skip = purged.as_ref().is_some_and(|(p, _)| index <= *p);
                 if !skip {
-                    let expected = match (entries.back(), &purged) {
-                        (Some(last), _) => Some(last.index + 1),
-                        (None, Some((p, _))) => Some(p + 1),
-                        (None, None) => None,
-                    };
-                    if expected.is_some_and(|e| e != index) {
+                    // Indexes only grow; a gap is legitimate (entries after an installed
+                    // snapshot), a step back is not.
+                    let after = entries
+                        .back()
+                        .map(|e: &Stored| e.index)
+                        .or_else(|| purged.as_ref().map(|(p, _)| *p));
+                    if after.is_some_and(|a| index <= a) {
                         ended = true;
                         break;
                     }
@@ -223,15 +226,11 @@ impl RaftLog {
 
     /// The entries with indexes in `range` that the log holds, in order.
     pub fn range(&self, range: std::ops::Range<u64>) -> impl Iterator<Item = (u64, &[u8])> {
-        let start = match self.entries.front() {
-            Some(f) => range.start.saturating_sub(f.index) as usize,
-            None => 0,
-        };
+        let start = self.entries.partition_point(|e| e.index < range.start);
         self.entries
             .iter()
             .skip(start)
             .take_while(move |e| e.index < range.end)
-            .filter(move |e| e.index >= range.start)
             .map(|e| (e.index, e.payload.as_slice()))
     }
 
@@ -256,18 +255,28 @@ impl RaftLog {
         {
             self.truncate_from(*first)?;
         }
-        let mut next = self
+        // The first entry may leave a gap after the last one: openraft appends the entries
+        // after a snapshot it installed before it purges what the snapshot covers.
+        let after = self
             .entries
             .back()
-            .map(|e| e.index + 1)
-            .or_else(|| self.purged.as_ref().map(|(p, _)| p + 1));
+            .map(|e| e.index)
+            .or_else(|| self.purged.as_ref().map(|(p, _)| *p));
+        let mut next: Option<u64> = None;
         let mut buf = Vec::new();
         let mut placed = Vec::with_capacity(batch.len());
         for (index, payload) in batch {
-            if next.is_some_and(|n| n != *index) {
+            let fits = match next {
+                Some(n) => n == *index,
+                None => after.is_none_or(|a| *index > a),
+            };
+            if !fits {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidInput,
-                    format!("raft log entry {index} does not follow {next:?}"),
+                    format!(
+                        "raft log entry {index} does not follow {:?}",
+                        next.or(after)
+                    ),
                 ));
             }
             placed.push(self.len + buf.len() as u64);
@@ -382,7 +391,10 @@ mod tests {
         let (mut log, _) = RaftLog::open(dir.path()).expect("open");
         assert_eq!(log.last(), None);
         log.append(&entries(1..=10)).expect("append");
-        assert!(log.append(&entries(12..=12)).is_err(), "a gap is refused");
+        assert!(
+            log.append(&[(11, vec![1]), (13, vec![3])]).is_err(),
+            "a gap inside a batch is refused"
+        );
         log.truncate_from(8).expect("truncate");
         log.append(&[(8, b"new 8".to_vec())])
             .expect("append after the cut");
@@ -452,5 +464,31 @@ mod tests {
             drop(log);
             assert_eq!(fs::read(&path).expect("read"), whole);
         }
+    }
+
+    /// Entries past a gap arrive after a snapshot was installed (openraft appends them before it
+    /// purges the log behind the snapshot): they are kept after the older ones until the purge,
+    /// also across a reopen.
+    #[test]
+    fn entries_past_a_gap_wait_for_the_purge_behind_a_snapshot() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut log, _) = RaftLog::open(dir.path()).expect("open");
+        log.append(&entries(0..=1)).expect("append");
+        log.append(&entries(100..=101))
+            .expect("append past the gap");
+        assert_eq!(indexes(&log), [0, 1, 100, 101]);
+        assert_eq!(
+            log.range(1..101).map(|(i, _)| i).collect::<Vec<_>>(),
+            [1, 100]
+        );
+        drop(log);
+        let (mut log, _) = RaftLog::open(dir.path()).expect("reopen");
+        assert_eq!(indexes(&log), [0, 1, 100, 101]);
+        log.purge_upto(99, b"id-99")
+            .expect("the purge that follows the snapshot");
+        log.append(&entries(102..=102)).expect("append");
+        drop(log);
+        let (log, _) = RaftLog::open(dir.path()).expect("reopen");
+        assert_eq!(indexes(&log), [100, 101, 102]);
     }
 }
