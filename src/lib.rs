@@ -75,11 +75,15 @@ pub async fn serve_full(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let bound = listener.local_addr()?;
+    let controller = start_controller(&config).await?;
     let cache_config = config.cache.cache_config(&config.data_dir);
     let cache = chronik_cache::ChunkCache::open(cache_config)
         .await
         .map_err(|e| std::io::Error::other(format!("remote chunk cache: {e}")))?;
-    let broker = Broker::open(config, bound, Some(cache), store)?;
+    let replicated = controller
+        .clone()
+        .map(|c| c as Arc<dyn metadata::ReplicatedLog>);
+    let broker = Broker::open_with_metadata(config, bound, Some(cache), store, replicated)?;
     tracing::info!(
         listen = %bound,
         advertised = %format!("{}:{}", broker.advertised.0, broker.advertised.1),
@@ -144,7 +148,87 @@ pub async fn serve_full(
     {
         tracing::warn!(error = %e, "cache did not close cleanly; its disk tier starts cold");
     }
+    if let Some(c) = controller {
+        c.shutdown().await;
+    }
     tracing::info!("logs closed cleanly");
+    Ok(())
+}
+
+/// With `[cluster] voters`, starts this node's controller on its internal listener and waits
+/// until it has applied everything the quorum committed before it started, so the broker opens
+/// on current metadata. `None` for a single node, which keeps its own metadata log.
+async fn start_controller(config: &Config) -> std::io::Result<Option<Arc<controller::Controller>>> {
+    let voters = config
+        .cluster
+        .voter_map()
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
+    if voters.is_empty() {
+        return Ok(None);
+    }
+    let node_id = config.node_id as u64;
+    let addr = voters.get(&node_id).cloned().ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("node {node_id} is not among cluster.voters"),
+        )
+    })?;
+    let listener = TcpListener::bind(&addr).await.map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("cannot bind the controller listener {addr}: {e}"),
+        )
+    })?;
+    let controller_config = controller::ControllerConfig {
+        heartbeat_ms: config.cluster.heartbeat_ms,
+        election_timeout_ms: config.cluster.election_timeout_ms,
+        ..controller::ControllerConfig::new(
+            node_id,
+            voters,
+            config.data_dir.join("__chronik").join("controller"),
+        )
+    };
+    let c = controller::Controller::start(controller_config, listener)
+        .await
+        .map_err(std::io::Error::other)?;
+    tracing::info!(node_id, listen = %addr, "controller started; waiting for the quorum");
+    // An empty proposal commits after everything before it: once applied here, this node's
+    // metadata is current. Waits as long as it takes a majority of voters to come up.
+    loop {
+        match c.propose(Vec::new()).await {
+            Ok(index) => {
+                c.wait_applied(index, Duration::from_secs(30))
+                    .await
+                    .map_err(std::io::Error::other)?;
+                break;
+            }
+            Err(controller::ControllerError::NoLeader(_)) => {
+                tracing::warn!(
+                    node_id,
+                    "no controller leader yet; is a majority of cluster.voters up?"
+                );
+            }
+            Err(e) => return Err(std::io::Error::other(e)),
+        }
+    }
+    tracing::info!(node_id, status = ?c.status(), "controller quorum ready");
+    Ok(Some(c))
+}
+
+/// A controller-only node (`[cluster] roles = ["controller"]`): its voter until `shutdown`.
+pub async fn serve_controller(
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let Some(c) = start_controller(&config).await? else {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "a controller-only node needs cluster.voters",
+        ));
+    };
+    shutdown.await;
+    tracing::info!("shutting down the controller");
+    c.shutdown().await;
     Ok(())
 }
 

@@ -387,6 +387,9 @@ fn raise_open_file_limit() {
 
 async fn run(config: Config) -> std::io::Result<()> {
     raise_open_file_limit();
+    if !config.cluster.is_broker() {
+        return chronik::serve_controller(config, shutdown_signal()).await;
+    }
     let listener = tokio::net::TcpListener::bind(&config.kafka.listen)
         .await
         .map_err(|e| {

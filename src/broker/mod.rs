@@ -58,20 +58,38 @@ impl Broker {
         cache: Option<chronik_cache::ChunkCache>,
         store_override: Option<Arc<dyn chronik_tiering::object_store::ObjectStore>>,
     ) -> io::Result<Arc<Self>> {
+        Self::open_with_metadata(config, bound, cache, store_override, None)
+    }
+
+    /// `open`, with the metadata log kept by a controller quorum when `replicated` is given
+    /// (instead of this node's own metadata log).
+    pub fn open_with_metadata(
+        config: Config,
+        bound: SocketAddr,
+        cache: Option<chronik_cache::ChunkCache>,
+        store_override: Option<Arc<dyn chronik_tiering::object_store::ObjectStore>>,
+        replicated: Option<Arc<dyn crate::metadata::ReplicatedLog>>,
+    ) -> io::Result<Arc<Self>> {
         let data_dir = config.data_dir.clone();
         let meta_dir = data_dir.join(META_DIR);
         std::fs::create_dir_all(&meta_dir)?;
         let meta = cluster_meta(&meta_dir, config.node_id)?;
         let started = std::time::Instant::now();
-        let (metadata, report) = MetadataStore::open(&meta_dir.join("metadata"), SNAPSHOT_EVERY)?;
-        let metadata = Arc::new(metadata);
-        tracing::info!(
-            snapshot_index = report.snapshot_index,
-            records = report.records,
-            truncated_bytes = report.truncated_bytes,
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "metadata log replayed"
-        );
+        let metadata = match replicated {
+            Some(log) => Arc::new(MetadataStore::replicated(log)),
+            None => {
+                let (metadata, report) =
+                    MetadataStore::open(&meta_dir.join("metadata"), SNAPSHOT_EVERY)?;
+                tracing::info!(
+                    snapshot_index = report.snapshot_index,
+                    records = report.records,
+                    truncated_bytes = report.truncated_bytes,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "metadata log replayed"
+                );
+                Arc::new(metadata)
+            }
+        };
         let url = config.tiering.effective_url(&data_dir);
         let options = chronik_tiering::StoreOptions {
             endpoint: (!config.tiering.endpoint.is_empty())

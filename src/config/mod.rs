@@ -39,6 +39,68 @@ pub struct Config {
     pub cache: CacheSettings,
     pub http: HttpConfig,
     pub search: SearchConfig,
+    pub cluster: ClusterConfig,
+}
+
+/// The controller quorum (`[cluster]`). With no voters (the default) the node keeps its metadata
+/// in its own log, a complete single-node broker; with voters, the metadata log is replicated by
+/// Raft among them.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// The controller voters as `id@host:port` (each one's internal listener), this node's
+    /// included, e.g. `["1@127.0.0.1:9095", "2@127.0.0.1:9096", "3@127.0.0.1:9097"]`.
+    pub voters: Vec<String>,
+    /// What this node runs: `broker`, `controller` or both. A controller-only node serves no
+    /// Kafka clients; it holds a voter's copy of the metadata log.
+    pub roles: Vec<String>,
+    /// Raft heartbeats of the controller leader.
+    pub heartbeat_ms: u64,
+    /// A voter that hears no leader for this long (up to 1.5 times it) stands for election.
+    pub election_timeout_ms: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            voters: Vec::new(),
+            roles: vec!["broker".into(), "controller".into()],
+            heartbeat_ms: 100,
+            election_timeout_ms: 300,
+        }
+    }
+}
+
+impl ClusterConfig {
+    /// The voters by id, with their internal `host:port`.
+    pub fn voter_map(&self) -> Result<std::collections::BTreeMap<u64, String>, ConfigError> {
+        let mut out = std::collections::BTreeMap::new();
+        for v in &self.voters {
+            let bad = || {
+                ConfigError::Invalid(format!(
+                    "cluster.voters entry {v:?}: expected id@host:port, e.g. 1@127.0.0.1:9095"
+                ))
+            };
+            let (id, addr) = v.split_once('@').ok_or_else(bad)?;
+            let id: u64 = id.trim().parse().map_err(|_| bad())?;
+            let addr = addr.trim();
+            addr.parse::<SocketAddr>().map_err(|_| bad())?;
+            if out.insert(id, addr.to_string()).is_some() {
+                return Err(ConfigError::Invalid(format!(
+                    "cluster.voters names node {id} twice"
+                )));
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn is_broker(&self) -> bool {
+        self.roles.iter().any(|r| r == "broker")
+    }
+
+    pub fn is_controller(&self) -> bool {
+        self.roles.iter().any(|r| r == "controller")
+    }
 }
 
 /// The search indexer and query API (`[search]`).
@@ -315,6 +377,7 @@ impl Default for Config {
             cache: CacheSettings::default(),
             http: HttpConfig::default(),
             search: SearchConfig::default(),
+            cluster: ClusterConfig::default(),
         }
     }
 }
@@ -413,6 +476,65 @@ impl Config {
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
+        let voters = self.cluster.voter_map()?;
+        if let Some(r) = self
+            .cluster
+            .roles
+            .iter()
+            .find(|r| *r != "broker" && *r != "controller")
+        {
+            return Err(ConfigError::Invalid(format!(
+                "cluster.roles {r:?}: use broker, controller or both"
+            )));
+        }
+        if !self.cluster.is_broker() && !self.cluster.is_controller() {
+            return Err(ConfigError::Invalid(
+                "cluster.roles is empty: a node is a broker, a controller or both".into(),
+            ));
+        }
+        if voters.is_empty() && self.cluster.roles != ["broker", "controller"] {
+            return Err(ConfigError::Invalid(
+                "cluster.roles other than both need cluster.voters: a single node is its own \
+                 broker and controller"
+                    .into(),
+            ));
+        }
+        if !voters.is_empty() {
+            if self.cluster.is_controller() != voters.contains_key(&(self.node_id as u64)) {
+                return Err(ConfigError::Invalid(format!(
+                    "node {} {} cluster.voters but its roles {:?} say it {} a controller",
+                    self.node_id,
+                    if voters.contains_key(&(self.node_id as u64)) {
+                        "is in"
+                    } else {
+                        "is not in"
+                    },
+                    self.cluster.roles,
+                    if self.cluster.is_controller() {
+                        "is"
+                    } else {
+                        "is not"
+                    },
+                )));
+            }
+            if !self.cluster.is_controller() {
+                return Err(ConfigError::Invalid(
+                    "a broker that is not a controller voter is not supported yet: give every \
+                     broker the controller role"
+                        .into(),
+                ));
+            }
+            if self.node_id < 0 {
+                return Err(ConfigError::Invalid("node_id must be >= 0".into()));
+            }
+        }
+        if self.cluster.heartbeat_ms == 0
+            || self.cluster.election_timeout_ms <= self.cluster.heartbeat_ms
+        {
+            return Err(ConfigError::Invalid(
+                "cluster.election_timeout_ms must be larger than cluster.heartbeat_ms (> 0)".into(),
+            ));
+        }
         self.kafka.listen.parse::<SocketAddr>().map_err(|e| {
             ConfigError::Invalid(format!("kafka.listen {:?}: {e}", self.kafka.listen))
         })?;

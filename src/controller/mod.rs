@@ -75,8 +75,8 @@ impl ControllerConfig {
             node_id,
             voters,
             dir,
-            heartbeat_ms: 150,
-            election_timeout_ms: 600,
+            heartbeat_ms: 100,
+            election_timeout_ms: 300,
             snapshot_every: 50_000,
             keep_behind_snapshot: 1000,
         }
@@ -111,6 +111,30 @@ pub struct Controller {
     state: store::StateMachine,
     voters: BTreeMap<u64, String>,
     shutdown: watch::Sender<bool>,
+}
+
+/// One log line per change of leader or term, as this node sees it.
+async fn log_leader_changes(
+    raft: Raft<ControllerTypes>,
+    node_id: u64,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut metrics = raft.metrics();
+    let mut seen = (None, 0);
+    loop {
+        let now = {
+            let m = metrics.borrow_and_update();
+            (m.current_leader, m.current_term)
+        };
+        if now != seen {
+            seen = now;
+            tracing::info!(node_id, leader = ?now.0, term = now.1, "controller leader changed");
+        }
+        tokio::select! {
+            changed = metrics.changed() => if changed.is_err() { return },
+            _ = stop.changed() => return,
+        }
+    }
 }
 
 /// How long a proposal waits for a leader before giving up.
@@ -178,7 +202,8 @@ impl Controller {
                 }) as futures::future::BoxFuture<'static, Result<Applied, String>>
             })
         };
-        tokio::spawn(network::serve(listener, raft.clone(), forward, rx));
+        tokio::spawn(network::serve(listener, raft.clone(), forward, rx.clone()));
+        tokio::spawn(log_leader_changes(raft.clone(), config.node_id, rx));
         Ok(Arc::new(Self {
             node_id: config.node_id,
             raft,
@@ -270,5 +295,29 @@ impl Controller {
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!(error = %e, "controller shutdown");
         }
+    }
+}
+
+/// The broker's metadata store keeps its log here when the node is a controller voter.
+impl crate::metadata::ReplicatedLog for Controller {
+    fn propose(
+        &self,
+        records: Vec<MetadataRecord>,
+    ) -> futures::future::BoxFuture<'_, std::io::Result<u64>> {
+        Box::pin(async move {
+            let index = Controller::propose(self, records)
+                .await
+                .map_err(std::io::Error::other)?;
+            // A follower forwarded the records: the caller reads them next, so wait until this
+            // node applied them too.
+            self.wait_applied(index, PROPOSE_TIMEOUT)
+                .await
+                .map_err(std::io::Error::other)?;
+            Ok(index)
+        })
+    }
+
+    fn with_state(&self, f: &mut dyn FnMut(&MetadataState)) {
+        self.state.read(|s| f(s))
     }
 }

@@ -18,6 +18,8 @@ use std::path::Path;
 use std::sync::mpsc;
 use std::sync::{Arc, RwLock};
 
+use futures::future::BoxFuture;
+
 pub use record::MetadataRecord;
 pub use state::{CommittedOffset, MetadataState, TopicState};
 pub use wal::ReplayReport;
@@ -27,10 +29,23 @@ struct AppendRequest {
     done: tokio::sync::oneshot::Sender<io::Result<u64>>,
 }
 
+/// A metadata log kept by a quorum (the controller): records proposed there, the state applied
+/// from what it committed. Defined here, implemented above (`controller`).
+pub trait ReplicatedLog: Send + Sync {
+    /// Makes `records` durable on a quorum and applied on this node; the index they took effect
+    /// at.
+    fn propose(&self, records: Vec<MetadataRecord>) -> BoxFuture<'_, io::Result<u64>>;
+
+    /// Runs `f` on the state this node applied.
+    fn with_state(&self, f: &mut dyn FnMut(&MetadataState));
+}
+
 pub struct MetadataStore {
     state: Arc<RwLock<MetadataState>>,
     tx: std::sync::Mutex<Option<mpsc::Sender<AppendRequest>>>,
     writer: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// When set, the log is the quorum's and `state`, `tx` and `writer` are unused.
+    quorum: Option<Arc<dyn ReplicatedLog>>,
 }
 
 impl MetadataStore {
@@ -87,15 +102,30 @@ impl MetadataStore {
                 state,
                 tx: std::sync::Mutex::new(Some(tx)),
                 writer: std::sync::Mutex::new(Some(writer)),
+                quorum: None,
             },
             report,
         ))
+    }
+
+    /// The metadata of a cluster: appends go to the controller quorum, reads see what this node
+    /// applied.
+    pub fn replicated(log: Arc<dyn ReplicatedLog>) -> Self {
+        Self {
+            state: Arc::new(RwLock::new(MetadataState::default())),
+            tx: std::sync::Mutex::new(None),
+            writer: std::sync::Mutex::new(None),
+            quorum: Some(log),
+        }
     }
 
     /// Makes `records` durable and applies them; returns the index of the last one.
     pub async fn append(&self, records: Vec<MetadataRecord>) -> io::Result<u64> {
         if records.is_empty() {
             return Ok(self.read(|s| s.last_index));
+        }
+        if let Some(q) = &self.quorum {
+            return q.propose(records).await;
         }
         let (done, wait) = tokio::sync::oneshot::channel();
         {
@@ -112,6 +142,16 @@ impl MetadataStore {
 
     /// Runs `f` on the current state.
     pub fn read<R>(&self, f: impl FnOnce(&MetadataState) -> R) -> R {
+        if let Some(q) = &self.quorum {
+            let mut f = Some(f);
+            let mut out = None;
+            q.with_state(&mut |s| {
+                if let Some(f) = f.take() {
+                    out = Some(f(s));
+                }
+            });
+            return out.expect("the quorum's state was read");
+        }
         f(&self.state.read().unwrap_or_else(|e| e.into_inner()))
     }
 

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# cluster suite: several chronik processes on loopback forming a controller quorum, under kill -9
+# and SIGSTOP (tests/compat/python/test_controller_quorum.py). Starts its own nodes
+# (CHRONIK_BIN_PATH=path/to/chronik); does not use $BOOTSTRAP.
+#
+# Short by default (CI: 5 kills); the long run of the closing figures:
+#   CLUSTER_FAULTS=20 CLUSTER_SECONDS=150 tests/compat/cluster.sh
+set -uo pipefail
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+CACHE=${CHRONIK_TEST_CACHE:-$HOME/.cache/chronik-tests}
+if [[ ${TARGET:-chronik} == kafka ]]; then
+    echo "cluster: skipped with TARGET=kafka (it tests chronik's controller quorum)"
+    echo "0 passed, 0 failed"
+    exit 0
+fi
+export CHRONIK_BIN_PATH=${CHRONIK_BIN_PATH:-${CARGO_TARGET_DIR:-$HOME/.cache/chronik-target}/release/chronik}
+[[ -x $CHRONIK_BIN_PATH ]] || { echo "cluster: no broker binary at $CHRONIK_BIN_PATH" >&2; exit 1; }
+cd "$HERE/python" && timeout "${CLUSTER_TIMEOUT_S:-900}" "$CACHE/venv/bin/python" -m pytest -v -s \
+    -p no:cacheprovider test_controller_quorum.py "$@"
