@@ -76,7 +76,10 @@ impl Broker {
         let meta = cluster_meta(&meta_dir, config.node_id)?;
         let started = std::time::Instant::now();
         let metadata = match replicated {
-            Some(log) => Arc::new(MetadataStore::replicated(log)),
+            Some(log) => {
+                refuse_single_node_metadata(&meta_dir.join("metadata"))?;
+                Arc::new(MetadataStore::replicated(log))
+            }
             None => {
                 let (metadata, report) =
                     MetadataStore::open(&meta_dir.join("metadata"), SNAPSHOT_EVERY)?;
@@ -157,6 +160,36 @@ impl Broker {
     }
 }
 
+/// A data directory whose topics live in its own single-node metadata log cannot join a
+/// controller quorum as it is: the quorum's metadata would not have them, and their partitions
+/// would be orphaned. Refused (with what to do) until a migration exists.
+fn refuse_single_node_metadata(dir: &std::path::Path) -> io::Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let holds_state = name.starts_with("snapshot-")
+            || (name.starts_with("wal-") && entry.metadata()?.len() > 0);
+        if holds_state {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{} holds this node's single-node metadata (topics, offsets); moving it into \
+                     a controller quorum ([cluster] voters) is not supported yet: start the \
+                     cluster on empty data directories, or run this one without voters",
+                    dir.display()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The cluster id and node id the data directory belongs to, made on first start.
 fn cluster_meta(meta_dir: &std::path::Path, node_id: i32) -> io::Result<ClusterMeta> {
     let meta_path = meta_dir.join("cluster.json");
@@ -192,4 +225,53 @@ fn random_cluster_id() -> String {
     (0..22)
         .map(|i| ALPHABET[((bits >> (i * 6)) & 63) as usize] as char)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Stands in for a controller quorum: this test never gets as far as using it.
+    struct NoQuorum;
+
+    impl crate::metadata::ReplicatedLog for NoQuorum {
+        fn propose(
+            &self,
+            _records: Vec<crate::metadata::MetadataRecord>,
+        ) -> futures::future::BoxFuture<'_, io::Result<u64>> {
+            Box::pin(async { Err(io::Error::other("no quorum in this test")) })
+        }
+
+        fn with_state(&self, f: &mut dyn FnMut(&crate::metadata::MetadataState)) {
+            f(&crate::metadata::MetadataState::default())
+        }
+    }
+
+    /// A data directory with topics in its own metadata log is refused by a node configured with
+    /// voters, instead of losing sight of those topics.
+    #[tokio::test]
+    async fn single_node_metadata_is_not_silently_dropped_by_a_cluster_node() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = Config {
+            data_dir: dir.path().to_path_buf(),
+            ..Default::default()
+        };
+        let addr: SocketAddr = "127.0.0.1:9092".parse().expect("addr");
+        let broker = Broker::open(config.clone(), addr, None, None).expect("open");
+        broker
+            .replicas
+            .create_topic("kept", 1, 1, Default::default(), false)
+            .await
+            .expect("create");
+        broker.close();
+        drop(broker);
+        let refused =
+            Broker::open_with_metadata(config.clone(), addr, None, None, Some(Arc::new(NoQuorum)));
+        let err = refused.err().expect("refused");
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{err}");
+        assert!(err.to_string().contains("not supported yet"), "{err}");
+        // The data is untouched: the single-node broker still has its topic.
+        let again = Broker::open(config, addr, None, None).expect("reopen");
+        assert!(again.replicas.topic("kept").is_some());
+    }
 }
