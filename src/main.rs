@@ -7,6 +7,8 @@ use tracing_subscriber::EnvFilter;
 
 use chronik::config::{CONFIG_ENV, Config, Overrides};
 
+mod probe;
+
 /// mimalloc rather than glibc's malloc: indexing allocates and frees several small strings and
 /// maps per record; with glibc's the broker's RSS grew from 343 to 864 MB over three indexing
 /// runs of 1 M records (376-425 MB with mimalloc), and a stand-alone indexing run of the same
@@ -78,6 +80,19 @@ enum Command {
         /// The broker's admin HTTP address.
         #[arg(long, default_value = "127.0.0.1:9644", env = "CHRONIK_SEARCH_HTTP")]
         http: String,
+    },
+    /// Ask a node for the brokers its Metadata lists (one line each: node_id host:port rack),
+    /// the controller id and the cluster id; fails when nothing answers.
+    Brokers {
+        /// A node's Kafka listener, host:port.
+        #[arg(long, default_value = "127.0.0.1:9092")]
+        bootstrap: String,
+        /// Print one JSON object instead of lines.
+        #[arg(long)]
+        json: bool,
+        /// Give up after this many milliseconds (connect, send and answer together).
+        #[arg(long, default_value_t = 5000)]
+        timeout_ms: u64,
     },
 }
 
@@ -167,6 +182,21 @@ fn main() -> std::process::ExitCode {
                 }
             }
         }
+        Command::Brokers {
+            bootstrap,
+            json,
+            timeout_ms,
+        } => match probe::run(
+            &bootstrap,
+            json,
+            std::time::Duration::from_millis(timeout_ms),
+        ) {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("chronik brokers: {e}");
+                std::process::ExitCode::FAILURE
+            }
+        },
     }
 }
 
