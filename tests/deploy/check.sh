@@ -9,15 +9,20 @@
 #     the compose plugin exists);
 #   - the chronik.toml in the ConfigMap and every CHRONIK_* variable against docs/configuration.md;
 #   - deploy/Dockerfile's essentials;
-#   - deploy/grafana/chronik-dashboard.json parses and uses only metrics of docs/operations.md.
+#   - deploy/grafana/chronik-dashboard.json parses and uses only metrics of docs/operations.md;
+#   - deploy/local-cluster.sh: bash -n, shellcheck, its usage errors, and real runs with the chronik
+#     binary (up 1, `chronik brokers`, stop, start, down; then up 3, stop/start one node, down) on
+#     free loopback ports, every step under a timeout. Skipped without a binary, failed under CI.
 #
 # The validators come from PyPI, installed once (idempotent) into
 # ${CHRONIK_TEST_CACHE:-$HOME/.cache/chronik-tests}/deploy-venv; the schemas are files inside those
 # packages. tests/deploy/composecheck (Go, compose-go from the Go module proxy) is built once into
-# .../deploy-bin. The checks then run in a network namespace of their own (no network at all) where
-# `unshare --net` is allowed, to prove nothing is fetched.
+# .../deploy-bin. The checks then run in a network namespace of their own where `unshare --net` is
+# allowed: nothing but a loopback interface (for the local cluster), to prove nothing is fetched.
 #
-# Environment: K8S_VERSIONS (default "1.30.0 1.37.0"), PYTHON (default python3).
+# Environment: K8S_VERSIONS (default "1.30.0 1.37.0"), PYTHON (default python3), CHRONIK_BIN_PATH
+# (default ${CARGO_TARGET_DIR:-$HOME/.cache/chronik-target}/release/chronik: the local cluster's
+# binary).
 # Prints "N passed, N failed" and exits non-zero when anything failed.
 set -uo pipefail
 
@@ -71,12 +76,14 @@ if docker compose version >/dev/null 2>&1; then
     fi
 fi
 export CHECK_COMPOSE_CLI=$compose_result
+export LOCAL_CLUSTER_BIN=${CHRONIK_BIN_PATH:-${CARGO_TARGET_DIR:-$HOME/.cache/chronik-target}/release/chronik}
 
 # --- the checks, offline --------------------------------------------------------------------------
 run=("$VENV/bin/python" "$HERE/check_deploy.py" "$ROOT")
-if unshare --net true 2>/dev/null; then
-    echo "== running offline (unshare --net: no network interface but a downed loopback)"
-    exec unshare --net "${run[@]}"
+# shellcheck disable=SC2016 # $@ is expanded by the inner shell
+if unshare --net sh -c 'ip link set lo up' 2>/dev/null; then
+    echo "== running offline (unshare --net: no network interface but the loopback)"
+    exec unshare --net sh -c 'ip link set lo up && exec "$@"' sh "${run[@]}"
 fi
 echo "== unshare --net not permitted here; running with the network present (nothing is fetched)"
 exec "${run[@]}"
