@@ -155,8 +155,14 @@ launch() { # K
     # setsid: a session of its own, so the node outlives this script and its terminal.
     setsid nohup env "${unset_args[@]}" RUST_LOG="${RUST_LOG:-info,openraft=warn}" NO_COLOR=1 \
         "$BIN" serve --config "$(conf "$k")" >>"$(logfile "$k")" 2>&1 </dev/null &
-    echo $! >"$(pidfile "$k")"
-    echo "node $k: started, pid $!, Kafka 127.0.0.1:$(conf_port "$k" kafka), log $(logfile "$k")"
+    local pid=$! i
+    echo "$pid" >"$(pidfile "$k")"
+    # Until setsid, nohup and env have exec'd the binary, the pid's command line is this script's.
+    for ((i = 0; i < 50; i++)); do
+        running_pid "$k" >/dev/null && break
+        sleep 0.1
+    done
+    echo "node $k: started, pid $pid, Kafka 127.0.0.1:$(conf_port "$k" kafka), log $(logfile "$k")"
 }
 
 tail_logs() { # K...
@@ -218,7 +224,8 @@ wait_answers() { # K: node K answers Metadata on its Kafka port
             return 1
         fi
         if ((SECONDS >= deadline)); then
-            echo "$PROG: node $k does not answer on 127.0.0.1:$(conf_port "$k" kafka) after ${UP_TIMEOUT}s" >&2
+            echo "$PROG: node $k does not answer on 127.0.0.1:$(conf_port "$k" kafka) after ${UP_TIMEOUT}s" \
+                "(a node opens its broker once a majority of the voters runs)" >&2
             tail_logs "$k"
             return 1
         fi
