@@ -84,6 +84,13 @@ pub async fn serve_full(
         .clone()
         .map(|c| c as Arc<dyn metadata::ReplicatedLog>);
     let broker = Broker::open_with_metadata(config, bound, Some(cache), store, replicated)?;
+    let membership = match &controller {
+        Some(c) => {
+            let _ = broker.controller.set(c.clone());
+            Some(register_broker(&broker, c).await?)
+        }
+        None => None,
+    };
     tracing::info!(
         listen = %bound,
         advertised = %format!("{}:{}", broker.advertised.0, broker.advertised.1),
@@ -111,6 +118,18 @@ pub async fn serve_full(
         }
         None => None,
     };
+    let cluster_tasks = match (&controller, &membership) {
+        (Some(c), Some(m)) => vec![
+            tokio::spawn(broker_heartbeats(
+                broker.clone(),
+                c.clone(),
+                m.clone(),
+                stop_rx.clone(),
+            )),
+            tokio::spawn(reconcile_loop(broker.clone(), stop_rx.clone())),
+        ],
+        _ => Vec::new(),
+    };
     let housekeeping = tokio::spawn(housekeeping(broker.clone(), stop_rx));
     // If this future is dropped instead of shut down (a test simulating a crash), the broker's
     // tasks must die with it rather than keep writing to files a new broker opens.
@@ -123,10 +142,17 @@ pub async fn serve_full(
     if let Some(a) = &admin {
         handles.push(a.abort_handle());
     }
+    handles.extend(cluster_tasks.iter().map(|t| t.abort_handle()));
     let _tasks = AbortOnDrop(handles);
     shutdown.await;
     tracing::info!("shutting down");
+    if let (Some(c), Some(m)) = (&controller, &membership) {
+        controlled_shutdown(&broker, c, m).await;
+    }
     let _ = stop_tx.send(true);
+    for t in cluster_tasks {
+        let _ = t.await;
+    }
     let _ = acceptor.await;
     let _ = housekeeping.await;
     let _ = tiering.await;
@@ -182,6 +208,7 @@ async fn start_controller(config: &Config) -> std::io::Result<Option<Arc<control
     let controller_config = controller::ControllerConfig {
         heartbeat_ms: config.cluster.heartbeat_ms,
         election_timeout_ms: config.cluster.election_timeout_ms,
+        session_timeout_ms: config.cluster.session_timeout_ms,
         ..controller::ControllerConfig::new(
             node_id,
             voters,
@@ -211,8 +238,160 @@ async fn start_controller(config: &Config) -> std::io::Result<Option<Arc<control
             Err(e) => return Err(std::io::Error::other(e)),
         }
     }
+    // A new cluster gets its id from whichever node proposes first; every node reads the same.
+    if c.read(|s| s.cluster_id.is_none()) {
+        let index = c
+            .propose(vec![metadata::MetadataRecord::ClusterIdSet {
+                cluster_id: broker::random_cluster_id(),
+            }])
+            .await
+            .map_err(std::io::Error::other)?;
+        c.wait_applied(index, Duration::from_secs(30))
+            .await
+            .map_err(std::io::Error::other)?;
+    }
     tracing::info!(node_id, status = ?c.status(), "controller quorum ready");
     Ok(Some(c))
+}
+
+/// This broker's registration with the controller quorum: its epoch changes with every start.
+#[derive(Clone)]
+struct Membership {
+    epoch: Arc<std::sync::atomic::AtomicI64>,
+}
+
+impl Membership {
+    fn epoch(&self) -> i64 {
+        self.epoch.load(std::sync::atomic::Ordering::Acquire)
+    }
+}
+
+/// Registers the broker (its id, advertised endpoint and rack) and returns its epoch.
+async fn register(broker: &Broker, c: &controller::Controller) -> std::io::Result<i64> {
+    let rack = broker.config.cluster.rack.trim();
+    let index = c
+        .propose(vec![metadata::MetadataRecord::BrokerRegistered {
+            id: broker.node_id,
+            incarnation: uuid::Uuid::new_v4(),
+            host: broker.advertised.0.clone(),
+            port: broker.advertised.1,
+            rack: (!rack.is_empty()).then(|| rack.to_string()),
+        }])
+        .await
+        .map_err(std::io::Error::other)?;
+    c.wait_applied(index, Duration::from_secs(30))
+        .await
+        .map_err(std::io::Error::other)?;
+    tracing::info!(
+        broker = broker.node_id,
+        epoch = index,
+        "broker registered with the controller quorum"
+    );
+    Ok(index as i64)
+}
+
+async fn register_broker(
+    broker: &Arc<Broker>,
+    c: &Arc<controller::Controller>,
+) -> std::io::Result<Membership> {
+    let epoch = register(broker, c).await?;
+    let b = broker.clone();
+    tokio::task::spawn_blocking(move || b.replicas.reconcile())
+        .await
+        .map_err(std::io::Error::other)??;
+    Ok(Membership {
+        epoch: Arc::new(std::sync::atomic::AtomicI64::new(epoch)),
+    })
+}
+
+/// Tells the controller leader this broker is alive, every `[cluster] broker_heartbeat_ms`;
+/// registers again when the quorum no longer knows this registration.
+async fn broker_heartbeats(
+    broker: Arc<Broker>,
+    c: Arc<controller::Controller>,
+    membership: Membership,
+    mut stop: watch::Receiver<bool>,
+) {
+    let every = Duration::from_millis(broker.config.cluster.broker_heartbeat_ms);
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut fenced = false;
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = stop.changed() => return,
+        }
+        match c.heartbeat(broker.node_id, membership.epoch(), every).await {
+            Ok(reply) if reply.stale => {
+                tracing::warn!(
+                    broker = broker.node_id,
+                    "the controller no longer knows this broker's registration; registering again"
+                );
+                match register(&broker, &c).await {
+                    Ok(epoch) => membership
+                        .epoch
+                        .store(epoch, std::sync::atomic::Ordering::Release),
+                    Err(e) => tracing::warn!(error = %e, "registration failed"),
+                }
+            }
+            Ok(reply) => {
+                if reply.fenced != fenced {
+                    fenced = reply.fenced;
+                    tracing::info!(broker = broker.node_id, fenced, "broker fencing changed");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(broker = broker.node_id, error = %e, "broker heartbeat failed")
+            }
+        }
+    }
+}
+
+/// Applies metadata changes to this broker's partitions as they arrive from the quorum.
+async fn reconcile_loop(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
+    let mut every = tokio::time::interval(Duration::from_millis(50));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let b = broker.clone();
+        match tokio::task::spawn_blocking(move || b.replicas.reconcile()).await {
+            Ok(Ok(())) => broker
+                .groups
+                .retain(|g| handlers::cluster::is_coordinator(&broker, g)),
+            Ok(Err(e)) => tracing::error!(error = %e, "cannot apply metadata to local partitions"),
+            Err(e) => tracing::error!(error = %e, "reconcile task failed"),
+        }
+    }
+}
+
+/// Before a broker of a cluster stops: the controller moves its leaderships to other brokers
+/// and fences it, so clients move on at once instead of after the session timeout.
+async fn controlled_shutdown(
+    broker: &Arc<Broker>,
+    c: &Arc<controller::Controller>,
+    membership: &Membership,
+) {
+    let started = std::time::Instant::now();
+    match c
+        .shutdown_broker(broker.node_id, membership.epoch(), Duration::from_secs(10))
+        .await
+    {
+        Ok(()) => {
+            let b = broker.clone();
+            let _ = tokio::task::spawn_blocking(move || b.replicas.reconcile()).await;
+            tracing::info!(
+                broker = broker.node_id,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "controlled shutdown: leaderships moved away"
+            );
+        }
+        Err(e) => {
+            tracing::warn!(broker = broker.node_id, error = %e, "controlled shutdown incomplete; other brokers take over after the session timeout")
+        }
+    }
 }
 
 /// A controller-only node (`[cluster] roles = ["controller"]`): its voter until `shutdown`.

@@ -48,6 +48,8 @@ pub struct Broker {
     pub search: Option<Arc<SearchManager>>,
     /// Refuses produce while the data directory is nearly full.
     pub disk_space: DiskSpaceGuard,
+    /// This node's voter of the controller quorum, in a cluster.
+    pub controller: std::sync::OnceLock<Arc<crate::controller::Controller>>,
 }
 
 impl Broker {
@@ -106,7 +108,11 @@ impl Broker {
             None => chronik_tiering::open_store(&url, &options)
                 .map_err(|e| io::Error::other(format!("remote tier {url}: {e}")))?,
         };
-        let objects = Arc::new(RemoteObjects::new(store, meta.cluster_id.clone(), cache));
+        // A cluster's id is the quorum's, shared by every node; a single node keeps its own.
+        let cluster_id = metadata
+            .read(|s| s.cluster_id.clone())
+            .unwrap_or(meta.cluster_id);
+        let objects = Arc::new(RemoteObjects::new(store, cluster_id.clone(), cache));
         let replicas = Arc::new(ReplicaManager::open(&config, metadata.clone())?);
         let search = config.search.enabled.then(|| {
             Arc::new(SearchManager::new(
@@ -126,7 +132,7 @@ impl Broker {
         replicas.set_remote_tier(&(remote.clone() as Arc<dyn crate::replica::RemoteTier>));
         let advertised = config.advertised(bound);
         Ok(Arc::new(Self {
-            cluster_id: meta.cluster_id,
+            cluster_id,
             node_id: config.node_id,
             advertised,
             disk_space: DiskSpaceGuard::new(
@@ -141,6 +147,7 @@ impl Broker {
             replicas,
             metadata,
             config,
+            controller: std::sync::OnceLock::new(),
         }))
     }
 
@@ -218,7 +225,7 @@ fn cluster_meta(meta_dir: &std::path::Path, node_id: i32) -> io::Result<ClusterM
     Ok(meta)
 }
 
-fn random_cluster_id() -> String {
+pub fn random_cluster_id() -> String {
     // Kafka cluster ids are 22-character URL-safe base64 of a UUID.
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let bits = Uuid::new_v4().as_u128();

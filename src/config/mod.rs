@@ -58,6 +58,16 @@ pub struct ClusterConfig {
     pub heartbeat_ms: u64,
     /// A voter that hears no leader for this long (up to 1.5 times it) stands for election.
     pub election_timeout_ms: u64,
+    /// This broker's rack (Kafka's `broker.rack`): replicas of a partition go to different
+    /// racks first. Empty: no rack.
+    pub rack: String,
+    /// How often a broker tells the controller leader it is alive.
+    pub broker_heartbeat_ms: u64,
+    /// A broker the controller leader has not heard from for this long is fenced: it is no
+    /// longer listed to clients and its partitions get new leaders.
+    pub session_timeout_ms: u64,
+    /// Partitions of the internal `__consumer_offsets` topic, whose leaders coordinate groups.
+    pub offsets_partitions: i32,
 }
 
 impl Default for ClusterConfig {
@@ -67,6 +77,10 @@ impl Default for ClusterConfig {
             roles: vec!["broker".into(), "controller".into()],
             heartbeat_ms: 100,
             election_timeout_ms: 300,
+            rack: String::new(),
+            broker_heartbeat_ms: 2000,
+            session_timeout_ms: 9000,
+            offsets_partitions: 50,
         }
     }
 }
@@ -534,6 +548,20 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "cluster.election_timeout_ms must be larger than cluster.heartbeat_ms (> 0)".into(),
             ));
+        }
+        if self.cluster.broker_heartbeat_ms == 0
+            || self.cluster.session_timeout_ms <= self.cluster.broker_heartbeat_ms
+        {
+            return Err(ConfigError::Invalid(
+                "cluster.session_timeout_ms must be larger than cluster.broker_heartbeat_ms (> 0)"
+                    .into(),
+            ));
+        }
+        if !(1..=10_000).contains(&self.cluster.offsets_partitions) {
+            return Err(ConfigError::Invalid(format!(
+                "cluster.offsets_partitions must be within 1..=10000, not {}",
+                self.cluster.offsets_partitions
+            )));
         }
         self.kafka.listen.parse::<SocketAddr>().map_err(|e| {
             ConfigError::Invalid(format!("kafka.listen {:?}: {e}", self.kafka.listen))

@@ -8,6 +8,7 @@
 //! [`MetadataState`] a single node replays, with its snapshots, and the voters talk over their
 //! internal listener ([`network`]).
 
+pub mod brokers;
 pub mod network;
 pub mod store;
 
@@ -24,6 +25,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::metadata::{MetadataRecord, MetadataState};
+pub use brokers::{HeartbeatReply, QuorumDescription, VoterState};
 
 /// What a controller proposes: records that take effect together, in order.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,6 +69,8 @@ pub struct ControllerConfig {
     /// Entries kept in the log behind a snapshot, so a voter that lags by fewer catches up from
     /// the log rather than by a snapshot transfer.
     pub keep_behind_snapshot: u64,
+    /// A broker not heard from for this long is fenced by the leader.
+    pub session_timeout_ms: u64,
 }
 
 impl ControllerConfig {
@@ -79,6 +83,7 @@ impl ControllerConfig {
             election_timeout_ms: 300,
             snapshot_every: 50_000,
             keep_behind_snapshot: 1000,
+            session_timeout_ms: 9000,
         }
     }
 }
@@ -111,6 +116,147 @@ pub struct Controller {
     state: store::StateMachine,
     voters: BTreeMap<u64, String>,
     shutdown: watch::Sender<bool>,
+    leader: LeaderSide,
+}
+
+/// What only the leader does: proposals, brokers' heartbeats and shutdowns, fencing, the
+/// quorum's description. Every voter has one; it answers only while its voter leads.
+#[derive(Clone)]
+struct LeaderSide {
+    raft: Raft<ControllerTypes>,
+    state: store::StateMachine,
+    liveness: Arc<std::sync::Mutex<brokers::Liveness>>,
+    session: Duration,
+}
+
+const NOT_LEADER: &str = "not the controller leader";
+
+impl LeaderSide {
+    fn liveness(&self) -> std::sync::MutexGuard<'_, brokers::Liveness> {
+        self.liveness.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The term this voter leads in, if it leads.
+    fn leading(&self) -> Option<u64> {
+        let m = self.raft.metrics().borrow().clone();
+        (m.state == ServerState::Leader).then_some(m.current_term)
+    }
+
+    fn heartbeat(&self, broker: i32, epoch: i64) -> Result<HeartbeatReply, String> {
+        let term = self.leading().ok_or(NOT_LEADER)?;
+        let mut l = self.liveness();
+        l.enter_term(term);
+        Ok(self.state.read(|s| l.heard(s, broker, epoch)))
+    }
+
+    /// One round of duties; proposes what they decided. Only on the leader.
+    async fn run_duties(&self) -> Result<(), String> {
+        let term = self.leading().ok_or(NOT_LEADER)?;
+        let records = {
+            let mut l = self.liveness();
+            l.enter_term(term);
+            let (matched, end) = self.replication();
+            l.observe_voters(&matched, end);
+            self.state.read(|s| l.duties(s, self.session))
+        };
+        if records.is_empty() {
+            return Ok(());
+        }
+        self.raft
+            .client_write(Proposal { records })
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    async fn shutdown_broker(&self, broker: i32, epoch: i64) -> Result<(), String> {
+        let term = self.leading().ok_or(NOT_LEADER)?;
+        {
+            let mut l = self.liveness();
+            l.enter_term(term);
+            l.shutting_down(broker, epoch);
+        }
+        self.run_duties().await
+    }
+
+    /// (voter, last matched index) for every voter, and the leader's own last index.
+    fn replication(&self) -> (Vec<(u64, Option<u64>)>, Option<u64>) {
+        let m = self.raft.metrics().borrow().clone();
+        let mut matched: Vec<(u64, Option<u64>)> = m
+            .membership_config
+            .membership()
+            .voter_ids()
+            .map(|v| {
+                let at = if v == m.id {
+                    m.last_log_index
+                } else {
+                    m.replication
+                        .as_ref()
+                        .and_then(|r| r.get(&v).cloned().flatten())
+                        .map(|l| l.index)
+                };
+                (v, at)
+            })
+            .collect();
+        matched.sort();
+        (matched, m.last_log_index)
+    }
+
+    fn describe(&self) -> Result<QuorumDescription, String> {
+        let term = self.leading().ok_or(NOT_LEADER)?;
+        let m = self.raft.metrics().borrow().clone();
+        let (matched, end) = self.replication();
+        let mut l = self.liveness();
+        l.enter_term(term);
+        l.observe_voters(&matched, end);
+        Ok(QuorumDescription {
+            leader: m.id,
+            term,
+            high_watermark: m.last_applied.map(|a| a.index as i64 + 1).unwrap_or(0),
+            voters: l.voter_states(&matched),
+        })
+    }
+
+    async fn handle(&self, request: network::Request) -> network::Response {
+        use network::{Request, Response};
+        match request {
+            Request::Propose(p) => Response::Propose(
+                self.raft
+                    .client_write(p)
+                    .await
+                    .map(|r| r.data)
+                    .map_err(|e| e.to_string()),
+            ),
+            Request::Heartbeat { broker, epoch } => {
+                Response::Heartbeat(self.heartbeat(broker, epoch))
+            }
+            Request::ShutdownBroker { broker, epoch } => {
+                Response::ShutdownBroker(self.shutdown_broker(broker, epoch).await)
+            }
+            Request::DescribeQuorum => Response::DescribeQuorum(self.describe()),
+            Request::AppendEntries(_) | Request::Vote(_) | Request::InstallSnapshot(_) => {
+                Response::Propose(Err("raft request on the leader path".into()))
+            }
+        }
+    }
+}
+
+/// The leader's duties every quarter second, while this voter leads.
+async fn run_leader_duties(leader: LeaderSide, mut stop: watch::Receiver<bool>) {
+    let mut every = tokio::time::interval(Duration::from_millis(250));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = every.tick() => {
+                if leader.leading().is_some()
+                    && let Err(e) = leader.run_duties().await
+                {
+                    tracing::debug!(error = %e, "controller duties");
+                }
+            }
+            _ = stop.changed() => return,
+        }
+    }
 }
 
 /// One log line per change of leader or term, as this node sees it.
@@ -190,27 +336,36 @@ impl Controller {
             Err(e) => return Err(ControllerError::Raft(e.to_string())),
         }
         let (shutdown, rx) = watch::channel(false);
-        let forward = {
-            let raft = raft.clone();
-            Arc::new(move |p: Proposal| {
-                let raft = raft.clone();
-                Box::pin(async move {
-                    raft.client_write(p)
-                        .await
-                        .map(|r| r.data)
-                        .map_err(|e| e.to_string())
-                }) as futures::future::BoxFuture<'static, Result<Applied, String>>
+        let leader = LeaderSide {
+            raft: raft.clone(),
+            state: state.clone(),
+            liveness: Default::default(),
+            session: Duration::from_millis(config.session_timeout_ms),
+        };
+        let handler: network::LeaderHandler = {
+            let leader = leader.clone();
+            Arc::new(move |r: network::Request| {
+                let leader = leader.clone();
+                Box::pin(async move { leader.handle(r).await })
+                    as futures::future::BoxFuture<'static, network::Response>
             })
         };
-        tokio::spawn(network::serve(listener, raft.clone(), forward, rx.clone()));
-        tokio::spawn(log_leader_changes(raft.clone(), config.node_id, rx));
+        tokio::spawn(network::serve(listener, raft.clone(), handler, rx.clone()));
+        tokio::spawn(log_leader_changes(raft.clone(), config.node_id, rx.clone()));
+        tokio::spawn(run_leader_duties(leader.clone(), rx));
         Ok(Arc::new(Self {
             node_id: config.node_id,
             raft,
             state,
             voters: config.voters,
             shutdown,
+            leader,
         }))
+    }
+
+    /// Every voter's id and internal `host:port`.
+    pub fn voter_addresses(&self) -> Vec<(u64, String)> {
+        self.voters.iter().map(|(k, v)| (*k, v.clone())).collect()
     }
 
     pub fn node_id(&self) -> u64 {
@@ -263,6 +418,95 @@ impl Controller {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Sends `request` to the leader (answering it here when this voter leads) until it is
+    /// answered or `timeout` passes; `Err` texts of the answer are retried as well.
+    async fn ask_leader<T>(
+        &self,
+        request: network::Request,
+        timeout: Duration,
+        unpack: impl Fn(network::Response) -> Option<Result<T, String>>,
+    ) -> Result<T, ControllerError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut last = String::from("no leader");
+        loop {
+            let leader = self.raft.metrics().borrow().current_leader;
+            let answer = match leader {
+                Some(l) if l == self.node_id => unpack(self.leader.handle(request.clone()).await),
+                Some(l) => match self.voters.get(&l) {
+                    Some(addr) => {
+                        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                        match network::call(addr, &request, left).await {
+                            Ok(r) => unpack(r),
+                            Err(e) => Some(Err(e.to_string())),
+                        }
+                    }
+                    None => None,
+                },
+                None => None,
+            };
+            match answer {
+                Some(Ok(v)) => return Ok(v),
+                Some(Err(e)) => last = e,
+                None => {}
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ControllerError::Raft(format!(
+                    "the controller leader did not answer within {timeout:?}: {last}"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// A broker's heartbeat, answered by the leader.
+    pub async fn heartbeat(
+        &self,
+        broker: i32,
+        epoch: i64,
+        timeout: Duration,
+    ) -> Result<HeartbeatReply, ControllerError> {
+        self.ask_leader(
+            network::Request::Heartbeat { broker, epoch },
+            timeout,
+            |r| match r {
+                network::Response::Heartbeat(r) => Some(r),
+                _ => None,
+            },
+        )
+        .await
+    }
+
+    /// A broker's controlled shutdown: returns once the leader committed moving its
+    /// leaderships away (and fencing it).
+    pub async fn shutdown_broker(
+        &self,
+        broker: i32,
+        epoch: i64,
+        timeout: Duration,
+    ) -> Result<(), ControllerError> {
+        self.ask_leader(
+            network::Request::ShutdownBroker { broker, epoch },
+            timeout,
+            |r| match r {
+                network::Response::ShutdownBroker(r) => Some(r),
+                _ => None,
+            },
+        )
+        .await
+    }
+
+    /// The quorum as its leader describes it.
+    pub async fn describe_quorum(
+        &self,
+        timeout: Duration,
+    ) -> Result<QuorumDescription, ControllerError> {
+        self.ask_leader(network::Request::DescribeQuorum, timeout, |r| match r {
+            network::Response::DescribeQuorum(r) => Some(r),
+            _ => None,
+        })
+        .await
     }
 
     /// Waits until this node applied `index` (a follower catching up on a proposal).

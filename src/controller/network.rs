@@ -31,13 +31,25 @@ type NodeId = u64;
 /// Messages larger than this end the connection (snapshots travel in chunks far smaller).
 const MAX_MESSAGE: usize = 64 << 20;
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Request {
     AppendEntries(AppendEntriesRequest<C>),
     Vote(VoteRequest<NodeId>),
     InstallSnapshot(InstallSnapshotRequest<C>),
     /// Records for the leader to propose, from a controller that is not the leader.
     Propose(Proposal),
+    /// A broker's heartbeat, for the leader.
+    Heartbeat {
+        broker: i32,
+        epoch: i64,
+    },
+    /// A broker's controlled shutdown: the leader moves its leaderships away first.
+    ShutdownBroker {
+        broker: i32,
+        epoch: i64,
+    },
+    /// The quorum as the leader sees it.
+    DescribeQuorum,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -49,7 +61,14 @@ pub enum Response {
     ),
     /// The applied index, or why the proposal was not taken (not the leader any more, …).
     Propose(Result<Applied, String>),
+    Heartbeat(Result<super::brokers::HeartbeatReply, String>),
+    ShutdownBroker(Result<(), String>),
+    DescribeQuorum(Result<super::brokers::QuorumDescription, String>),
 }
+
+/// Answers the requests that are not Raft's own (proposals, heartbeats, …), on the leader.
+pub type LeaderHandler =
+    Arc<dyn Fn(Request) -> futures::future::BoxFuture<'static, Response> + Send + Sync>;
 
 async fn write_message<T: Serialize>(stream: &mut TcpStream, msg: &T) -> std::io::Result<()> {
     let body = postcard::to_stdvec(msg).map_err(std::io::Error::other)?;
@@ -78,11 +97,7 @@ async fn read_message<T: for<'a> Deserialize<'a>>(stream: &mut TcpStream) -> std
 pub async fn serve(
     listener: TcpListener,
     raft: Raft<C>,
-    propose: Arc<
-        dyn Fn(Proposal) -> futures::future::BoxFuture<'static, Result<Applied, String>>
-            + Send
-            + Sync,
-    >,
+    leader: LeaderHandler,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
@@ -100,7 +115,7 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let raft = raft.clone();
-        let propose = propose.clone();
+        let leader = leader.clone();
         let mut shutdown = shutdown.clone();
         tokio::spawn(async move {
             loop {
@@ -125,7 +140,7 @@ pub async fn serve(
                     Request::InstallSnapshot(r) => {
                         Response::InstallSnapshot(raft.install_snapshot(r).await)
                     }
-                    Request::Propose(p) => Response::Propose(propose(p).await),
+                    other => leader(other).await,
                 };
                 if let Err(e) = write_message(&mut stream, &response).await {
                     tracing::debug!(%peer, error = %e, "controller connection ended");

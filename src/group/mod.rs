@@ -434,6 +434,19 @@ impl GroupCoordinator {
         Ok(codes)
     }
 
+    /// Forgets the groups `keep` refuses (in a cluster: their coordination moved to another
+    /// broker). Members waiting in a join or sync are told the coordinator is not available and
+    /// find the new one; committed offsets stay in the metadata log.
+    pub fn retain(&self, keep: impl Fn(&str) -> bool) {
+        self.groups().retain(|id, _| {
+            let kept = keep(id);
+            if !kept {
+                tracing::info!(group = %id, "group coordination moved away; forgetting its members");
+            }
+            kept
+        });
+    }
+
     /// Applies deadlines to every group; forgets empty groups that hold nothing.
     pub fn tick(&self) {
         let now = Instant::now();

@@ -40,6 +40,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::DescribeCluster, 0, 2),
+    (ApiKey::DescribeQuorum, 0, 2),
     (ApiKey::FindCoordinator, 0, 6),
     (ApiKey::JoinGroup, 0, 9),
     (ApiKey::SyncGroup, 0, 5),
@@ -221,6 +222,9 @@ async fn route(
         ApiKey::Metadata => route!(MetadataRequest, super::metadata::handle),
         ApiKey::DescribeCluster => {
             route!(DescribeClusterRequest, super::metadata::describe_cluster)
+        }
+        ApiKey::DescribeQuorum => {
+            route!(DescribeQuorumRequest, super::metadata::describe_quorum)
         }
         ApiKey::Produce => {
             let req = ProduceRequest::decode(&mut frame, version).map_err(malformed)?;

@@ -70,7 +70,15 @@ pub async fn handle(
         });
         for fp in &ft.partitions {
             let partition = topic.as_ref().and_then(|t| t.partition(fp.partition));
+            let elsewhere = topic.as_ref().is_some_and(|t| {
+                super::cluster::led_elsewhere(
+                    partition.as_deref(),
+                    fp.partition,
+                    t.partition_count(),
+                )
+            });
             let error = match (&topic, &partition) {
+                _ if elsewhere => Some(code(ResponseError::NotLeaderOrFollower)),
                 (None, _) if by_id => Some(code(ResponseError::UnknownTopicId)),
                 (None, _) | (_, None) => Some(code(ResponseError::UnknownTopicOrPartition)),
                 (Some(_), Some(p)) => p

@@ -9,7 +9,7 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
-use super::{code, msg};
+use super::{cluster, code, msg};
 use crate::broker::Broker;
 use crate::group::{JoinRequest, OffsetToCommit, SyncRequest};
 use crate::protocol::RequestContext;
@@ -23,60 +23,65 @@ pub async fn find_coordinator(
     ctx: &RequestContext,
     req: FindCoordinatorRequest,
 ) -> FindCoordinatorResponse {
-    let (host, port) = broker.advertised.clone();
     let keys: Vec<StrBytes> = if ctx.version >= 4 {
         req.coordinator_keys.clone()
     } else {
         vec![req.key.clone()]
     };
-    let answer = |key: &StrBytes| -> (i16, Option<StrBytes>) {
-        if req.key_type != 0 {
-            (
+    let mut answers = Vec::with_capacity(keys.len());
+    for key in &keys {
+        let answer = if req.key_type != 0 {
+            Err((
                 code(ResponseError::InvalidRequest),
                 msg("transactions are not supported by this broker"),
-            )
+            ))
         } else if key.is_empty() {
-            (
+            Err((
                 code(ResponseError::InvalidGroupId),
                 msg("group id must not be empty"),
-            )
+            ))
         } else {
-            (0, None)
-        }
-    };
+            cluster::coordinator_of(broker, key.as_str())
+                .await
+                .map_err(|c| (c, msg("the group's coordinator is not available")))
+        };
+        answers.push(answer);
+    }
     if ctx.version >= 4 {
         let coordinators = keys
             .iter()
-            .map(|k| {
-                let (error, message) = answer(k);
-                let c = find_coordinator_response::Coordinator::default()
-                    .with_key(k.clone())
-                    .with_error_code(error)
-                    .with_error_message(message);
-                if error == 0 {
-                    c.with_node_id(BrokerId(broker.node_id))
-                        .with_host(s(host.clone()))
-                        .with_port(port)
-                } else {
-                    c.with_node_id(BrokerId(-1)).with_port(-1)
+            .zip(answers)
+            .map(|(k, answer)| {
+                let c = find_coordinator_response::Coordinator::default().with_key(k.clone());
+                match answer {
+                    Ok(e) => c
+                        .with_node_id(BrokerId(e.id))
+                        .with_host(s(e.host))
+                        .with_port(e.port),
+                    Err((error, message)) => c
+                        .with_error_code(error)
+                        .with_error_message(message)
+                        .with_node_id(BrokerId(-1))
+                        .with_port(-1),
                 }
             })
             .collect();
         return FindCoordinatorResponse::default().with_coordinators(coordinators);
     }
-    let (error, message) = answer(&req.key);
-    let resp = FindCoordinatorResponse::default().with_error_code(error);
-    let resp = if ctx.version >= 1 {
-        resp.with_error_message(message)
-    } else {
-        resp
-    };
-    if error == 0 {
-        resp.with_node_id(BrokerId(broker.node_id))
-            .with_host(s(host))
-            .with_port(port)
-    } else {
-        resp.with_node_id(BrokerId(-1)).with_port(-1)
+    match answers.pop().expect("one key below v4") {
+        Ok(e) => FindCoordinatorResponse::default()
+            .with_node_id(BrokerId(e.id))
+            .with_host(s(e.host))
+            .with_port(e.port),
+        Err((error, message)) => {
+            let resp = FindCoordinatorResponse::default().with_error_code(error);
+            let resp = if ctx.version >= 1 {
+                resp.with_error_message(message)
+            } else {
+                resp
+            };
+            resp.with_node_id(BrokerId(-1)).with_port(-1)
+        }
     }
 }
 
@@ -85,6 +90,12 @@ pub async fn join_group(
     ctx: &RequestContext,
     req: JoinGroupRequest,
 ) -> JoinGroupResponse {
+    let not_here = cluster::coordinator_error(broker, req.group_id.0.as_str());
+    if not_here != 0 {
+        return JoinGroupResponse::default()
+            .with_error_code(not_here)
+            .with_generation_id(-1);
+    }
     // v0 had no rebalance timeout: it equals the session timeout.
     let rebalance = if ctx.version >= 1 {
         req.rebalance_timeout_ms
@@ -145,6 +156,10 @@ pub async fn sync_group(
     ctx: &RequestContext,
     req: SyncGroupRequest,
 ) -> SyncGroupResponse {
+    let not_here = cluster::coordinator_error(broker, req.group_id.0.as_str());
+    if not_here != 0 {
+        return SyncGroupResponse::default().with_error_code(not_here);
+    }
     let sync = SyncRequest {
         member_id: req.member_id.to_string(),
         instance_id: req.group_instance_id.as_ref().map(|i| i.to_string()),
@@ -174,6 +189,10 @@ pub async fn heartbeat(
     _ctx: &RequestContext,
     req: HeartbeatRequest,
 ) -> HeartbeatResponse {
+    let not_here = cluster::coordinator_error(broker, req.group_id.0.as_str());
+    if not_here != 0 {
+        return HeartbeatResponse::default().with_error_code(not_here);
+    }
     HeartbeatResponse::default().with_error_code(broker.groups.heartbeat(
         req.group_id.0.as_str(),
         req.member_id.as_str(),
@@ -187,6 +206,10 @@ pub async fn leave_group(
     ctx: &RequestContext,
     req: LeaveGroupRequest,
 ) -> LeaveGroupResponse {
+    let not_here = cluster::coordinator_error(broker, req.group_id.0.as_str());
+    if not_here != 0 {
+        return LeaveGroupResponse::default().with_error_code(not_here);
+    }
     let members: Vec<(String, Option<String>)> = if ctx.version >= 3 {
         req.members
             .iter()
@@ -237,19 +260,34 @@ pub async fn offset_commit(
             });
         }
     }
-    let valid = |topic: &str, partition: i32| broker.replicas.partition(topic, partition).is_some();
-    let result = broker
-        .groups
-        .commit(
-            req.group_id.0.as_str(),
-            req.generation_id_or_member_epoch,
-            req.member_id.as_str(),
-            req.group_instance_id.as_ref().map(|i| i.as_str()),
-            offsets,
-            valid,
-        )
-        .await;
+    let not_here = cluster::coordinator_error(broker, req.group_id.0.as_str());
+    // Partitions may live on other brokers of a cluster: the topic's partition count decides.
+    let valid = |topic: &str, partition: i32| {
+        broker
+            .replicas
+            .topic(topic)
+            .is_some_and(|t| (0..t.partition_count()).contains(&partition))
+    };
+    let result = if not_here != 0 {
+        Ok(Vec::new())
+    } else {
+        broker
+            .groups
+            .commit(
+                req.group_id.0.as_str(),
+                req.generation_id_or_member_epoch,
+                req.member_id.as_str(),
+                req.group_instance_id.as_ref().map(|i| i.as_str()),
+                offsets,
+                valid,
+            )
+            .await
+    };
     let mut codes = match result {
+        _ if not_here != 0 => {
+            let n: usize = req.topics.iter().map(|t| t.partitions.len()).sum();
+            vec![not_here; n].into_iter()
+        }
         Ok(c) => c.into_iter(),
         Err(e) => {
             let n: usize = req.topics.iter().map(|t| t.partitions.len()).sum();
@@ -289,6 +327,18 @@ fn fetch_group(
 ) -> (i16, Vec<(TopicName, Vec<OffsetRow>)>) {
     if group.is_empty() {
         return (code(ResponseError::InvalidGroupId), Vec::new());
+    }
+    let not_here = cluster::coordinator_error(broker, group);
+    if not_here != 0 {
+        let topics = wanted
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(t, parts)| {
+                let rows = parts.iter().map(|p| (*p, -1, -1, None, not_here)).collect();
+                (t, rows)
+            })
+            .collect();
+        return (not_here, topics);
     }
     let pending = require_stable && broker.groups.is_rebalancing(group);
     let committed = broker.groups.committed(group);
@@ -418,6 +468,7 @@ pub async fn list_groups(
         .groups
         .list()
         .into_iter()
+        .filter(|(id, _, _)| cluster::is_coordinator(broker, id))
         .filter(|(_, _, st)| states.is_empty() || states.contains(&st.name().to_lowercase()))
         .filter(|_| types.is_empty() || types.iter().any(|t| t == "classic"))
         .map(|(id, ptype, st)| {
@@ -452,6 +503,12 @@ pub async fn describe_groups(
                 return describe_groups_response::DescribedGroup::default()
                     .with_group_id(gid)
                     .with_error_code(code(ResponseError::InvalidGroupId));
+            }
+            let not_here = cluster::coordinator_error(broker, gid.0.as_str());
+            if not_here != 0 {
+                return describe_groups_response::DescribedGroup::default()
+                    .with_group_id(gid)
+                    .with_error_code(not_here);
             }
             let d = broker.groups.describe(gid.0.as_str());
             let members = d
@@ -491,6 +548,8 @@ pub async fn delete_groups(
     for g in req.groups_names {
         let c = if g.0.is_empty() {
             code(ResponseError::InvalidGroupId)
+        } else if !cluster::is_coordinator(broker, g.0.as_str()) {
+            code(ResponseError::NotCoordinator)
         } else {
             broker.groups.delete_group(g.0.as_str()).await
         };
@@ -508,6 +567,10 @@ pub async fn offset_delete(
     _ctx: &RequestContext,
     req: OffsetDeleteRequest,
 ) -> OffsetDeleteResponse {
+    let not_here = cluster::coordinator_error(broker, req.group_id.0.as_str());
+    if not_here != 0 {
+        return OffsetDeleteResponse::default().with_error_code(not_here);
+    }
     let partitions: Vec<(String, i32)> = req
         .topics
         .iter()

@@ -1,5 +1,6 @@
-//! Metadata and DescribeCluster: which topics and partitions exist and where their leader is.
-//! On a single node this broker leads every partition with itself as the only replica.
+//! Metadata and DescribeCluster: which brokers are live, which topics and partitions exist and
+//! where their leader is. On a single node this broker leads every partition with itself as the
+//! only replica; in a cluster the quorum's metadata says.
 
 use std::sync::Arc;
 
@@ -9,28 +10,37 @@ use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
 use kafka_protocol::messages::{
-    BrokerId, DescribeClusterRequest, DescribeClusterResponse, MetadataRequest, MetadataResponse,
-    TopicName,
+    BrokerId, DescribeClusterRequest, DescribeClusterResponse, DescribeQuorumRequest,
+    DescribeQuorumResponse, MetadataRequest, MetadataResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 
-use super::{code, topic_error_code};
+use super::{cluster, code, topic_error_code};
 use crate::broker::Broker;
 use crate::protocol::RequestContext;
 use crate::replica::{Topic, topic::validate_name};
 
 fn topic_entry(broker: &Broker, topic: &Topic) -> MetadataResponseTopic {
-    let node = BrokerId(broker.node_id);
-    let partitions = topic
-        .partitions()
-        .iter()
-        .map(|p| {
-            MetadataResponsePartition::default()
-                .with_partition_index(p.index)
-                .with_leader_id(node)
-                .with_leader_epoch(p.leader_epoch())
-                .with_replica_nodes(vec![node])
-                .with_isr_nodes(vec![node])
+    let ids = |v: &[i32]| v.iter().map(|b| BrokerId(*b)).collect::<Vec<_>>();
+    let partitions = (0..topic.partition_count())
+        .filter_map(|index| {
+            let local = topic.partition(index);
+            let l = cluster::leadership(broker, topic.id, index, local.as_deref())?;
+            let error = if l.leader < 0 {
+                code(ResponseError::LeaderNotAvailable)
+            } else {
+                0
+            };
+            Some(
+                MetadataResponsePartition::default()
+                    .with_error_code(error)
+                    .with_partition_index(index)
+                    .with_leader_id(BrokerId(l.leader))
+                    .with_leader_epoch(l.leader_epoch)
+                    .with_replica_nodes(ids(&l.replicas))
+                    .with_isr_nodes(ids(&l.in_sync))
+                    .with_offline_replicas(ids(&l.offline)),
+            )
         })
         .collect();
     MetadataResponseTopic::default()
@@ -52,13 +62,16 @@ pub async fn handle(
     ctx: &RequestContext,
     req: MetadataRequest,
 ) -> MetadataResponse {
-    let (host, port) = broker.advertised.clone();
-    let brokers = vec![
-        MetadataResponseBroker::default()
-            .with_node_id(BrokerId(broker.node_id))
-            .with_host(StrBytes::from_string(host))
-            .with_port(port),
-    ];
+    let brokers = cluster::live_brokers(broker)
+        .into_iter()
+        .map(|e| {
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(e.id))
+                .with_host(StrBytes::from_string(e.host))
+                .with_port(e.port)
+                .with_rack(e.rack.map(StrBytes::from_string))
+        })
+        .collect();
     // v0 uses an empty list for "all topics"; later versions use null.
     let wanted = match req.topics {
         None => None,
@@ -118,7 +131,7 @@ pub async fn handle(
     MetadataResponse::default()
         .with_brokers(brokers)
         .with_cluster_id(Some(StrBytes::from_string(broker.cluster_id.clone())))
-        .with_controller_id(BrokerId(broker.node_id))
+        .with_controller_id(BrokerId(cluster::controller_id(broker)))
         .with_topics(topics)
 }
 
@@ -127,15 +140,127 @@ pub async fn describe_cluster(
     _ctx: &RequestContext,
     req: DescribeClusterRequest,
 ) -> DescribeClusterResponse {
-    let (host, port) = broker.advertised.clone();
+    let brokers = cluster::live_brokers(broker)
+        .into_iter()
+        .map(|e| {
+            DescribeClusterBroker::default()
+                .with_broker_id(BrokerId(e.id))
+                .with_host(StrBytes::from_string(e.host))
+                .with_port(e.port)
+                .with_rack(e.rack.map(StrBytes::from_string))
+        })
+        .collect();
     DescribeClusterResponse::default()
         .with_endpoint_type(req.endpoint_type)
         .with_cluster_id(StrBytes::from_string(broker.cluster_id.clone()))
-        .with_controller_id(BrokerId(broker.node_id))
-        .with_brokers(vec![
-            DescribeClusterBroker::default()
-                .with_broker_id(BrokerId(broker.node_id))
-                .with_host(StrBytes::from_string(host))
-                .with_port(port),
-        ])
+        .with_controller_id(BrokerId(cluster::controller_id(broker)))
+        .with_brokers(brokers)
+}
+
+/// The metadata log's topic as Kafka's tools name it.
+const METADATA_TOPIC: &str = "__cluster_metadata";
+
+/// DescribeQuorum: the controller quorum's leader, its term and every voter's progress, as
+/// its leader reports them (`kafka-metadata-quorum describe --status / --replication`). A
+/// single node is a quorum of one over its own metadata log.
+pub async fn describe_quorum(
+    broker: &Arc<Broker>,
+    ctx: &RequestContext,
+    req: DescribeQuorumRequest,
+) -> DescribeQuorumResponse {
+    use kafka_protocol::messages::describe_quorum_response::{
+        Listener, Node, PartitionData, ReplicaState, TopicData,
+    };
+    let described = match broker.controller.get() {
+        Some(c) => match c.describe_quorum(std::time::Duration::from_secs(5)).await {
+            Ok(d) => Ok((d, c.voter_addresses())),
+            Err(e) => Err(e.to_string()),
+        },
+        None => {
+            let end = broker.metadata.read(|s| s.last_index) as i64 + 1;
+            let now = crate::util::now_ms();
+            Ok((
+                crate::controller::QuorumDescription {
+                    leader: broker.node_id as u64,
+                    term: 1,
+                    high_watermark: end,
+                    voters: vec![crate::controller::VoterState {
+                        node_id: broker.node_id as u64,
+                        log_end_offset: end,
+                        last_caught_up_ms: now,
+                        last_fetch_ms: now,
+                    }],
+                },
+                Vec::new(),
+            ))
+        }
+    };
+    let (d, addresses) = match described {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::warn!(error = %e, "DescribeQuorum: no answer from the controller leader");
+            return DescribeQuorumResponse::default()
+                .with_error_code(code(ResponseError::NotLeaderOrFollower))
+                .with_error_message(super::msg(e));
+        }
+    };
+    let topics = req
+        .topics
+        .into_iter()
+        .map(|t| {
+            let known = t.topic_name.0.as_str() == METADATA_TOPIC;
+            let partitions = t
+                .partitions
+                .into_iter()
+                .map(|p| {
+                    if !known || p.partition_index != 0 {
+                        return PartitionData::default()
+                            .with_partition_index(p.partition_index)
+                            .with_error_code(code(ResponseError::UnknownTopicOrPartition));
+                    }
+                    let voters = d
+                        .voters
+                        .iter()
+                        .map(|v| {
+                            ReplicaState::default()
+                                .with_replica_id(BrokerId(v.node_id as i32))
+                                .with_log_end_offset(v.log_end_offset)
+                                .with_last_fetch_timestamp(v.last_fetch_ms)
+                                .with_last_caught_up_timestamp(v.last_caught_up_ms)
+                        })
+                        .collect();
+                    PartitionData::default()
+                        .with_partition_index(0)
+                        .with_leader_id(BrokerId(d.leader as i32))
+                        .with_leader_epoch(d.term as i32)
+                        .with_high_watermark(d.high_watermark)
+                        .with_current_voters(voters)
+                })
+                .collect();
+            TopicData::default()
+                .with_topic_name(t.topic_name)
+                .with_partitions(partitions)
+        })
+        .collect();
+    let resp = DescribeQuorumResponse::default().with_topics(topics);
+    if ctx.version < 2 {
+        return resp;
+    }
+    let nodes = addresses
+        .into_iter()
+        .filter_map(|(id, addr)| {
+            let (host, port) = addr.rsplit_once(':')?;
+            Some(
+                Node::default()
+                    .with_node_id(BrokerId(id as i32))
+                    .with_listeners(vec![
+                        Listener::default()
+                            .with_name(StrBytes::from_static_str("CONTROLLER"))
+                            .with_host(StrBytes::from_string(host.to_string()))
+                            .with_port(port.parse().ok()?),
+                    ]),
+            )
+        })
+        .collect();
+    resp.with_nodes(nodes)
 }

@@ -60,8 +60,12 @@ pub async fn list_offsets(
                 .with_partition_index(lp.partition_index)
                 .with_timestamp(-1)
                 .with_offset(-1);
-            let Some(p) = topic.as_ref().and_then(|t| t.partition(lp.partition_index)) else {
-                partitions.push(r.with_error_code(code(ResponseError::UnknownTopicOrPartition)));
+            let Some(p) = topic
+                .as_ref()
+                .and_then(|t| t.partition(lp.partition_index))
+                .filter(|p| p.is_leader())
+            else {
+                partitions.push(r.with_error_code(not_here(&topic, lp.partition_index)));
                 continue;
             };
             if let Err(e) = p.check_epoch(lp.current_leader_epoch) {
@@ -113,8 +117,12 @@ pub async fn offset_for_leader_epoch(
                 .with_partition(op.partition)
                 .with_leader_epoch(-1)
                 .with_end_offset(-1);
-            let Some(p) = topic.as_ref().and_then(|t| t.partition(op.partition)) else {
-                partitions.push(r.with_error_code(code(ResponseError::UnknownTopicOrPartition)));
+            let Some(p) = topic
+                .as_ref()
+                .and_then(|t| t.partition(op.partition))
+                .filter(|p| p.is_leader())
+            else {
+                partitions.push(r.with_error_code(not_here(&topic, op.partition)));
                 continue;
             };
             if let Err(e) = p.check_epoch(op.current_leader_epoch) {
@@ -146,8 +154,12 @@ pub async fn delete_records(
             let r = DeleteRecordsPartitionResult::default()
                 .with_partition_index(dp.partition_index)
                 .with_low_watermark(-1);
-            let Some(p) = topic.as_ref().and_then(|t| t.partition(dp.partition_index)) else {
-                partitions.push(r.with_error_code(code(ResponseError::UnknownTopicOrPartition)));
+            let Some(p) = topic
+                .as_ref()
+                .and_then(|t| t.partition(dp.partition_index))
+                .filter(|p| p.is_leader())
+            else {
+                partitions.push(r.with_error_code(not_here(&topic, dp.partition_index)));
                 continue;
             };
             let hw = p.high_watermark();
@@ -171,4 +183,15 @@ pub async fn delete_records(
         );
     }
     DeleteRecordsResponse::default().with_topics(topics)
+}
+
+/// The error for a partition this broker does not hold: NOT_LEADER_OR_FOLLOWER when it exists
+/// elsewhere in the cluster, UNKNOWN_TOPIC_OR_PARTITION otherwise.
+fn not_here(topic: &Option<Arc<crate::replica::Topic>>, index: i32) -> i16 {
+    match topic {
+        Some(t) if super::cluster::led_elsewhere(None, index, t.partition_count()) => {
+            code(ResponseError::NotLeaderOrFollower)
+        }
+        _ => code(ResponseError::UnknownTopicOrPartition),
+    }
 }

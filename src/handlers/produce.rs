@@ -7,12 +7,16 @@
 use std::sync::Arc;
 
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
-use kafka_protocol::messages::{
-    InitProducerIdRequest, InitProducerIdResponse, ProduceRequest, ProduceResponse, ProducerId,
+use kafka_protocol::messages::produce_response::{
+    LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse, TopicProduceResponse,
 };
+use kafka_protocol::messages::{
+    BrokerId, InitProducerIdRequest, InitProducerIdResponse, ProduceRequest, ProduceResponse,
+    ProducerId,
+};
+use kafka_protocol::protocol::StrBytes;
 
-use super::{code, msg};
+use super::{cluster, code, msg};
 use crate::broker::Broker;
 use crate::protocol::RequestContext;
 use crate::replica::{AppendError, AppendInfo, BatchError, ProducerError, split_batches};
@@ -71,6 +75,8 @@ pub async fn handle(
     let now = crate::util::now_ms();
     let acks_valid = matches!(req.acks, -1..=1);
     let mut responses = Vec::with_capacity(req.topic_data.len());
+    // Endpoints of the leaders named in NOT_LEADER_OR_FOLLOWER answers (KIP-951).
+    let mut endpoints: Vec<NodeEndpoint> = Vec::new();
     for td in req.topic_data {
         let by_id = ctx.version >= 13;
         let topic = if by_id {
@@ -106,7 +112,38 @@ pub async fn handle(
                 partitions.push(partition_error(index, code(e), "unknown topic".into()));
                 continue;
             };
-            let Some(partition) = topic.partition(index) else {
+            let local = topic.partition(index);
+            if cluster::led_elsewhere(local.as_deref(), index, topic.partition_count()) {
+                let (leader, epoch, at) = cluster::current_leader(broker, topic.id, index);
+                if let Some(e) = at
+                    && !endpoints.iter().any(|n: &NodeEndpoint| n.node_id.0 == e.id)
+                {
+                    endpoints.push(
+                        NodeEndpoint::default()
+                            .with_node_id(BrokerId(e.id))
+                            .with_host(StrBytes::from_string(e.host))
+                            .with_port(e.port)
+                            .with_rack(e.rack.map(StrBytes::from_string)),
+                    );
+                }
+                partitions.push(
+                    partition_error(
+                        index,
+                        code(ResponseError::NotLeaderOrFollower),
+                        format!(
+                            "broker {} does not lead {}-{index}; broker {leader} does",
+                            broker.node_id, topic.name
+                        ),
+                    )
+                    .with_current_leader(
+                        LeaderIdAndEpoch::default()
+                            .with_leader_id(BrokerId(leader))
+                            .with_leader_epoch(epoch),
+                    ),
+                );
+                continue;
+            }
+            let Some(partition) = local else {
                 partitions.push(partition_error(
                     index,
                     code(ResponseError::UnknownTopicOrPartition),
@@ -189,7 +226,9 @@ pub async fn handle(
                 .with_partition_responses(partitions),
         );
     }
-    ProduceResponse::default().with_responses(responses)
+    ProduceResponse::default()
+        .with_responses(responses)
+        .with_node_endpoints(endpoints)
 }
 
 pub async fn init_producer_id(

@@ -436,6 +436,11 @@ impl PartitionLog {
         self.leader_epoch
     }
 
+    /// The epoch stamped on batches appended from now on.
+    pub fn set_leader_epoch(&mut self, epoch: i32) {
+        self.leader_epoch = epoch;
+    }
+
     pub fn size_bytes(&self) -> u64 {
         self.segments.values().map(|s| s.size() as u64).sum()
     }

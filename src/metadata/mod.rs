@@ -8,6 +8,7 @@
 //! than let memory and disk disagree. The interface — append records, read the state, snapshot —
 //! assumes nothing about running on one node, so the log can become a replicated one.
 
+pub mod placement;
 pub mod raft_log;
 pub mod record;
 pub mod state;
@@ -20,8 +21,8 @@ use std::sync::{Arc, RwLock};
 
 use futures::future::BoxFuture;
 
-pub use record::MetadataRecord;
-pub use state::{CommittedOffset, MetadataState, TopicState};
+pub use record::{MetadataRecord, PartitionPlacement};
+pub use state::{BrokerState, CommittedOffset, MetadataState, TopicState};
 pub use wal::ReplayReport;
 
 struct AppendRequest {

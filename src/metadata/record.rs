@@ -70,6 +70,45 @@ pub enum MetadataRecord {
         group: String,
         protocol_type: String,
     },
+    /// The cluster's id, proposed once by the first controller leader of a new quorum; later
+    /// ones are ignored, so every node of the cluster answers with the same id.
+    ClusterIdSet {
+        cluster_id: String,
+    },
+    /// A broker (re)joined: its epoch is the index of this record. Replaces what an earlier
+    /// registration of the same id said; the broker starts fenced until its first heartbeat.
+    BrokerRegistered {
+        id: i32,
+        /// Random per process start: tells a restart from a repeated registration.
+        incarnation: Uuid,
+        host: String,
+        port: i32,
+        rack: Option<String>,
+    },
+    /// The broker of this epoch may (or may no longer) lead partitions: fenced after a session
+    /// timeout without heartbeats or at a controlled shutdown, unfenced by a heartbeat.
+    BrokerFenced {
+        id: i32,
+        epoch: i64,
+        fenced: bool,
+    },
+    /// Where partitions of a topic live: their replicas (the first one the preferred leader)
+    /// and who leads them in which epoch. Creating a topic or partitions places them; a fenced
+    /// or returning broker moves leaderships.
+    PartitionsPlaced {
+        id: Uuid,
+        placements: Vec<(i32, PartitionPlacement)>,
+    },
+}
+
+/// Replicas and leadership of one partition in a cluster. A single node has none: it leads
+/// every partition it holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionPlacement {
+    pub replicas: Vec<i32>,
+    /// The broker that leads it; -1: none (every replica is fenced).
+    pub leader: i32,
+    pub leader_epoch: i32,
 }
 
 pub const FRAME_HEADER: usize = 16;

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use chronik_tiering::{RemoteLogSegmentMetadata, RemoteSegmentState, RemoteSplitMetadata};
 
-use super::record::MetadataRecord;
+use super::record::{MetadataRecord, PartitionPlacement};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopicState {
@@ -43,12 +43,63 @@ pub struct MetadataState {
     /// group → protocol type of every group that ever joined (see
     /// [`MetadataRecord::GroupProtocolTypeSet`]).
     pub group_protocol_types: BTreeMap<String, String>,
+    /// The cluster's id, when a controller quorum keeps the log (a single node keeps its own in
+    /// its data directory).
+    pub cluster_id: Option<String>,
+    /// Every broker that registered with the quorum, by id.
+    pub brokers: BTreeMap<i32, BrokerState>,
+    /// topic id → partition → replicas and leadership. Empty on a single node.
+    pub placements: BTreeMap<Uuid, BTreeMap<i32, PartitionPlacement>>,
+    /// The index of the last record that changed topics, partitions or brokers: the replica
+    /// layer reconciles its partitions with this state when it moves. Derived.
+    #[serde(skip)]
+    pub topology_version: u64,
     /// (topic id, partition, base offset, segment id) of every entry of `remote_segments`: a
     /// partition's segments in offset order without scanning those of every partition (remote
     /// reads look here on every fetch). Derived, never stored: [`MetadataState::reindex`]
     /// rebuilds it after a snapshot is read.
     #[serde(skip)]
     remote_index: std::collections::BTreeSet<(Uuid, i32, i64, Uuid)>,
+}
+
+/// A broker as the quorum knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerState {
+    /// The index of its registration: a restarted broker registers again with a new epoch.
+    pub epoch: i64,
+    pub incarnation: Uuid,
+    pub host: String,
+    pub port: i32,
+    pub rack: Option<String>,
+    /// Fenced brokers lead nothing and are not listed to clients.
+    pub fenced: bool,
+}
+
+/// The snapshot layout before brokers and placements were kept.
+#[derive(Debug, Deserialize)]
+pub struct StateV3 {
+    last_index: u64,
+    topics: BTreeMap<String, TopicState>,
+    producer_id_end: i64,
+    offsets: BTreeMap<String, BTreeMap<(String, i32), CommittedOffset>>,
+    remote_segments: BTreeMap<Uuid, (String, RemoteLogSegmentMetadata)>,
+    remote_splits: BTreeMap<Uuid, RemoteSplitMetadata>,
+    group_protocol_types: BTreeMap<String, String>,
+}
+
+impl From<StateV3> for MetadataState {
+    fn from(v: StateV3) -> Self {
+        Self {
+            last_index: v.last_index,
+            topics: v.topics,
+            producer_id_end: v.producer_id_end,
+            offsets: v.offsets,
+            remote_segments: v.remote_segments,
+            remote_splits: v.remote_splits,
+            group_protocol_types: v.group_protocol_types,
+            ..Default::default()
+        }
+    }
 }
 
 /// The snapshot layout before search splits existed.
@@ -69,9 +120,7 @@ impl From<StateV1> for MetadataState {
             producer_id_end: v.producer_id_end,
             offsets: v.offsets,
             remote_segments: v.remote_segments,
-            remote_splits: BTreeMap::new(),
-            group_protocol_types: BTreeMap::new(),
-            remote_index: Default::default(),
+            ..Default::default()
         }
     }
 }
@@ -96,8 +145,7 @@ impl From<StateV2> for MetadataState {
             offsets: v.offsets,
             remote_segments: v.remote_segments,
             remote_splits: v.remote_splits,
-            group_protocol_types: BTreeMap::new(),
-            remote_index: Default::default(),
+            ..Default::default()
         }
     }
 }
@@ -107,6 +155,7 @@ impl MetadataState {
     pub fn decode_snapshot(body: &[u8]) -> Option<Self> {
         let mut state: Self = postcard::from_bytes(body)
             .ok()
+            .or_else(|| postcard::from_bytes::<StateV3>(body).ok().map(Into::into))
             .or_else(|| postcard::from_bytes::<StateV2>(body).ok().map(Into::into))
             .or_else(|| postcard::from_bytes::<StateV1>(body).ok().map(Into::into))?;
         state.reindex();
@@ -117,6 +166,7 @@ impl MetadataState {
 impl MetadataState {
     /// Rebuilds the derived index of remote segments (after a snapshot is read).
     pub fn reindex(&mut self) {
+        self.topology_version = self.last_index;
         self.remote_index = self
             .remote_segments
             .values()
@@ -182,6 +232,12 @@ impl MetadataState {
                 partitions,
                 configs,
             } => {
+                // The first creation of a name wins: two brokers that create the same topic at
+                // once both propose, and the later one finds the name taken.
+                if self.topics.get(name).is_some_and(|t| t.id != *id) {
+                    return;
+                }
+                self.topology_version = index;
                 self.topics.insert(
                     name.clone(),
                     TopicState {
@@ -198,7 +254,9 @@ impl MetadataState {
                     .values()
                     .find(|t| t.id == *id)
                     .map(|t| t.name.clone());
+                self.placements.remove(id);
                 if let Some(name) = name {
+                    self.topology_version = index;
                     self.topics.remove(&name);
                     // Offsets of a deleted topic go with it, as in Kafka.
                     for offsets in self.offsets.values_mut() {
@@ -210,11 +268,13 @@ impl MetadataState {
             MetadataRecord::PartitionsCreated { id, count } => {
                 if let Some(t) = self.topic_by_id(*id) {
                     t.partitions = t.partitions.max(*count);
+                    self.topology_version = index;
                 }
             }
             MetadataRecord::TopicConfigsSet { id, configs } => {
                 if let Some(t) = self.topic_by_id(*id) {
                     t.configs = configs.clone();
+                    self.topology_version = index;
                 }
             }
             MetadataRecord::ProducerIdsReserved { end } => {
@@ -273,6 +333,56 @@ impl MetadataState {
                     self.remote_index.insert(index_key(segment));
                     self.remote_segments
                         .insert(segment.segment_id, (topic.clone(), segment.clone()));
+                }
+            }
+            MetadataRecord::ClusterIdSet { cluster_id } => {
+                if self.cluster_id.is_none() {
+                    self.cluster_id = Some(cluster_id.clone());
+                }
+            }
+            MetadataRecord::BrokerRegistered {
+                id,
+                incarnation,
+                host,
+                port,
+                rack,
+            } => {
+                self.topology_version = index;
+                self.brokers.insert(
+                    *id,
+                    BrokerState {
+                        epoch: index as i64,
+                        incarnation: *incarnation,
+                        host: host.clone(),
+                        port: *port,
+                        rack: rack.clone(),
+                        fenced: false,
+                    },
+                );
+            }
+            MetadataRecord::BrokerFenced { id, epoch, fenced } => {
+                // A decision about an earlier registration does not touch a newer one.
+                if let Some(b) = self.brokers.get_mut(id)
+                    && b.epoch == *epoch
+                {
+                    b.fenced = *fenced;
+                    self.topology_version = index;
+                }
+            }
+            MetadataRecord::PartitionsPlaced { id, placements } => {
+                if let Some(count) = self
+                    .topics
+                    .values()
+                    .find(|t| t.id == *id)
+                    .map(|t| t.partitions)
+                {
+                    let of_topic = self.placements.entry(*id).or_default();
+                    for (p, placement) in placements {
+                        if (0..count).contains(p) {
+                            of_topic.insert(*p, placement.clone());
+                        }
+                    }
+                    self.topology_version = index;
                 }
             }
             MetadataRecord::RemoteSplitAdded { split } => {

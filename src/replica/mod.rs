@@ -82,6 +82,11 @@ pub struct ReplicaManager {
     /// Serialises topic creation, deletion and config changes with their persistence.
     admin_lock: tokio::sync::Mutex<()>,
     tier: Arc<TierSlot>,
+    /// In a cluster (`[cluster] voters`): partitions are placed on brokers, this one holds and
+    /// leads those the metadata gives it, and every change reaches it through [`Self::reconcile`].
+    clustered: bool,
+    /// Serialises reconciliations.
+    reconcile_lock: std::sync::Mutex<u64>,
 }
 
 impl ReplicaManager {
@@ -92,15 +97,139 @@ impl ReplicaManager {
             data_dir: &config.data_dir,
             tier: &tier,
         };
-        let topics = topic::open_topics(&metadata, home, config)?;
-        Ok(Self {
+        let clustered = !config.cluster.voters.is_empty();
+        let node = config.node_id;
+        let placements = metadata.read(|s| s.placements.clone());
+        let hosted = |t: &crate::metadata::TopicState, p: i32| {
+            !clustered || hosts(&placements, t.id, p, node)
+        };
+        let topics = topic::open_topics(&metadata, home, config, &hosted)?;
+        let manager = Self {
             config: config.clone(),
             data_dir: config.data_dir.clone(),
             metadata,
             topics: RwLock::new(topics),
             admin_lock: tokio::sync::Mutex::new(()),
             tier,
-        })
+            clustered,
+            reconcile_lock: std::sync::Mutex::new(0),
+        };
+        if clustered {
+            manager.reconcile()?;
+        }
+        Ok(manager)
+    }
+
+    /// Whether partitions are placed by a controller quorum (and may live on other brokers).
+    pub fn is_clustered(&self) -> bool {
+        self.clustered
+    }
+
+    /// Makes the open topics and partitions match the metadata (in a cluster): topics created
+    /// or deleted elsewhere, partitions placed on or moved off this broker, configs, and which
+    /// partitions this broker leads in which epoch. Cheap when the topology did not change.
+    pub fn reconcile(&self) -> io::Result<()> {
+        let mut seen = self
+            .reconcile_lock
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let version = self.metadata.read(|s| s.topology_version);
+        if version == *seen && version != 0 {
+            return Ok(());
+        }
+        let (topics, placements) = self
+            .metadata
+            .read(|s| (s.topics.clone(), s.placements.clone()));
+        let node = self.config.node_id;
+        let current = self
+            .topics
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let mut next: HashMap<String, Arc<Topic>> = HashMap::new();
+        for t in topics.values() {
+            let id = t.id;
+            let hosted = |p: i32| hosts(&placements, id, p, node);
+            let remote = |p: i32| {
+                self.metadata.read(|s| {
+                    let segs = s.remote_segments_of(id, p);
+                    Some((segs.first()?.base_offset, segs.last()?.end_offset + 1))
+                })
+            };
+            let configs = TopicConfigs(t.configs.clone());
+            let log_config = configs
+                .resolve(&self.config.log)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+            let topic = match current.get(&t.name) {
+                Some(old) if old.id == id => {
+                    let mut topic = old.clone();
+                    if topic.configs != configs {
+                        topic = Arc::new(topic.with_configs(configs, log_config.clone()));
+                    }
+                    let held: Vec<i32> = topic.partitions().iter().map(|p| p.index).collect();
+                    let wanted: Vec<i32> = (0..t.partitions).filter(|p| hosted(*p)).collect();
+                    if held != wanted || topic.partition_count() != t.partitions {
+                        topic = Arc::new(topic.with_hosted(
+                            self.home(),
+                            &log_config,
+                            topic::Layout {
+                                count: t.partitions,
+                                hosted: &hosted,
+                                remote: &remote,
+                            },
+                        )?);
+                    }
+                    topic
+                }
+                other => {
+                    if let Some(old) = other {
+                        tracing::info!(topic = %old.name, "topic was replaced; removing the old one's logs");
+                        old.delete_logs()?;
+                    }
+                    Arc::new(Topic::create(
+                        self.home(),
+                        &t.name,
+                        id,
+                        configs,
+                        log_config,
+                        topic::Layout {
+                            count: t.partitions,
+                            hosted: &hosted,
+                            remote: &remote,
+                        },
+                    )?)
+                }
+            };
+            next.insert(t.name.clone(), topic);
+        }
+        for (name, old) in &current {
+            if next.get(name).is_none_or(|t| t.id != old.id) && !topics.contains_key(name) {
+                tracing::info!(topic = %name, "topic was deleted; removing its logs");
+                old.delete_logs()?;
+            }
+        }
+        for t in next.values() {
+            for p in t.partitions() {
+                let placement = placements.get(&t.id).and_then(|m| m.get(&p.index));
+                match placement {
+                    Some(pl) if pl.leader == node => {
+                        if !p.is_leader() || p.leader_epoch() < pl.leader_epoch {
+                            p.become_leader(pl.leader_epoch)?;
+                            tracing::info!(topic = %t.name, partition = p.index, epoch = pl.leader_epoch, "leading partition");
+                        }
+                    }
+                    _ => {
+                        if p.is_leader() {
+                            p.resign();
+                            tracing::info!(topic = %t.name, partition = p.index, "no longer leading partition");
+                        }
+                    }
+                }
+            }
+        }
+        *self.topics.write().unwrap_or_else(|e| e.into_inner()) = next;
+        *seen = version;
+        Ok(())
     }
 
     /// Wires in the remote tier; partitions read through it from then on. Once only.
@@ -196,6 +325,11 @@ impl ReplicaManager {
                 topic::MAX_PARTITIONS
             )));
         }
+        if self.clustered {
+            return self
+                .create_placed_topic(name, partitions, replication_factor, configs, validate_only)
+                .await;
+        }
         if replication_factor != -1 && replication_factor != 1 {
             return Err(TopicError::InvalidReplicationFactor(format!(
                 "replication factor {replication_factor} is larger than the 1 available broker"
@@ -220,10 +354,13 @@ impl ReplicaManager {
             self.home(),
             name,
             id,
-            partitions,
             configs,
             log_config,
-            &|_| None,
+            topic::Layout {
+                count: partitions,
+                hosted: &|_| true,
+                remote: &|_| None,
+            },
         )?;
         let created = Arc::new(created);
         self.topics
@@ -231,6 +368,63 @@ impl ReplicaManager {
             .unwrap_or_else(|e| e.into_inner())
             .insert(name.to_string(), created.clone());
         Ok(created)
+    }
+
+    /// `create_topic` in a cluster: the partitions are placed on the live brokers and the topic
+    /// exists once the quorum committed it; each broker then opens its own partitions.
+    async fn create_placed_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        replication_factor: i16,
+        configs: TopicConfigs,
+        validate_only: bool,
+    ) -> Result<Arc<Topic>, TopicError> {
+        let rf = if replication_factor == -1 {
+            1
+        } else {
+            replication_factor
+        };
+        if rf < 1 {
+            return Err(TopicError::InvalidReplicationFactor(format!(
+                "replication factor must be larger than 0, not {rf}"
+            )));
+        }
+        if rf > 1 {
+            return Err(TopicError::InvalidReplicationFactor(format!(
+                "replication factor {rf}: partitions of this cluster have one replica each \
+                 until replication is supported"
+            )));
+        }
+        configs.resolve(&self.config.log)?;
+        let placed = self
+            .metadata
+            .read(|s| crate::metadata::placement::place(s, 0, partitions, rf as usize))
+            .map_err(TopicError::InvalidReplicationFactor)?;
+        if validate_only {
+            return Ok(Arc::new(Topic::new_unopened(name, partitions, configs)));
+        }
+        let id = Uuid::new_v4();
+        self.metadata
+            .append(vec![
+                MetadataRecord::TopicCreated {
+                    name: name.to_string(),
+                    id,
+                    partitions,
+                    configs: configs.0.clone(),
+                },
+                MetadataRecord::PartitionsPlaced {
+                    id,
+                    placements: placed,
+                },
+            ])
+            .await?;
+        if self.metadata.read(|s| s.topics.get(name).map(|t| t.id)) != Some(id) {
+            return Err(TopicError::AlreadyExists(name.to_string()));
+        }
+        self.reconcile()?;
+        self.topic(name)
+            .ok_or_else(|| TopicError::UnknownTopic(name.to_string()))
     }
 
     /// Creates a topic with broker defaults if auto-creation is on and the name is valid.
@@ -255,6 +449,10 @@ impl ReplicaManager {
         self.metadata
             .append(vec![MetadataRecord::TopicDeleted { id }])
             .await?;
+        if self.clustered {
+            self.reconcile()?;
+            return Ok(id);
+        }
         let removed = self
             .topics
             .write()
@@ -289,6 +487,26 @@ impl ReplicaManager {
             )));
         }
         if validate_only {
+            return Ok(());
+        }
+        if self.clustered {
+            let placed = self
+                .metadata
+                .read(|s| crate::metadata::placement::place(s, current, count - current, 1))
+                .map_err(TopicError::InvalidReplicationFactor)?;
+            self.metadata
+                .append(vec![
+                    MetadataRecord::PartitionsCreated {
+                        id: existing.id,
+                        count,
+                    },
+                    MetadataRecord::PartitionsPlaced {
+                        id: existing.id,
+                        placements: placed,
+                    },
+                ])
+                .await?;
+            self.reconcile()?;
             return Ok(());
         }
         self.metadata
@@ -326,6 +544,10 @@ impl ReplicaManager {
                 configs: configs.0.clone(),
             }])
             .await?;
+        if self.clustered {
+            self.reconcile()?;
+            return Ok(());
+        }
         let updated = existing.with_configs(configs, log_config);
         self.topics
             .write()
@@ -334,7 +556,7 @@ impl ReplicaManager {
         Ok(())
     }
 
-    /// Every partition of every topic.
+    /// Every partition this broker holds.
     pub fn partitions(&self) -> Vec<Arc<Partition>> {
         self.topics()
             .iter()
@@ -362,4 +584,20 @@ impl ReplicaManager {
             p.close();
         }
     }
+}
+
+/// Whether the placement of a topic's partition names `node` among its replicas.
+fn hosts(
+    placements: &std::collections::BTreeMap<
+        Uuid,
+        std::collections::BTreeMap<i32, crate::metadata::PartitionPlacement>,
+    >,
+    topic: Uuid,
+    partition: i32,
+    node: i32,
+) -> bool {
+    placements
+        .get(&topic)
+        .and_then(|m| m.get(&partition))
+        .is_some_and(|p| p.replicas.contains(&node))
 }

@@ -32,6 +32,31 @@ pub struct Partition {
     epochs: Mutex<EpochCache>,
     tier: Arc<TierSlot>,
     deleted: AtomicBool,
+    /// This broker leads the partition (always on a single node; in a cluster, as the metadata
+    /// places it). Requests to a partition it does not lead get `NOT_LEADER_OR_FOLLOWER`.
+    leader: AtomicBool,
+}
+
+/// The file in a partition's directory naming the topic id it belongs to, so a directory left
+/// by a deleted topic is never taken for a new topic of the same name.
+const TOPIC_ID_FILE: &str = "topic-id";
+
+/// Makes sure `dir` holds partition data of topic `id`: a directory of another topic id (left
+/// behind while this node was down when its topic was deleted) is removed; a directory without
+/// the file (older data directories, or a new partition) is stamped.
+fn claim_dir(dir: &Path, id: Uuid) -> std::io::Result<()> {
+    let file = dir.join(TOPIC_ID_FILE);
+    match std::fs::read_to_string(&file) {
+        Ok(raw) if raw.trim() == id.to_string() => return Ok(()),
+        Ok(raw) => {
+            tracing::warn!(dir = %dir.display(), found = raw.trim(), expected = %id, "removing a partition directory of an earlier topic of the same name");
+            std::fs::remove_dir_all(dir)?;
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    std::fs::create_dir_all(dir)?;
+    crate::util::write_atomically(&file, id.to_string().as_bytes())
 }
 
 pub fn dir_name(topic: &str, index: i32) -> String {
@@ -105,6 +130,9 @@ impl Partition {
         tier: Arc<TierSlot>,
     ) -> std::io::Result<Self> {
         let dir = data_dir.join(dir_name(topic, index));
+        if !topic_id.is_nil() {
+            claim_dir(&dir, topic_id)?;
+        }
         let (log, report) = PartitionLog::open_at(&dir, config, crate::util::now_ms(), remote)?;
         if !report.clean_shutdown && report.recovery.batches > 0 {
             tracing::info!(
@@ -125,6 +153,13 @@ impl Partition {
                 c
             }
         };
+        let mut log = log;
+        // A restart continues in the newest epoch the cache knows (a cluster moves epochs on).
+        if let Some(latest) = epochs.latest_epoch()
+            && latest > log.leader_epoch()
+        {
+            log.set_leader_epoch(latest);
+        }
         epochs.assign(log.leader_epoch(), log.log_end_offset())?;
         let (high_watermark, _) = watch::channel(log.log_end_offset());
         Ok(Self {
@@ -136,6 +171,7 @@ impl Partition {
             epochs: Mutex::new(epochs),
             tier,
             deleted: AtomicBool::new(false),
+            leader: AtomicBool::new(true),
         })
     }
 
@@ -164,6 +200,28 @@ impl Partition {
         // under the log's lock, so no reader sees records above the high watermark.
         self.high_watermark.send_replace(log.log_end_offset());
         Ok(info)
+    }
+
+    /// Whether this broker leads the partition.
+    pub fn is_leader(&self) -> bool {
+        self.leader.load(Ordering::Acquire)
+    }
+
+    /// This broker leads the partition from now on, in `epoch` (never an older one than it
+    /// knows): appends are stamped with it and the epoch cache starts it at the log end.
+    pub fn become_leader(&self, epoch: i32) -> std::io::Result<()> {
+        let mut log = self.log();
+        if epoch > log.leader_epoch() {
+            log.set_leader_epoch(epoch);
+            self.epochs().assign(epoch, log.log_end_offset())?;
+        }
+        self.leader.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Another broker (or none) leads the partition now.
+    pub fn resign(&self) {
+        self.leader.store(false, Ordering::Release);
     }
 
     /// Refusing appends after a write it could not undo, or a failed fsync.

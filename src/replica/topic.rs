@@ -77,6 +77,16 @@ pub struct Home<'a> {
     pub tier: &'a Arc<TierSlot>,
 }
 
+/// Which partitions of a topic this broker opens, and what the remote tier holds of each.
+pub struct Layout<'a> {
+    /// The topic's partition count.
+    pub count: i32,
+    /// Whether this broker holds a partition (all of them on a single node).
+    pub hosted: &'a dyn Fn(i32) -> bool,
+    /// The `[start, next)` offsets the remote tier holds of a partition.
+    pub remote: &'a dyn Fn(i32) -> Option<(i64, i64)>,
+}
+
 pub struct Topic {
     pub name: String,
     pub id: Uuid,
@@ -103,13 +113,17 @@ impl Topic {
         home: Home<'_>,
         name: &str,
         id: Uuid,
-        partitions: i32,
         configs: TopicConfigs,
         log_config: LogConfig,
-        remote: &dyn Fn(i32) -> Option<(i64, i64)>,
+        layout: Layout<'_>,
     ) -> io::Result<Self> {
+        let Layout {
+            count: partitions,
+            hosted,
+            remote,
+        } = layout;
         let mut opened = Vec::with_capacity(partitions as usize);
-        for index in 0..partitions {
+        for index in (0..partitions).filter(|p| hosted(*p)) {
             opened.push(Arc::new(Partition::open(
                 home.data_dir,
                 name,
@@ -129,13 +143,24 @@ impl Topic {
         })
     }
 
+    /// The partition if this broker holds it (a single node holds them all; a cluster's
+    /// brokers the ones placed on them).
     pub fn partition(&self, index: i32) -> Option<Arc<Partition>> {
         if index < 0 {
             return None;
         }
-        self.partitions.get(index as usize).cloned()
+        if let Some(p) = self.partitions.get(index as usize)
+            && p.index == index
+        {
+            return Some(p.clone());
+        }
+        self.partitions
+            .binary_search_by_key(&index, |p| p.index)
+            .ok()
+            .map(|at| self.partitions[at].clone())
     }
 
+    /// The partitions this broker holds, by index.
     pub fn partitions(&self) -> &[Arc<Partition>] {
         &self.partitions
     }
@@ -177,6 +202,52 @@ impl Topic {
         })
     }
 
+    /// The same topic holding exactly the partitions `hosted` names (in a cluster, as the
+    /// metadata places them): new ones are opened, ones placed elsewhere now are closed and
+    /// their logs removed, the others are shared.
+    pub fn with_hosted(
+        &self,
+        home: Home<'_>,
+        log_config: &LogConfig,
+        layout: Layout<'_>,
+    ) -> io::Result<Self> {
+        let Layout {
+            count,
+            hosted,
+            remote,
+        } = layout;
+        let mut partitions = Vec::new();
+        for p in &self.partitions {
+            if p.index < count && hosted(p.index) {
+                partitions.push(p.clone());
+            } else {
+                tracing::info!(topic = %self.name, partition = p.index, "partition placed elsewhere; removing its local log");
+                p.delete()?;
+            }
+        }
+        for index in (0..count).filter(|i| hosted(*i)) {
+            if self.partition(index).is_none() {
+                partitions.push(Arc::new(Partition::open(
+                    home.data_dir,
+                    &self.name,
+                    self.id,
+                    index,
+                    log_config.clone(),
+                    remote(index),
+                    home.tier.clone(),
+                )?));
+            }
+        }
+        partitions.sort_by_key(|p| p.index);
+        Ok(Self {
+            name: self.name.clone(),
+            id: self.id,
+            configs: self.configs.clone(),
+            partition_count: count,
+            partitions,
+        })
+    }
+
     /// The same topic with new configs, applied to every open log.
     pub fn with_configs(&self, configs: TopicConfigs, log_config: LogConfig) -> Self {
         for p in &self.partitions {
@@ -205,6 +276,7 @@ pub fn open_topics(
     metadata: &MetadataStore,
     home: Home<'_>,
     config: &Config,
+    hosted: &dyn Fn(&TopicState, i32) -> bool,
 ) -> io::Result<HashMap<String, Arc<Topic>>> {
     for entry in std::fs::read_dir(home.data_dir)? {
         let entry = entry?;
@@ -215,7 +287,7 @@ pub fn open_topics(
     let topics: Vec<TopicState> = metadata.read(|s| s.topics.values().cloned().collect());
     let mut out = HashMap::new();
     for t in topics {
-        let configs = TopicConfigs(t.configs);
+        let configs = TopicConfigs(t.configs.clone());
         let log_config = configs
             .resolve(&config.log)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
@@ -230,12 +302,15 @@ pub fn open_topics(
             home,
             &t.name,
             t.id,
-            t.partitions,
             configs,
             log_config,
-            &remote,
+            Layout {
+                count: t.partitions,
+                hosted: &|p| hosted(&t, p),
+                remote: &remote,
+            },
         )?;
-        out.insert(t.name, Arc::new(topic));
+        out.insert(t.name.clone(), Arc::new(topic));
     }
     Ok(out)
 }

@@ -1,0 +1,200 @@
+//! The cluster as handlers answer about it: which brokers are live, who is the active
+//! controller, who leads a partition, and what a request for a partition this broker does not
+//! lead is told. On a single node the answers are this broker for everything.
+
+use uuid::Uuid;
+
+use crate::broker::Broker;
+use crate::metadata::placement;
+use crate::replica::Partition;
+
+/// A broker as clients are told about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub id: i32,
+    pub host: String,
+    pub port: i32,
+    pub rack: Option<String>,
+}
+
+/// Replicas and leadership of one partition as Metadata reports them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leadership {
+    pub leader: i32,
+    pub leader_epoch: i32,
+    pub replicas: Vec<i32>,
+    /// Replicas on live brokers (one replica per partition so far: the leader, when live).
+    pub in_sync: Vec<i32>,
+    pub offline: Vec<i32>,
+}
+
+/// Every live broker, this one first when it is live.
+pub fn live_brokers(broker: &Broker) -> Vec<Endpoint> {
+    if !broker.replicas.is_clustered() {
+        let rack = broker.config.cluster.rack.trim();
+        return vec![Endpoint {
+            id: broker.node_id,
+            host: broker.advertised.0.clone(),
+            port: broker.advertised.1,
+            rack: (!rack.is_empty()).then(|| rack.to_string()),
+        }];
+    }
+    broker.metadata.read(|s| {
+        placement::live_brokers(s)
+            .into_iter()
+            .map(|(id, b)| Endpoint {
+                id,
+                host: b.host.clone(),
+                port: b.port,
+                rack: b.rack.clone(),
+            })
+            .collect()
+    })
+}
+
+/// The endpoint of broker `id`, live or not.
+pub fn endpoint(broker: &Broker, id: i32) -> Option<Endpoint> {
+    if !broker.replicas.is_clustered() {
+        return live_brokers(broker).into_iter().find(|e| e.id == id);
+    }
+    broker.metadata.read(|s| {
+        s.brokers.get(&id).map(|b| Endpoint {
+            id,
+            host: b.host.clone(),
+            port: b.port,
+            rack: b.rack.clone(),
+        })
+    })
+}
+
+/// The active controller's id (-1 while there is none).
+pub fn controller_id(broker: &Broker) -> i32 {
+    match broker.controller.get() {
+        Some(c) => c.status().leader.map(|l| l as i32).unwrap_or(-1),
+        None => broker.node_id,
+    }
+}
+
+/// Who leads partition `index` of topic `id`; `local` is the partition when this broker holds
+/// it (a single node's answer comes from it).
+pub fn leadership(
+    broker: &Broker,
+    id: Uuid,
+    index: i32,
+    local: Option<&Partition>,
+) -> Option<Leadership> {
+    if !broker.replicas.is_clustered() {
+        let p = local?;
+        return Some(Leadership {
+            leader: broker.node_id,
+            leader_epoch: p.leader_epoch(),
+            replicas: vec![broker.node_id],
+            in_sync: vec![broker.node_id],
+            offline: Vec::new(),
+        });
+    }
+    broker.metadata.read(|s| {
+        let p = s.placements.get(&id)?.get(&index)?;
+        let live = |b: &i32| s.brokers.get(b).is_some_and(|b| !b.fenced);
+        Some(Leadership {
+            leader: p.leader,
+            leader_epoch: p.leader_epoch,
+            replicas: p.replicas.clone(),
+            in_sync: p.replicas.iter().copied().filter(live).collect(),
+            offline: p.replicas.iter().copied().filter(|b| !live(b)).collect(),
+        })
+    })
+}
+
+/// Where a client should go for a partition this broker does not lead: the leader's id and
+/// epoch (-1, -1 when unknown) and its endpoint (KIP-951).
+pub fn current_leader(broker: &Broker, id: Uuid, index: i32) -> (i32, i32, Option<Endpoint>) {
+    match leadership(broker, id, index, None) {
+        Some(l) if l.leader >= 0 => (l.leader, l.leader_epoch, endpoint(broker, l.leader)),
+        Some(l) => (-1, l.leader_epoch, None),
+        None => (-1, -1, None),
+    }
+}
+
+/// Whether partition `index` of a topic with `count` partitions exists but is not served
+/// here: it lives on another broker, or this broker holds it without leading it.
+pub fn led_elsewhere(local: Option<&Partition>, index: i32, count: i32) -> bool {
+    match local {
+        Some(p) => !p.is_leader(),
+        None => (0..count).contains(&index),
+    }
+}
+
+/// Where group `group` is coordinated: the leader of its `__consumer_offsets` partition (made
+/// on first use, placed across the live brokers). A single node coordinates every group.
+pub async fn coordinator_of(broker: &Broker, group: &str) -> Result<Endpoint, i16> {
+    use kafka_protocol::error::ResponseError;
+    if !broker.replicas.is_clustered() {
+        return live_brokers(broker)
+            .into_iter()
+            .next()
+            .ok_or(ResponseError::CoordinatorNotAvailable.code());
+    }
+    if broker.replicas.topic(placement::OFFSETS_TOPIC).is_none()
+        && broker
+            .metadata
+            .read(|s| !s.topics.contains_key(placement::OFFSETS_TOPIC))
+    {
+        match broker
+            .replicas
+            .create_topic(
+                placement::OFFSETS_TOPIC,
+                broker.config.cluster.offsets_partitions,
+                1,
+                Default::default(),
+                false,
+            )
+            .await
+        {
+            Ok(_) | Err(crate::replica::TopicError::AlreadyExists(_)) => {
+                tracing::info!(
+                    partitions = broker.config.cluster.offsets_partitions,
+                    "created the group coordinators' topic {}",
+                    placement::OFFSETS_TOPIC
+                );
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot create {}", placement::OFFSETS_TOPIC);
+                return Err(ResponseError::CoordinatorNotAvailable.code());
+            }
+        }
+    }
+    let leader = broker.metadata.read(|s| {
+        let t = s.topics.get(placement::OFFSETS_TOPIC)?;
+        let p = placement::offsets_partition(group, t.partitions);
+        s.placements.get(&t.id)?.get(&p).map(|p| p.leader)
+    });
+    match leader {
+        Some(l) if l >= 0 => {
+            endpoint(broker, l).ok_or(ResponseError::CoordinatorNotAvailable.code())
+        }
+        _ => Err(ResponseError::CoordinatorNotAvailable.code()),
+    }
+}
+
+/// Whether this broker coordinates `group` now (always on a single node): it leads the group's
+/// offsets partition and has taken that leadership up.
+pub fn is_coordinator(broker: &Broker, group: &str) -> bool {
+    if !broker.replicas.is_clustered() {
+        return true;
+    }
+    let Some(topic) = broker.replicas.topic(placement::OFFSETS_TOPIC) else {
+        return false;
+    };
+    let p = placement::offsets_partition(group, topic.partition_count());
+    topic.partition(p).is_some_and(|p| p.is_leader())
+}
+
+/// NOT_COORDINATOR for a group another broker coordinates, else 0.
+pub fn coordinator_error(broker: &Broker, group: &str) -> i16 {
+    if is_coordinator(broker, group) {
+        0
+    } else {
+        kafka_protocol::error::ResponseError::NotCoordinator.code()
+    }
+}
