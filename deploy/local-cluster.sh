@@ -60,6 +60,11 @@ find_bin() {
         BIN=$CHRONIK_BIN
         return 0
     fi
+    # A node started again runs the binary its cluster was brought up with.
+    if [[ -n $DIR && -s $DIR/chronik-bin ]] && [[ -x $(cat "$DIR/chronik-bin") ]]; then
+        BIN=$(cat "$DIR/chronik-bin")
+        return 0
+    fi
     local target=${CARGO_TARGET_DIR:-$REPO/target}
     BIN=$target/release/chronik
     if [[ ! -x $BIN ]]; then
@@ -282,6 +287,7 @@ cmd_up() { # N DIR
     HTTP_BASE=${HTTP_PORT_BASE:-9644}
     CONTROLLER_BASE=${CONTROLLER_PORT_BASE:-29092}
     find_bin
+    echo "$BIN" >"$DIR/chronik-bin"
     for ((k = 1; k <= n; k++)); do
         [[ -f $(conf "$k") ]] || write_conf "$k" "$n"
     done

@@ -508,7 +508,12 @@ async fn housekeeping(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
         tokio::select! {
             _ = disk_space.tick() => broker.disk_space.poll(),
             _ = groups.tick() => broker.groups.tick(),
-            _ = offsets.tick() => broker.groups.expire_offsets(util::now_ms()).await,
+            _ = offsets.tick() => {
+                let b = &broker;
+                b.groups
+                    .expire_offsets(util::now_ms(), |g| handlers::cluster::is_coordinator(b, g))
+                    .await
+            }
             _ = retention.tick() => {
                 let b = broker.clone();
                 let _ = tokio::task::spawn_blocking(move || b.replicas.enforce_retention(util::now_ms())).await;

@@ -141,7 +141,10 @@ impl Broker {
                 config.log.min_free_percent,
             ),
             groups: crate::group::GroupCoordinator::new(metadata.clone(), config.group.clone()),
-            producer_ids: ProducerIdAllocator::new(metadata.clone()),
+            producer_ids: ProducerIdAllocator::new(
+                metadata.clone(),
+                replicas.is_clustered().then_some(config.node_id),
+            ),
             remote: Some(remote),
             search,
             replicas,

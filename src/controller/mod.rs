@@ -248,10 +248,13 @@ async fn run_leader_duties(leader: LeaderSide, mut stop: watch::Receiver<bool>) 
     loop {
         tokio::select! {
             _ = every.tick() => {
-                if leader.leading().is_some()
-                    && let Err(e) = leader.run_duties().await
-                {
-                    tracing::debug!(error = %e, "controller duties");
+                if leader.leading().is_some() {
+                    // Without a majority a proposal waits for ever; the next round tries again.
+                    match tokio::time::timeout(Duration::from_secs(5), leader.run_duties()).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => tracing::debug!(error = %e, "controller duties"),
+                        Err(_) => tracing::debug!("controller duties: no majority within 5 s"),
+                    }
                 }
             }
             _ = stop.changed() => return,
@@ -433,7 +436,14 @@ impl Controller {
         loop {
             let leader = self.raft.metrics().borrow().current_leader;
             let answer = match leader {
-                Some(l) if l == self.node_id => unpack(self.leader.handle(request.clone()).await),
+                Some(l) if l == self.node_id => {
+                    // A leader without a majority never commits: give up at the deadline.
+                    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                    match tokio::time::timeout(left, self.leader.handle(request.clone())).await {
+                        Ok(r) => unpack(r),
+                        Err(_) => Some(Err("no majority answered in time".into())),
+                    }
+                }
                 Some(l) => match self.voters.get(&l) {
                     Some(addr) => {
                         let left = deadline.saturating_duration_since(tokio::time::Instant::now());

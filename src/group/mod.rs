@@ -460,7 +460,9 @@ impl GroupCoordinator {
 
     /// Deletes offsets of groups without members that were committed longer ago than the
     /// retention period (`offsets.retention.minutes`).
-    pub async fn expire_offsets(&self, now_ms: i64) {
+    /// Only groups `mine` accepts are looked at (in a cluster: the groups this broker
+    /// coordinates, the only ones whose members it knows).
+    pub async fn expire_offsets(&self, now_ms: i64, mine: impl Fn(&str) -> bool) {
         let retention = self.config.offsets_retention_ms as i64;
         let live: Vec<String> = self
             .groups()
@@ -471,7 +473,7 @@ impl GroupCoordinator {
         let expired: Vec<MetadataRecord> = self.metadata.read(|s| {
             s.offsets
                 .iter()
-                .filter(|(g, _)| !live.contains(g))
+                .filter(|(g, _)| !live.contains(g) && mine(g))
                 .flat_map(|(g, offsets)| {
                     let old = |o: &CommittedOffset| now_ms.saturating_sub(o.commit_ms) > retention;
                     if offsets.values().all(old) {

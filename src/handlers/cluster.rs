@@ -67,11 +67,23 @@ pub fn endpoint(broker: &Broker, id: i32) -> Option<Endpoint> {
     })
 }
 
-/// The active controller's id (-1 while there is none).
+/// The controller id clients are told: the active controller when it is a live broker, else
+/// this broker. Clients send admin requests to "the controller" through its Kafka listener, which
+/// a controller-only node does not have (Kafka answers with a live broker in that case too); any
+/// broker takes them and proposes to the quorum.
 pub fn controller_id(broker: &Broker) -> i32 {
-    match broker.controller.get() {
-        Some(c) => c.status().leader.map(|l| l as i32).unwrap_or(-1),
-        None => broker.node_id,
+    let Some(c) = broker.controller.get() else {
+        return broker.node_id;
+    };
+    let leader = c.status().leader.map(|l| l as i32);
+    let live = |id: i32| {
+        broker
+            .metadata
+            .read(|s| s.brokers.get(&id).is_some_and(|b| !b.fenced))
+    };
+    match leader {
+        Some(l) if live(l) => l,
+        _ => broker.node_id,
     }
 }
 

@@ -99,6 +99,12 @@ pub enum MetadataRecord {
         id: Uuid,
         placements: Vec<(i32, PartitionPlacement)>,
     },
+    /// A block of `size` producer ids for broker `broker`, taken at the current end: brokers of a
+    /// cluster reserve from one sequence and never hand out the same id.
+    ProducerIdBlockTaken {
+        broker: i32,
+        size: i64,
+    },
 }
 
 /// Replicas and leadership of one partition in a cluster. A single node has none: it leads

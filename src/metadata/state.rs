@@ -50,16 +50,30 @@ pub struct MetadataState {
     pub brokers: BTreeMap<i32, BrokerState>,
     /// topic id → partition → replicas and leadership. Empty on a single node.
     pub placements: BTreeMap<Uuid, BTreeMap<i32, PartitionPlacement>>,
+    /// broker → `[start, end)` of the last producer-id block it took.
+    pub producer_id_blocks: BTreeMap<i32, (i64, i64)>,
     /// The index of the last record that changed topics, partitions or brokers: the replica
     /// layer reconciles its partitions with this state when it moves. Derived.
     #[serde(skip)]
-    pub topology_version: u64,
+    pub topology_version: TopologyVersion,
     /// (topic id, partition, base offset, segment id) of every entry of `remote_segments`: a
     /// partition's segments in offset order without scanning those of every partition (remote
     /// reads look here on every fetch). Derived, never stored: [`MetadataState::reindex`]
     /// rebuilds it after a snapshot is read.
     #[serde(skip)]
     remote_index: std::collections::BTreeSet<(Uuid, i32, i64, Uuid)>,
+}
+
+/// The index of the last record that changed topics, partitions or brokers (a snapshot read
+/// counts as such a change). Derived from how the state was reached, not part of what it is:
+/// two states are equal whatever their versions.
+#[derive(Debug, Default, Clone, Copy, Eq)]
+pub struct TopologyVersion(pub u64);
+
+impl PartialEq for TopologyVersion {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
 /// A broker as the quorum knows it.
@@ -166,7 +180,7 @@ impl MetadataState {
 impl MetadataState {
     /// Rebuilds the derived index of remote segments (after a snapshot is read).
     pub fn reindex(&mut self) {
-        self.topology_version = self.last_index;
+        self.topology_version = TopologyVersion(self.last_index);
         self.remote_index = self
             .remote_segments
             .values()
@@ -237,7 +251,7 @@ impl MetadataState {
                 if self.topics.get(name).is_some_and(|t| t.id != *id) {
                     return;
                 }
-                self.topology_version = index;
+                self.topology_version = TopologyVersion(index);
                 self.topics.insert(
                     name.clone(),
                     TopicState {
@@ -256,7 +270,7 @@ impl MetadataState {
                     .map(|t| t.name.clone());
                 self.placements.remove(id);
                 if let Some(name) = name {
-                    self.topology_version = index;
+                    self.topology_version = TopologyVersion(index);
                     self.topics.remove(&name);
                     // Offsets of a deleted topic go with it, as in Kafka.
                     for offsets in self.offsets.values_mut() {
@@ -268,13 +282,13 @@ impl MetadataState {
             MetadataRecord::PartitionsCreated { id, count } => {
                 if let Some(t) = self.topic_by_id(*id) {
                     t.partitions = t.partitions.max(*count);
-                    self.topology_version = index;
+                    self.topology_version = TopologyVersion(index);
                 }
             }
             MetadataRecord::TopicConfigsSet { id, configs } => {
                 if let Some(t) = self.topic_by_id(*id) {
                     t.configs = configs.clone();
-                    self.topology_version = index;
+                    self.topology_version = TopologyVersion(index);
                 }
             }
             MetadataRecord::ProducerIdsReserved { end } => {
@@ -347,7 +361,7 @@ impl MetadataState {
                 port,
                 rack,
             } => {
-                self.topology_version = index;
+                self.topology_version = TopologyVersion(index);
                 self.brokers.insert(
                     *id,
                     BrokerState {
@@ -366,7 +380,7 @@ impl MetadataState {
                     && b.epoch == *epoch
                 {
                     b.fenced = *fenced;
-                    self.topology_version = index;
+                    self.topology_version = TopologyVersion(index);
                 }
             }
             MetadataRecord::PartitionsPlaced { id, placements } => {
@@ -382,8 +396,14 @@ impl MetadataState {
                             of_topic.insert(*p, placement.clone());
                         }
                     }
-                    self.topology_version = index;
+                    self.topology_version = TopologyVersion(index);
                 }
+            }
+            MetadataRecord::ProducerIdBlockTaken { broker, size } => {
+                let start = self.producer_id_end;
+                self.producer_id_end = start.saturating_add((*size).max(0));
+                self.producer_id_blocks
+                    .insert(*broker, (start, self.producer_id_end));
             }
             MetadataRecord::RemoteSplitAdded { split } => {
                 // A split outlives nothing: it is only kept while its segment is known.

@@ -133,7 +133,7 @@ impl ReplicaManager {
             .reconcile_lock
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        let version = self.metadata.read(|s| s.topology_version);
+        let version = self.metadata.read(|s| s.topology_version.0);
         if version == *seen && version != 0 {
             return Ok(());
         }

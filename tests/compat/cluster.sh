@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# cluster suite: several chronik processes on loopback forming a controller quorum, under kill -9
-# and SIGSTOP (tests/compat/python/test_controller_quorum.py). Starts its own nodes
+# cluster suite: several chronik processes on loopback forming one cluster (tests/compat/python/
+# cluster_lib.py): the controller quorum under kill -9 and SIGSTOP (test_controller_quorum.py),
+# brokers that lead, are fenced and hand over (test_cluster_brokers.py), and real clients and
+# Kafka's tools on three brokers (test_cluster_clients.py). Starts its own nodes
 # (CHRONIK_BIN_PATH=path/to/chronik); does not use $BOOTSTRAP.
 #
 # Short by default (CI: 5 kills); the long run of the closing figures:
@@ -15,5 +17,7 @@ if [[ ${TARGET:-chronik} == kafka ]]; then
 fi
 export CHRONIK_BIN_PATH=${CHRONIK_BIN_PATH:-${CARGO_TARGET_DIR:-$HOME/.cache/chronik-target}/release/chronik}
 [[ -x $CHRONIK_BIN_PATH ]] || { echo "cluster: no broker binary at $CHRONIK_BIN_PATH" >&2; exit 1; }
+CHRONIK_TOOLS_CLASSPATH=$("$HERE/kafka-tools-classpath.sh") || exit 1
+export CHRONIK_TOOLS_CLASSPATH
 cd "$HERE/python" && timeout "${CLUSTER_TIMEOUT_S:-900}" "$CACHE/venv/bin/python" -m pytest -v -s \
-    -p no:cacheprovider test_controller_quorum.py "$@"
+    -p no:cacheprovider test_controller_quorum.py test_cluster_brokers.py test_cluster_clients.py "$@"

@@ -8,14 +8,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=lib.sh
 source "$HERE/lib.sh"
 
-CP_FILE=$CACHE/kafka-cli.classpath
-POM=$HERE/java/pom.xml
-if [[ ! -s $CP_FILE || $POM -nt $CP_FILE ]]; then
-    mkdir -p "$CACHE"
-    mvn -q -B -f "$POM" dependency:build-classpath -Dmdep.includeScope=test \
-        -Dmdep.outputFile="$CP_FILE" >"$CACHE/kafka-cli.mvn.log" 2>&1 \
-        || { cat "$CACHE/kafka-cli.mvn.log"; echo "could not resolve the kafka-tools classpath"; exit 1; }
-fi
+CP_FILE=$("$HERE/kafka-tools-classpath.sh") || exit 1
 CP=$(cat "$CP_FILE")
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT

@@ -16,107 +16,15 @@ Bounded: `CLUSTER_FAULTS` kills (default 5) and `CLUSTER_SECONDS` (default 60) o
 The checker prints the history it checked.
 """
 
-import os
-import re
 import random
 import signal
-import subprocess
 import threading
 import time
-from pathlib import Path
 
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic
 
-from reliability_lib import env_int, free_port, port_open, percentile, wait_until
-
-ANSI = re.compile(r"\x1b\[[0-9;]*m")
-LEADER_LINE = re.compile(r"controller leader changed node_id=(\d+) leader=Some\((\d+)\) term=(\d+)")
-
-
-class Node:
-    def __init__(self, workdir, node_id, voters, roles):
-        self.id = node_id
-        self.workdir = Path(workdir) / f"node{node_id}"
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.voters = voters
-        self.roles = roles
-        self.port = free_port()
-        self.proc = None
-        self.log_path = self.workdir / "chronik.log"
-
-    @property
-    def is_broker(self):
-        return "broker" in self.roles
-
-    @property
-    def bootstrap(self):
-        return f"127.0.0.1:{self.port}"
-
-    def start(self):
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CHRONIK_")}
-        env.update({
-            "CHRONIK_NODE_ID": str(self.id),
-            "CHRONIK_CLUSTER_VOTERS": "[" + ",".join(f'"{v}"' for v in self.voters) + "]",
-            "CHRONIK_CLUSTER_ROLES": "[" + ",".join(f'"{r}"' for r in self.roles) + "]",
-            "CHRONIK_HTTP_LISTEN": '""',
-            "RUST_LOG": "info,openraft=warn",
-        })
-        with open(self.log_path, "ab") as log:
-            log.write(f"\n=== start at {time.time():.3f}\n".encode())
-            log.flush()
-            self.proc = subprocess.Popen(
-                [os.environ["CHRONIK_BIN_PATH"], "serve", "--listen", self.bootstrap,
-                 "--data-dir", str(self.workdir / "data")],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                start_new_session=True)
-
-    def wait_ready(self, timeout=60):
-        needle = "broker ready" if self.is_broker else "controller quorum ready"
-
-        def ready():
-            assert self.proc.poll() is None, f"node {self.id} exited; see {self.log_path}"
-            return needle in self.log_text().rsplit("=== start at", 1)[-1]
-        wait_until(ready, timeout, what=f"node {self.id} ready")
-        if self.is_broker:
-            wait_until(lambda: port_open(self.port), timeout, what=f"node {self.id} listening")
-
-    def log_text(self):
-        try:
-            return ANSI.sub("", self.log_path.read_text(errors="replace"))
-        except OSError:
-            return ""
-
-    def leader_seen(self):
-        """The (leader, term) of this node's last leader line in its current run."""
-        text = self.log_text().rsplit("=== start at", 1)[-1]
-        found = LEADER_LINE.findall(text)
-        return (int(found[-1][1]), int(found[-1][2])) if found else None
-
-    def kill9(self):
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGCONT)
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-
-
-def current_leader(nodes, timeout=10):
-    """The leader that every running node agrees on, with its term."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        seen = {n.leader_seen() for n in nodes if n.proc and n.proc.poll() is None}
-        if len(seen) == 1 and None not in seen:
-            return next(iter(seen))
-        time.sleep(0.02)
-    raise AssertionError(f"no agreed controller leader: {[n.leader_seen() for n in nodes]}")
-
+from cluster_lib import Node, current_leader
+from reliability_lib import env_int, free_port, percentile, wait_until
 
 class History:
     """What the clients asked and what the broker acknowledged."""
