@@ -224,6 +224,13 @@ impl MetadataState {
     }
 
     /// Search splits of one partition's readable remote segments, oldest first.
+    /// The `[start, next)` offsets the remote tier holds of a partition, if any: a partition
+    /// whose local log was lost continues at `next`.
+    pub fn remote_range(&self, topic_id: Uuid, partition: i32) -> Option<(i64, i64)> {
+        let segs = self.remote_segments_of(topic_id, partition);
+        Some((segs.first()?.base_offset, segs.last()?.end_offset + 1))
+    }
+
     pub fn remote_splits_of(&self, topic_id: Uuid, partition: i32) -> Vec<RemoteSplitMetadata> {
         self.remote_segments_of(topic_id, partition)
             .iter()

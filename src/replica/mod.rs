@@ -150,12 +150,7 @@ impl ReplicaManager {
         for t in topics.values() {
             let id = t.id;
             let hosted = |p: i32| hosts(&placements, id, p, node);
-            let remote = |p: i32| {
-                self.metadata.read(|s| {
-                    let segs = s.remote_segments_of(id, p);
-                    Some((segs.first()?.base_offset, segs.last()?.end_offset + 1))
-                })
-            };
+            let remote = |p: i32| self.metadata.read(|s| s.remote_range(id, p));
             let configs = TopicConfigs(t.configs.clone());
             let log_config = configs
                 .resolve(&self.config.log)

@@ -292,12 +292,7 @@ pub fn open_topics(
             .resolve(&config.log)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
         let id = t.id;
-        let remote = |p: i32| {
-            metadata.read(|s| {
-                let segs = s.remote_segments_of(id, p);
-                Some((segs.first()?.base_offset, segs.last()?.end_offset + 1))
-            })
-        };
+        let remote = |p: i32| metadata.read(|s| s.remote_range(id, p));
         let topic = Topic::create(
             home,
             &t.name,
