@@ -147,13 +147,11 @@ fn codec(c: &mut Criterion) {
             topic_id: uuid::Uuid::nil(),
             partitions: (0..16)
                 .map(|i| PartitionOut {
-                    partition_index: i,
-                    error_code: 0,
                     high_watermark: 1_000_000,
                     last_stable_offset: 1_000_000,
                     log_start_offset: 0,
-                    read_committed: false,
                     records: RecordsOut::Empty,
+                    ..PartitionOut::new(i)
                 })
                 .collect(),
         }],

@@ -127,6 +127,7 @@ pub async fn serve_full(
                 stop_rx.clone(),
             )),
             tokio::spawn(reconcile_loop(broker.clone(), stop_rx.clone())),
+            tokio::spawn(isr_loop(broker.clone(), stop_rx.clone())),
         ],
         _ => Vec::new(),
     };
@@ -209,6 +210,8 @@ async fn start_controller(config: &Config) -> std::io::Result<Option<Arc<control
         heartbeat_ms: config.cluster.heartbeat_ms,
         election_timeout_ms: config.cluster.election_timeout_ms,
         session_timeout_ms: config.cluster.session_timeout_ms,
+        snapshot_every: config.cluster.snapshot_every,
+        keep_behind_snapshot: (config.cluster.snapshot_every / 50).max(5),
         ..controller::ControllerConfig::new(
             node_id,
             voters,
@@ -363,6 +366,53 @@ async fn reconcile_loop(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
                 .retain(|g| handlers::cluster::is_coordinator(&broker, g)),
             Ok(Err(e)) => tracing::error!(error = %e, "cannot apply metadata to local partitions"),
             Err(e) => tracing::error!(error = %e, "reconcile task failed"),
+        }
+    }
+}
+
+/// Leaders of replicated partitions keep their in-sync sets true: every half second each one
+/// asks the controller to drop followers that lag more than `replica_lag_time_max_ms` and to
+/// take back those that caught up (Kafka's `AlterPartition`, here an `IsrAltered` record that
+/// applies only against the partition epoch it was made for).
+async fn isr_loop(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
+    let mut every = tokio::time::interval(Duration::from_millis(500));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let max_lag = broker.config.cluster.replica_lag_time_max_ms as i64;
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let now = util::now_ms();
+        for t in broker.replicas.topics() {
+            for p in t.partitions() {
+                let Some(change) = p.isr_change(max_lag, now) else {
+                    continue;
+                };
+                tracing::info!(topic = %t.name, partition = p.index, from = ?p.isr(), to = ?change.isr, "asking the controller to change the in-sync set");
+                let record = metadata::MetadataRecord::IsrAltered {
+                    id: t.id,
+                    partition: p.index,
+                    leader: broker.node_id,
+                    leader_epoch: change.leader_epoch,
+                    partition_epoch: change.partition_epoch,
+                    isr: change.isr.clone(),
+                };
+                let sent = tokio::time::timeout(
+                    Duration::from_secs(5),
+                    broker.metadata.append(vec![record]),
+                )
+                .await;
+                let applied = broker.metadata.read(|s| {
+                    s.placement(t.id, p.index).is_some_and(|pl| {
+                        pl.isr == change.isr && pl.partition_epoch == change.partition_epoch + 1
+                    })
+                });
+                if !matches!(sent, Ok(Ok(_))) || !applied {
+                    tracing::info!(topic = %t.name, partition = p.index, "in-sync set change not applied; will look again");
+                    p.clear_pending_isr();
+                }
+            }
         }
     }
 }

@@ -68,6 +68,12 @@ pub struct ClusterConfig {
     pub session_timeout_ms: u64,
     /// Partitions of the internal `__consumer_offsets` topic, whose leaders coordinate groups.
     pub offsets_partitions: i32,
+    /// The controller's Raft log is compacted into a snapshot every this many entries; a voter
+    /// further behind than that is sent the snapshot instead of the entries.
+    pub snapshot_every: u64,
+    /// A follower that has not caught up with its leader for this long leaves the partition's
+    /// in-sync set (Kafka's `replica.lag.time.max.ms`).
+    pub replica_lag_time_max_ms: u64,
 }
 
 impl Default for ClusterConfig {
@@ -81,6 +87,8 @@ impl Default for ClusterConfig {
             broker_heartbeat_ms: 2000,
             session_timeout_ms: 9000,
             offsets_partitions: 50,
+            snapshot_every: 50_000,
+            replica_lag_time_max_ms: 30_000,
         }
     }
 }
@@ -556,6 +564,18 @@ impl Config {
                 "cluster.session_timeout_ms must be larger than cluster.broker_heartbeat_ms (> 0)"
                     .into(),
             ));
+        }
+        if self.cluster.replica_lag_time_max_ms < 100 {
+            return Err(ConfigError::Invalid(format!(
+                "cluster.replica_lag_time_max_ms must be at least 100, not {}",
+                self.cluster.replica_lag_time_max_ms
+            )));
+        }
+        if self.cluster.snapshot_every < 10 {
+            return Err(ConfigError::Invalid(format!(
+                "cluster.snapshot_every must be at least 10, not {}",
+                self.cluster.snapshot_every
+            )));
         }
         if !(1..=10_000).contains(&self.cluster.offsets_partitions) {
             return Err(ConfigError::Invalid(format!(

@@ -132,7 +132,10 @@ impl Liveness {
             }
         }
         for (id, placements) in placement::elect(&next) {
-            records.push(MetadataRecord::PartitionsPlaced { id, placements });
+            records.push(MetadataRecord::PartitionsSet {
+                id,
+                partitions: placements,
+            });
         }
         records
     }

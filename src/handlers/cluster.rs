@@ -112,7 +112,7 @@ pub fn leadership(
             leader: p.leader,
             leader_epoch: p.leader_epoch,
             replicas: p.replicas.clone(),
-            in_sync: p.replicas.iter().copied().filter(live).collect(),
+            in_sync: p.isr.clone(),
             offline: p.replicas.iter().copied().filter(|b| !live(b)).collect(),
         })
     })

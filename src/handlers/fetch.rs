@@ -16,9 +16,9 @@ use tokio::sync::watch;
 
 use super::code;
 use crate::broker::Broker;
-use crate::protocol::fetch_encoder::{self, FetchOut, PartitionOut, RecordsOut, TopicOut};
+use crate::protocol::fetch_encoder::{self, FetchOut, NodeOut, PartitionOut, RecordsOut, TopicOut};
 use crate::protocol::{ProtocolError, RequestContext, Response};
-use crate::replica::{FetchError, Partition, Records};
+use crate::replica::{FetchError, Partition, Reader, Records};
 
 /// One requested partition, resolved.
 struct Wanted {
@@ -29,6 +29,11 @@ struct Wanted {
     partition_max_bytes: i32,
     /// Error decided before reading (unknown topic/partition, fenced epoch).
     error: Option<i16>,
+    reader: Reader,
+    /// Where a follower's log parts from this leader's: it truncates there, no records.
+    diverging: Option<(i32, i64)>,
+    /// With NOT_LEADER_OR_FOLLOWER: who leads, in which epoch (KIP-951).
+    current_leader: Option<(i32, i32)>,
 }
 
 pub async fn handle(
@@ -53,8 +58,17 @@ pub async fn handle(
         return Ok(fetch_encoder::encode(ctx.correlation_id, version, &out));
     }
     let read_committed = req.isolation_level == 1;
+    // A broker following these partitions (Kafka's replica fetch): it reads up to the log end,
+    // and its fetch offset tells this leader how far its copy reaches.
+    let replica_id = if version >= 15 {
+        req.replica_state.replica_id.0
+    } else {
+        req.replica_id.0
+    };
+    let now_ms = crate::util::now_ms();
     let mut topics: Vec<TopicOut> = Vec::with_capacity(req.topics.len());
     let mut wanted: Vec<Wanted> = Vec::new();
+    let mut endpoints: Vec<NodeOut> = Vec::new();
     for ft in &req.topics {
         let by_id = version >= 13;
         let topic = if by_id {
@@ -86,6 +100,41 @@ pub async fn handle(
                     .err()
                     .map(super::epoch_error_code),
             };
+            let mut current_leader = None;
+            if elsewhere && let Some(t) = &topic {
+                let (leader, epoch, at) =
+                    super::cluster::current_leader(broker, t.id, fp.partition);
+                current_leader = Some((leader, epoch));
+                if let Some(e) = at
+                    && !endpoints.iter().any(|n| n.node_id == e.id)
+                {
+                    endpoints.push(NodeOut {
+                        node_id: e.id,
+                        host: e.host,
+                        port: e.port,
+                        rack: e.rack,
+                    });
+                }
+            }
+            let follower = replica_id >= 0
+                && partition
+                    .as_ref()
+                    .is_some_and(|p| p.has_follower(replica_id));
+            let mut diverging = None;
+            if follower
+                && error.is_none()
+                && let Some(p) = &partition
+            {
+                if fp.last_fetched_epoch >= 0 {
+                    let (epoch, end) = p.end_offset_for_epoch(fp.last_fetched_epoch);
+                    if epoch >= 0 && (epoch != fp.last_fetched_epoch || end < fp.fetch_offset) {
+                        diverging = Some((epoch, end));
+                    }
+                }
+                if diverging.is_none() {
+                    p.follower_fetched(replica_id, fp.fetch_offset, now_ms);
+                }
+            }
             wanted.push(Wanted {
                 topic_slot: slot,
                 partition_index: fp.partition,
@@ -93,6 +142,13 @@ pub async fn handle(
                 fetch_offset: fp.fetch_offset,
                 partition_max_bytes: fp.partition_max_bytes,
                 error,
+                reader: if follower {
+                    Reader::Follower
+                } else {
+                    Reader::Consumer
+                },
+                diverging,
+                current_leader,
             });
         }
     }
@@ -101,7 +157,12 @@ pub async fn handle(
     let mut watchers: Vec<watch::Receiver<i64>> = wanted
         .iter()
         .filter(|w| w.error.is_none())
-        .filter_map(|w| w.partition.as_ref().map(|p| p.subscribe()))
+        .filter_map(|w| {
+            w.partition.as_ref().map(|p| match w.reader {
+                Reader::Consumer => p.subscribe(),
+                Reader::Follower => p.subscribe_log_end(),
+            })
+        })
         .collect();
     for w in &mut watchers {
         w.borrow_and_update();
@@ -121,6 +182,7 @@ pub async fn handle(
             count_bytes_out(&topics);
             let out = FetchOut {
                 topics,
+                node_endpoints: endpoints,
                 ..Default::default()
             };
             return Ok(fetch_encoder::encode(ctx.correlation_id, version, &out));
@@ -152,17 +214,20 @@ async fn read_all(
     let mut out = Vec::with_capacity(wanted.len());
     for w in wanted {
         let mut p = PartitionOut {
-            partition_index: w.partition_index,
-            error_code: 0,
-            high_watermark: -1,
-            last_stable_offset: -1,
-            log_start_offset: -1,
             read_committed,
-            records: RecordsOut::Empty,
+            ..PartitionOut::new(w.partition_index)
         };
+        p.current_leader = w.current_leader;
         match (&w.partition, w.error) {
             (_, Some(e)) => {
                 p.error_code = e;
+                any_error = true;
+            }
+            (Some(partition), None) if w.diverging.is_some() => {
+                p.diverging_epoch = w.diverging;
+                p.high_watermark = partition.high_watermark();
+                p.last_stable_offset = p.high_watermark;
+                p.log_start_offset = partition.log_start_offset();
                 any_error = true;
             }
             (None, None) => {
@@ -173,7 +238,10 @@ async fn read_all(
                 let limit = (w.partition_max_bytes.max(0) as u64).min(budget) as u32;
                 // Only the first data in the response may exceed the limits (KIP-74).
                 let at_least_one = total == 0;
-                match partition.fetch(w.fetch_offset, limit, at_least_one).await {
+                match partition
+                    .fetch_for(w.reader, w.fetch_offset, limit, at_least_one)
+                    .await
+                {
                     Ok(f) => {
                         p.high_watermark = f.high_watermark;
                         p.last_stable_offset = f.last_stable_offset;

@@ -32,9 +32,10 @@ const LATEST_TIERED: i64 = -5;
 /// The offset and timestamp ListOffsets answers for `timestamp` (a time or one of the special
 /// values above), from whichever tier holds it.
 async fn lookup(p: &Partition, timestamp: i64) -> Result<(i64, i64), FetchError> {
-    let (start, end) = p.offsets();
+    let (start, _) = p.offsets();
     Ok(match timestamp {
-        LATEST => (end, -1),
+        // Consumers see records below the high watermark (the log end on a single node).
+        LATEST => (p.high_watermark(), -1),
         EARLIEST => (start, -1),
         EARLIEST_LOCAL => (p.local_log_start_offset(), -1),
         MAX_TIMESTAMP => p

@@ -19,7 +19,9 @@ use kafka_protocol::protocol::StrBytes;
 use super::{cluster, code, msg};
 use crate::broker::Broker;
 use crate::protocol::RequestContext;
-use crate::replica::{AppendError, AppendInfo, BatchError, ProducerError, split_batches};
+use crate::replica::{
+    AppendError, AppendInfo, BatchError, Partition, ProducerError, split_batches,
+};
 
 fn batch_error_code(e: &BatchError) -> i16 {
     code(match e {
@@ -77,6 +79,7 @@ pub async fn handle(
     let mut responses = Vec::with_capacity(req.topic_data.len());
     // Endpoints of the leaders named in NOT_LEADER_OR_FOLLOWER answers (KIP-951).
     let mut endpoints: Vec<NodeEndpoint> = Vec::new();
+    let mut waits: Vec<Waiting> = Vec::new();
     for td in req.topic_data {
         let by_id = ctx.version >= 13;
         let topic = if by_id {
@@ -176,13 +179,21 @@ pub async fn handle(
                 ));
                 continue;
             }
-            if req.acks == -1 && topic.configs.min_insync_replicas(&broker.config.log) > 1 {
-                partitions.push(partition_error(
-                    index,
-                    code(ResponseError::NotEnoughReplicas),
-                    "min.insync.replicas exceeds the single in-sync replica".into(),
-                ));
-                continue;
+            let min_isr = topic.configs.min_insync_replicas(&broker.config.log);
+            if req.acks == -1 {
+                let isr = partition.isr().len() as i64;
+                if isr < min_isr {
+                    partitions.push(partition_error(
+                        index,
+                        code(ResponseError::NotEnoughReplicas),
+                        format!(
+                            "{isr} in-sync replica{} of {}-{index}, min.insync.replicas is {min_isr}",
+                            if isr == 1 { "" } else { "s" },
+                            topic.name
+                        ),
+                    ));
+                    continue;
+                }
             }
             if let Err(message) = broker.disk_space.admit(records.len() as u64) {
                 partitions.push(partition_error(
@@ -199,6 +210,17 @@ pub async fn handle(
                             .bytes_in
                             .with_label_values(&[topic.name.as_str()])
                             .inc_by(records.len() as u64);
+                    }
+                    let target = info.last_offset + 1;
+                    if req.acks == -1 && partition.high_watermark() < target {
+                        // acks=all: answered once every in-sync replica has the batch.
+                        waits.push(Waiting {
+                            topic: responses.len(),
+                            slot: partitions.len(),
+                            partition: partition.clone(),
+                            target,
+                            min_isr,
+                        });
                     }
                     partitions.push(partition_ok(index, info))
                 }
@@ -226,9 +248,83 @@ pub async fn handle(
                 .with_partition_responses(partitions),
         );
     }
+    if !waits.is_empty() {
+        let deadline = tokio::time::Instant::now()
+            + std::time::Duration::from_millis(req.timeout_ms.max(0) as u64);
+        let outcomes = futures::future::join_all(
+            waits
+                .iter()
+                .map(|w| await_replication(&w.partition, w.target, w.min_isr, deadline)),
+        )
+        .await;
+        for (w, outcome) in waits.iter().zip(outcomes) {
+            if let Err((error, message)) = outcome {
+                let r = &mut responses[w.topic].partition_responses[w.slot];
+                *r = partition_error(r.index, code(error), message);
+            }
+        }
+    }
     ProduceResponse::default()
         .with_responses(responses)
         .with_node_endpoints(endpoints)
+}
+
+/// An `acks=all` append waiting for the in-sync replicas.
+struct Waiting {
+    topic: usize,
+    slot: usize,
+    partition: Arc<Partition>,
+    target: i64,
+    min_isr: i64,
+}
+
+/// Waits until the high watermark passes `target` (every in-sync replica has the records). The
+/// records stay in the log whatever this answers: a producer that retries may write them twice
+/// unless it is idempotent, as with Kafka.
+async fn await_replication(
+    p: &Partition,
+    target: i64,
+    min_isr: i64,
+    deadline: tokio::time::Instant,
+) -> Result<(), (ResponseError, String)> {
+    let mut hw = p.subscribe();
+    loop {
+        if *hw.borrow_and_update() >= target {
+            return Ok(());
+        }
+        if !p.is_leader() {
+            return Err((
+                ResponseError::NotLeaderOrFollower,
+                "leadership moved before the in-sync replicas had the records".into(),
+            ));
+        }
+        let isr = p.isr().len() as i64;
+        if isr < min_isr {
+            return Err((
+                ResponseError::NotEnoughReplicasAfterAppend,
+                format!("the in-sync set shrank to {isr}, below min.insync.replicas {min_isr}"),
+            ));
+        }
+        // Leadership and in-sync changes do not move the watch: look again now and then.
+        let tick =
+            (tokio::time::Instant::now() + std::time::Duration::from_millis(100)).min(deadline);
+        match tokio::time::timeout_at(tick, hw.changed()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => {
+                return Err((
+                    ResponseError::NotLeaderOrFollower,
+                    "the partition closed".into(),
+                ));
+            }
+            Err(_) if tick >= deadline => {
+                return Err((
+                    ResponseError::RequestTimedOut,
+                    "the in-sync replicas did not all get the records in time".into(),
+                ));
+            }
+            Err(_) => {}
+        }
+    }
 }
 
 pub async fn init_producer_id(

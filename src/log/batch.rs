@@ -201,6 +201,31 @@ pub fn split_batches(records: &Bytes) -> Result<Vec<(BatchHeader, Bytes)>, Batch
     Ok(out)
 }
 
+/// Splits record data a leader sent to a follower into whole, CRC-valid batches as stored
+/// (control batches included). A batch cut off at the end of the data (a fetch answer may end
+/// inside one) is left out; a damaged batch is an error.
+pub fn split_stored_batches(records: &Bytes) -> Result<Vec<(BatchHeader, Bytes)>, BatchError> {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while records.len() - pos >= LOG_OVERHEAD {
+        let rest = &records[pos..];
+        let batch_length = i32::from_be_bytes([rest[8], rest[9], rest[10], rest[11]]);
+        if batch_length < MIN_BATCH_LENGTH {
+            return Err(BatchError::InvalidLength(batch_length));
+        }
+        let total = LOG_OVERHEAD + batch_length as usize;
+        if rest.len() < total {
+            break;
+        }
+        let slice = records.slice(pos..pos + total);
+        let header = BatchHeader::parse(&slice)?;
+        check_crc(&header, &slice)?;
+        out.push((header, slice));
+        pos += total;
+    }
+    Ok(out)
+}
+
 /// The first 17 bytes of a batch as the broker stores it: the assigned base offset, the length and
 /// the leader epoch rewritten, the magic byte kept. None of these is covered by the CRC.
 pub fn stored_prefix(

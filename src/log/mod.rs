@@ -539,6 +539,160 @@ impl PartitionLog {
         }
     }
 
+    /// Appends batches a leader already numbered and stamped (a follower copying its leader's
+    /// log): offsets, leader epochs and bytes stay as they are. Batches wholly below the log end
+    /// (an answer overlapping what this log already holds) are skipped; a batch that does not
+    /// start at the log end is refused. All or nothing, as [`PartitionLog::append`].
+    pub fn append_replicated(
+        &mut self,
+        batches: &[(BatchHeader, Bytes)],
+        now_ms: i64,
+    ) -> Result<usize, AppendError> {
+        self.ensure_writable()?;
+        let end = self.log_end_offset();
+        let fresh: Vec<&(BatchHeader, Bytes)> = batches
+            .iter()
+            .filter(|(h, _)| h.last_offset() >= end)
+            .collect();
+        let Some(first) = fresh.first() else {
+            return Ok(0);
+        };
+        if first.0.base_offset != end {
+            return Err(AppendError::Io(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "replicated batch starts at {}, not at the log end {end}",
+                    first.0.base_offset
+                ),
+            )));
+        }
+        let mark = self.mark(fresh.len() > 1);
+        let mut records = 0i64;
+        let written = (|| -> Result<(), AppendError> {
+            for (h, bytes) in &fresh {
+                if h.base_offset != self.log_end_offset() {
+                    return Err(AppendError::Io(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!(
+                            "replicated batches leave a gap at {}",
+                            self.log_end_offset()
+                        ),
+                    )));
+                }
+                self.maybe_roll(bytes.len(), h.last_offset_delta, now_ms)?;
+                self.active_mut().append(h, &[], bytes)?;
+                self.producers.update(h);
+                if h.partition_leader_epoch > self.leader_epoch {
+                    self.leader_epoch = h.partition_leader_epoch;
+                }
+                records += h.record_count as i64;
+            }
+            Ok(())
+        })();
+        match written {
+            Ok(()) => {
+                if let Err(e) = self.maybe_flush(records, now_ms) {
+                    tracing::error!(dir = %self.dir.display(), error = %e, "fsync failed; partition offline until restart");
+                    return Err(AppendError::Io(e));
+                }
+                Ok(fresh.len())
+            }
+            Err(e) => {
+                if let Err(undo) = self.rollback(&mark) {
+                    tracing::error!(dir = %self.dir.display(), error = %e, undo_error = %undo,
+                        "replicated append failed and could not be undone; partition offline until it can");
+                    self.pending_rollback = Some(mark);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Cuts the log back to end at `offset` (a follower dropping a tail its leader does not
+    /// have): the batch holding `offset` and everything after it go. Cutting below the first
+    /// local segment empties the local log, which then continues at `offset`. The files are cut
+    /// and the log opened again, so indexes and producer state are rebuilt as after a crash.
+    pub fn truncate_to(&mut self, offset: i64, now_ms: i64) -> io::Result<()> {
+        if offset >= self.log_end_offset() {
+            return Ok(());
+        }
+        if let Some(reason) = &self.fsync_failed {
+            return Err(io::Error::other(format!(
+                "an fsync failed ({reason}); restart the broker to recover the log"
+            )));
+        }
+        let first = *self.segments.keys().next().unwrap_or(&0);
+        let keep = self.segment_base_for(offset).filter(|_| offset > first);
+        let cut = match keep {
+            Some(base) => {
+                let seg = &self.segments[&base];
+                let at = seg
+                    .find_batch(offset, seg.size())?
+                    .map_or(seg.size(), |b| b.position);
+                Some((base, at))
+            }
+            None => None,
+        };
+        let doomed: Vec<i64> = match cut {
+            Some((base, 0)) if base != first => {
+                self.segments.range(base..).map(|(b, _)| *b).collect()
+            }
+            Some((base, _)) => self.segments.range(base + 1..).map(|(b, _)| *b).collect(),
+            None => self.segments.keys().copied().collect(),
+        };
+        for base in &doomed {
+            if let Some(seg) = self.segments.get(base) {
+                seg.delete_files()?;
+            }
+        }
+        if let Some((base, at)) = cut
+            && !doomed.contains(&base)
+        {
+            let file = fs::OpenOptions::new()
+                .write(true)
+                .open(segment::segment_path(&self.dir, base, "log"))?;
+            file.set_len(at as u64)?;
+            file.sync_all()?;
+            for ext in ["index", "timeindex"] {
+                match fs::remove_file(segment::segment_path(&self.dir, base, ext)) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        if cut.is_none() {
+            write_log_start(&self.dir, offset)?;
+        }
+        producer_state::remove_snapshots_above(&self.dir, offset)?;
+        let start = if cut.is_none() {
+            offset
+        } else {
+            self.log_start_offset
+        };
+        self.reopen(now_ms, Some((start, 0)))
+    }
+
+    /// Empties the local log, which continues at `offset` (a follower far behind its leader's
+    /// log start starts over there).
+    pub fn restart_at(&mut self, offset: i64, now_ms: i64) -> io::Result<()> {
+        for seg in self.segments.values() {
+            seg.delete_files()?;
+        }
+        write_log_start(&self.dir, offset)?;
+        producer_state::remove_snapshots_above(&self.dir, -1)?;
+        self.reopen(now_ms, Some((offset, offset)))
+    }
+
+    fn reopen(&mut self, now_ms: i64, remote: Option<(i64, i64)>) -> io::Result<()> {
+        let epoch = self.leader_epoch;
+        self.segments.clear();
+        let (mut reopened, _) = Self::open_at(&self.dir, self.config.clone(), now_ms, remote)?;
+        reopened.leader_epoch = epoch;
+        *self = reopened;
+        Ok(())
+    }
+
     /// Refuses appends while the log is offline; first retries a pending rollback.
     fn ensure_writable(&mut self) -> Result<(), AppendError> {
         if let Some(reason) = &self.fsync_failed {
@@ -736,6 +890,18 @@ impl PartitionLog {
         max_bytes: u32,
         at_least_one: bool,
     ) -> Result<ReadInfo, ReadError> {
+        self.read_below(offset, max_bytes, at_least_one, i64::MAX)
+    }
+
+    /// As [`PartitionLog::read`], returning only batches that start below `max_offset` (a
+    /// consumer reads below the high watermark; the records above it are not committed yet).
+    pub fn read_below(
+        &self,
+        offset: i64,
+        max_bytes: u32,
+        at_least_one: bool,
+        max_offset: i64,
+    ) -> Result<ReadInfo, ReadError> {
         let log_end = self.log_end_offset();
         let mut info = ReadInfo {
             high_watermark: log_end,
@@ -749,7 +915,7 @@ impl PartitionLog {
                 log_end,
             });
         }
-        if offset == log_end {
+        if offset == log_end || offset >= max_offset {
             return Ok(info);
         }
         let local_start = self.local_log_start_offset();
@@ -767,7 +933,17 @@ impl PartitionLog {
             .next_back()
             .map_or(i64::MIN, |(b, _)| *b);
         for seg in self.segments.range(floor..).map(|(_, s)| s) {
-            let Some((file, position, len)) = seg.read_region(offset, max_bytes, at_least_one)?
+            if seg.base_offset() >= max_offset {
+                break;
+            }
+            let limit = if max_offset < seg.next_offset() {
+                seg.find_batch(max_offset, seg.size())?
+                    .map_or(seg.size(), |b| b.position)
+            } else {
+                seg.size()
+            };
+            let Some((file, position, len)) =
+                seg.read_region(offset, max_bytes, at_least_one, limit)?
             else {
                 continue;
             };
@@ -995,6 +1171,139 @@ mod tests {
         );
         assert_eq!(log.offset_for_timestamp(5000).expect("io"), None);
         assert_eq!(log.max_timestamp_offset().expect("io"), (58, 1029));
+    }
+
+    /// The stored bytes of a leader's log from `from` on, as a follower's fetch gets them.
+    fn stored_from(log: &PartitionLog, from: i64) -> Bytes {
+        let info = log.read(from, 1 << 20, true).expect("read");
+        let mut raw = Vec::new();
+        let mut offset = from;
+        let mut region = info.region;
+        while let Some(r) = region {
+            let mut chunk = vec![0u8; r.len as usize];
+            std::os::unix::fs::FileExt::read_exact_at(&*r.file, &mut chunk, r.position)
+                .expect("read");
+            for (h, _) in batch::split_stored_batches(&Bytes::from(chunk.clone())).expect("valid") {
+                offset = h.last_offset() + 1;
+            }
+            raw.extend_from_slice(&chunk);
+            region = if offset < log.log_end_offset() {
+                log.read(offset, 1 << 20, true).expect("read").region
+            } else {
+                None
+            };
+        }
+        Bytes::from(raw)
+    }
+
+    #[test]
+    fn followers_copy_batches_as_they_are_and_truncate_divergent_tails() {
+        let leader_dir = tempfile::tempdir().expect("tempdir");
+        let follower_dir = tempfile::tempdir().expect("tempdir");
+        let (mut leader, _) =
+            PartitionLog::open(leader_dir.path(), small_config(), 0).expect("open");
+        leader.set_leader_epoch(3);
+        for i in 0..12 {
+            leader
+                .append(
+                    &batches(make_idempotent_batch(0, 2, 1000 + i, 7, 0, i as i32 * 2)),
+                    1000,
+                )
+                .expect("append");
+        }
+        let (mut follower, _) =
+            PartitionLog::open(follower_dir.path(), small_config(), 0).expect("open");
+        let copied = batch::split_stored_batches(&stored_from(&leader, 0)).expect("valid");
+        assert_eq!(copied.len(), 12);
+        // Twice: the second time every batch is below the log end and is skipped.
+        assert_eq!(
+            follower.append_replicated(&copied, 1000).expect("append"),
+            12
+        );
+        assert_eq!(
+            follower.append_replicated(&copied, 1000).expect("append"),
+            0
+        );
+        assert_eq!(follower.log_end_offset(), 24);
+        assert_eq!(
+            follower.leader_epoch(),
+            3,
+            "the leader's epoch travels with its batches"
+        );
+        assert_eq!(
+            stored_from(&follower, 0),
+            stored_from(&leader, 0),
+            "byte for byte"
+        );
+        assert!(
+            follower.segment_count() > 1,
+            "the follower rolls segments too"
+        );
+        // A batch that does not start at the log end is refused.
+        let gap = batch::split_stored_batches(&stored_from(&leader, 20)).expect("valid");
+        let (mut short, _) = PartitionLog::open(
+            tempfile::tempdir().expect("tempdir").path(),
+            small_config(),
+            0,
+        )
+        .expect("open");
+        assert!(short.append_replicated(&gap, 1000).is_err());
+
+        // Consumers read below a high watermark.
+        let below = follower.read_below(0, 1 << 20, true, 10).expect("read");
+        let region = below.region.expect("data");
+        let mut raw = vec![0u8; region.len as usize];
+        std::os::unix::fs::FileExt::read_exact_at(&*region.file, &mut raw, region.position)
+            .expect("read");
+        let seen = batch::split_stored_batches(&Bytes::from(raw)).expect("valid");
+        assert!(
+            seen.iter().all(|(h, _)| h.base_offset < 10),
+            "{:?}",
+            seen.len()
+        );
+        assert!(
+            follower
+                .read_below(10, 1 << 20, true, 10)
+                .expect("read")
+                .region
+                .is_none()
+        );
+
+        // Cut back into an earlier segment, then go on from there: offsets, producer state
+        // and indexes are as if the tail had never been written.
+        follower.truncate_to(9, 1000).expect("truncate");
+        assert_eq!(
+            follower.log_end_offset(),
+            8,
+            "the batch holding offset 9 goes whole"
+        );
+        assert_eq!(read_all(&follower, 0).len(), 4);
+        let next = batch::split_stored_batches(&stored_from(&leader, 8)).expect("valid");
+        assert_eq!(follower.append_replicated(&next, 1000).expect("append"), 8);
+        assert_eq!(stored_from(&follower, 0), stored_from(&leader, 0));
+        // The producer's sequence continues where the leader's does.
+        let info = follower
+            .append(&batches(make_idempotent_batch(0, 2, 2000, 7, 0, 24)), 2000)
+            .expect("next in sequence");
+        assert_eq!(info.base_offset, 24);
+        let dup = follower
+            .append(&batches(make_idempotent_batch(0, 2, 1011, 7, 0, 22)), 2000)
+            .expect("a retry");
+        assert!(dup.duplicate);
+
+        // Everything local goes: the log continues at the given offset.
+        follower.restart_at(100, 3000).expect("restart");
+        assert_eq!(
+            (follower.log_start_offset(), follower.log_end_offset()),
+            (100, 100)
+        );
+        drop(follower);
+        let (reopened, _) =
+            PartitionLog::open(follower_dir.path(), small_config(), 0).expect("reopen");
+        assert_eq!(
+            (reopened.log_start_offset(), reopened.log_end_offset()),
+            (100, 100)
+        );
     }
 
     #[test]

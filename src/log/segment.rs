@@ -419,15 +419,17 @@ impl LogSegment {
     }
 
     /// For a read at `offset`: the file and the byte range `[position, position + len)` of whole
-    /// batches to return (see [`LogSegment::read_end`]), or `None` when no batch qualifies.
+    /// batches within the first `limit` bytes to return (see [`LogSegment::read_end`]), or `None`
+    /// when no batch qualifies.
     pub fn read_region(
         &self,
         offset: i64,
         max_bytes: u32,
         at_least_one: bool,
+        limit: u32,
     ) -> io::Result<Option<(Arc<File>, u32, u32)>> {
         let file = self.reader()?;
-        let limit = self.size;
+        let limit = limit.min(self.size);
         let Some(first) = self.find_batch_in(&file, offset, limit)? else {
             return Ok(None);
         };

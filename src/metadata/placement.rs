@@ -91,55 +91,86 @@ pub fn place(
                 first + k,
                 PartitionPlacement {
                     leader: replicas[0],
+                    isr: replicas.clone(),
                     replicas,
                     leader_epoch: 0,
+                    partition_epoch: 0,
                 },
             )
         })
         .collect())
 }
 
-/// The leadership changes the state needs: every partition whose leader is not a live broker
-/// gets the first live replica as leader (or none), in a new leader epoch. Partitions of the
-/// offsets topic hold no records yet (committed offsets live in the metadata log), so when none
-/// of their replicas is live they move to the live broker leading least.
+/// The leadership and in-sync changes the state needs. Fenced brokers leave the in-sync sets
+/// (unless they are the last member); a partition whose leader is not live gets the first live
+/// in-sync replica in replica order as leader, in a new leader epoch. With no live in-sync
+/// replica the partition has no leader and keeps its last in-sync set, so only a replica with
+/// every committed record can lead it again — unless its topic allows unclean election
+/// (`unclean.leader.election.enable`), when any live replica takes over. Single-replica
+/// partitions of the offsets topic hold no records yet (committed offsets live in the metadata
+/// log), so when their broker is gone they move to the live broker leading least.
 pub fn elect(state: &MetadataState) -> Vec<(Uuid, Vec<(i32, PartitionPlacement)>)> {
     let live = |id: i32| state.brokers.get(&id).is_some_and(|b| !b.fenced);
     let offsets_id = state.topics.get(OFFSETS_TOPIC).map(|t| t.id);
+    let unclean: std::collections::HashSet<Uuid> = state
+        .topics
+        .values()
+        .filter(|t| {
+            t.configs
+                .get("unclean.leader.election.enable")
+                .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+        })
+        .map(|t| t.id)
+        .collect();
     let mut counts = leader_counts(state);
     let mut changes = Vec::new();
     for (topic_id, of_topic) in &state.placements {
         let mut moved = Vec::new();
         for (partition, p) in of_topic {
-            if p.leader >= 0 && live(p.leader) {
-                continue;
-            }
             let mut next = p.clone();
-            match p.replicas.iter().copied().find(|r| live(*r)) {
-                Some(r) => next.leader = r,
-                None if Some(*topic_id) == offsets_id => {
-                    let target = live_brokers(state)
-                        .into_iter()
-                        .map(|(id, _)| id)
-                        .min_by_key(|id| (counts.get(id).copied().unwrap_or(0), *id));
-                    match target {
-                        Some(t) => {
-                            next.leader = t;
-                            next.replicas = vec![t];
-                        }
-                        None => next.leader = -1,
-                    }
+            let live_isr: Vec<i32> = p.isr.iter().copied().filter(|r| live(*r)).collect();
+            if !live_isr.is_empty() {
+                next.isr = live_isr.clone();
+                if !(p.leader >= 0 && live_isr.contains(&p.leader)) {
+                    next.leader = p
+                        .replicas
+                        .iter()
+                        .copied()
+                        .find(|r| live_isr.contains(r))
+                        .unwrap_or(live_isr[0]);
                 }
-                None => next.leader = -1,
+            } else if let Some(r) = p.replicas.iter().copied().find(|r| live(*r))
+                && unclean.contains(topic_id)
+            {
+                next.leader = r;
+                next.isr = vec![r];
+            } else if Some(*topic_id) == offsets_id && p.replicas.len() <= 1 {
+                let target = live_brokers(state)
+                    .into_iter()
+                    .map(|(id, _)| id)
+                    .min_by_key(|id| (counts.get(id).copied().unwrap_or(0), *id));
+                match target {
+                    Some(t) => {
+                        next.leader = t;
+                        next.replicas = vec![t];
+                        next.isr = vec![t];
+                    }
+                    None => next.leader = -1,
+                }
+            } else {
+                next.leader = -1;
             }
-            if next.leader == p.leader && next.replicas == p.replicas {
+            if next == *p {
                 continue;
             }
-            next.leader_epoch = p.leader_epoch + 1;
-            if let Some(c) = counts.get_mut(&p.leader) {
-                *c = c.saturating_sub(1);
+            if next.leader != p.leader {
+                next.leader_epoch = p.leader_epoch + 1;
+                if let Some(c) = counts.get_mut(&p.leader) {
+                    *c = c.saturating_sub(1);
+                }
+                *counts.entry(next.leader).or_insert(0) += 1;
             }
-            *counts.entry(next.leader).or_insert(0) += 1;
+            next.partition_epoch = p.partition_epoch + 1;
             moved.push((*partition, next));
         }
         if !moved.is_empty() {
@@ -253,21 +284,23 @@ mod tests {
         );
         let placement = |replicas: Vec<i32>| PartitionPlacement {
             leader: replicas[0],
+            isr: replicas.clone(),
             replicas,
             leader_epoch: 0,
+            partition_epoch: 0,
         };
         s.apply(
             12,
-            &MetadataRecord::PartitionsPlaced {
+            &MetadataRecord::PartitionsSet {
                 id,
-                placements: vec![(0, placement(vec![1, 2])), (1, placement(vec![1]))],
+                partitions: vec![(0, placement(vec![1, 2])), (1, placement(vec![1]))],
             },
         );
         s.apply(
             13,
-            &MetadataRecord::PartitionsPlaced {
+            &MetadataRecord::PartitionsSet {
                 id: offsets,
-                placements: vec![(0, placement(vec![1]))],
+                partitions: vec![(0, placement(vec![1]))],
             },
         );
         assert!(
@@ -288,8 +321,127 @@ mod tests {
         let t = &changes[&id];
         assert_eq!(t[0].1.leader, 2, "the live replica leads");
         assert_eq!(t[0].1.leader_epoch, 1);
+        assert_eq!(t[0].1.isr, vec![2], "the fenced broker left the ISR");
         assert_eq!(t[1].1.leader, -1, "no live replica: no leader");
+        assert_eq!(
+            t[1].1.isr,
+            vec![1],
+            "the last in-sync replica stays for a clean return"
+        );
         assert_eq!(changes[&offsets][0].1.replicas, vec![2], "offsets move");
+        for (p, next) in t {
+            s.apply(
+                15,
+                &MetadataRecord::PartitionsSet {
+                    id,
+                    partitions: vec![(*p, next.clone())],
+                },
+            );
+        }
+        // Broker 2 (in sync) may not be taken out by a stale request, nor broker 1 (fenced) added.
+        let p0 = s.placement(id, 0).cloned().expect("placed");
+        assert_eq!(
+            s.alter_isr(id, 0, 2, p0.leader_epoch, p0.partition_epoch - 1, &[2]),
+            Err(crate::metadata::state::AlterIsrError::StaleVersion {
+                sent: p0.partition_epoch - 1,
+                current: p0.partition_epoch
+            })
+        );
+        assert_eq!(
+            s.alter_isr(id, 0, 2, p0.leader_epoch, p0.partition_epoch, &[1, 2]),
+            Err(crate::metadata::state::AlterIsrError::Ineligible(1))
+        );
+        assert_eq!(
+            s.alter_isr(id, 0, 1, p0.leader_epoch, p0.partition_epoch, &[1, 2]),
+            Err(crate::metadata::state::AlterIsrError::NotLeader)
+        );
+        // Broker 1 comes back: the leaderless partition it was the last in-sync member of is
+        // its again, and the leader of partition 0 may take it back into the ISR.
+        s.apply(
+            16,
+            &MetadataRecord::BrokerFenced {
+                id: 1,
+                epoch,
+                fenced: false,
+            },
+        );
+        let changes: BTreeMap<Uuid, Vec<(i32, PartitionPlacement)>> =
+            elect(&s).into_iter().collect();
+        assert_eq!(
+            changes[&id],
+            vec![(
+                1,
+                PartitionPlacement {
+                    leader: 1,
+                    leader_epoch: 2,
+                    partition_epoch: 2,
+                    ..placement(vec![1])
+                }
+            )]
+        );
+        let grown = s
+            .alter_isr(id, 0, 2, p0.leader_epoch, p0.partition_epoch, &[2, 1])
+            .expect("grow");
+        assert_eq!(grown.isr, vec![1, 2], "kept in replica order");
+        assert_eq!(grown.partition_epoch, p0.partition_epoch + 1);
+    }
+
+    #[test]
+    fn unclean_election_only_when_the_topic_allows_it() {
+        let mut s = state_with(&[(1, None), (2, None)]);
+        for (name, unclean) in [("clean", "false"), ("unclean", "true")] {
+            let id = Uuid::new_v4();
+            s.apply(
+                10,
+                &MetadataRecord::TopicCreated {
+                    name: name.into(),
+                    id,
+                    partitions: 1,
+                    configs: [(
+                        "unclean.leader.election.enable".to_string(),
+                        unclean.to_string(),
+                    )]
+                    .into(),
+                },
+            );
+            s.apply(
+                11,
+                &MetadataRecord::PartitionsSet {
+                    id,
+                    partitions: vec![(
+                        0,
+                        PartitionPlacement {
+                            replicas: vec![1, 2],
+                            isr: vec![1],
+                            leader: 1,
+                            leader_epoch: 3,
+                            partition_epoch: 5,
+                        },
+                    )],
+                },
+            );
+        }
+        let epoch = s.brokers[&1].epoch;
+        s.apply(
+            12,
+            &MetadataRecord::BrokerFenced {
+                id: 1,
+                epoch,
+                fenced: true,
+            },
+        );
+        let changes: BTreeMap<Uuid, Vec<(i32, PartitionPlacement)>> =
+            elect(&s).into_iter().collect();
+        let by_name = |n: &str| changes[&s.topics[n].id][0].1.clone();
+        assert_eq!(
+            (by_name("clean").leader, by_name("clean").isr),
+            (-1, vec![1])
+        );
+        assert_eq!(
+            (by_name("unclean").leader, by_name("unclean").isr),
+            (2, vec![2])
+        );
+        assert_eq!(by_name("unclean").leader_epoch, 4);
     }
 
     #[test]

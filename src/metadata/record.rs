@@ -97,7 +97,7 @@ pub enum MetadataRecord {
     /// or returning broker moves leaderships.
     PartitionsPlaced {
         id: Uuid,
-        placements: Vec<(i32, PartitionPlacement)>,
+        placements: Vec<(i32, PlacementV1)>,
     },
     /// A block of `size` producer ids for broker `broker`, taken at the current end: brokers of a
     /// cluster reserve from one sequence and never hand out the same id.
@@ -105,16 +105,65 @@ pub enum MetadataRecord {
         broker: i32,
         size: i64,
     },
+    /// Replicas, in-sync replicas and leadership of partitions of a topic, each as a whole:
+    /// placing, electing, and the leaders' in-sync set changes (Kafka's `AlterPartition`) all
+    /// write this record. (Logs from before replication hold `PartitionsPlaced`, whose every
+    /// replica counts as in sync.)
+    PartitionsSet {
+        id: Uuid,
+        partitions: Vec<(i32, PartitionPlacement)>,
+    },
+    /// A partition leader changes its in-sync set (Kafka's `AlterPartition`): applied only if
+    /// `leader` still leads in `leader_epoch` and the partition is still at `partition_epoch`
+    /// (see `MetadataState::alter_isr`); the partition epoch then moves on by one.
+    IsrAltered {
+        id: Uuid,
+        partition: i32,
+        leader: i32,
+        leader_epoch: i32,
+        partition_epoch: i32,
+        isr: Vec<i32>,
+    },
 }
 
-/// Replicas and leadership of one partition in a cluster. A single node has none: it leads
-/// every partition it holds.
+/// Replicas and leadership of one partition as `PartitionsPlaced` recorded them, before
+/// in-sync sets existed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PartitionPlacement {
+pub struct PlacementV1 {
     pub replicas: Vec<i32>,
-    /// The broker that leads it; -1: none (every replica is fenced).
     pub leader: i32,
     pub leader_epoch: i32,
+}
+
+/// Replicas, in-sync replicas and leadership of one partition in a cluster. A single node has
+/// none: it leads every partition it holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionPlacement {
+    /// The brokers that hold the partition; the first is its preferred leader.
+    pub replicas: Vec<i32>,
+    /// The in-sync replicas (ISR): the leader and the followers that have every committed
+    /// record. Only they may become leader (unless unclean election is allowed), and the high
+    /// watermark waits for them all.
+    pub isr: Vec<i32>,
+    /// The broker that leads it; -1: none (no in-sync replica is live).
+    pub leader: i32,
+    pub leader_epoch: i32,
+    /// Moves with every change of the partition (leader or ISR): a leader's ISR change is
+    /// refused unless it was made against the current one.
+    pub partition_epoch: i32,
+}
+
+impl From<PlacementV1> for PartitionPlacement {
+    fn from(v: PlacementV1) -> Self {
+        // Before replication every replica held all there was (one replica per partition).
+        Self {
+            isr: v.replicas.clone(),
+            replicas: v.replicas,
+            leader: v.leader,
+            leader_epoch: v.leader_epoch,
+            partition_epoch: v.leader_epoch,
+        }
+    }
 }
 
 pub const FRAME_HEADER: usize = 16;

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use chronik_tiering::{RemoteLogSegmentMetadata, RemoteSegmentState, RemoteSplitMetadata};
 
-use super::record::{MetadataRecord, PartitionPlacement};
+use super::record::{MetadataRecord, PartitionPlacement, PlacementV1};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopicState {
@@ -76,6 +76,19 @@ impl PartialEq for TopologyVersion {
     }
 }
 
+/// Why a leader's change of its in-sync set was refused (Kafka's `AlterPartition` errors).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AlterIsrError {
+    #[error("unknown topic or partition")]
+    UnknownPartition,
+    #[error("the requester does not lead the partition in this leader epoch")]
+    NotLeader,
+    #[error("the change was made against partition epoch {sent}, not the current {current}")]
+    StaleVersion { sent: i32, current: i32 },
+    #[error("broker {0} cannot join the in-sync set (not a live replica)")]
+    Ineligible(i32),
+}
+
 /// A broker as the quorum knows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BrokerState {
@@ -87,6 +100,45 @@ pub struct BrokerState {
     pub rack: Option<String>,
     /// Fenced brokers lead nothing and are not listed to clients.
     pub fenced: bool,
+}
+
+/// The snapshot layout before in-sync replica sets were kept.
+#[derive(Debug, Deserialize)]
+pub struct StateV4 {
+    last_index: u64,
+    topics: BTreeMap<String, TopicState>,
+    producer_id_end: i64,
+    offsets: BTreeMap<String, BTreeMap<(String, i32), CommittedOffset>>,
+    remote_segments: BTreeMap<Uuid, (String, RemoteLogSegmentMetadata)>,
+    remote_splits: BTreeMap<Uuid, RemoteSplitMetadata>,
+    group_protocol_types: BTreeMap<String, String>,
+    cluster_id: Option<String>,
+    brokers: BTreeMap<i32, BrokerState>,
+    placements: BTreeMap<Uuid, BTreeMap<i32, PlacementV1>>,
+    producer_id_blocks: BTreeMap<i32, (i64, i64)>,
+}
+
+impl From<StateV4> for MetadataState {
+    fn from(v: StateV4) -> Self {
+        Self {
+            last_index: v.last_index,
+            topics: v.topics,
+            producer_id_end: v.producer_id_end,
+            offsets: v.offsets,
+            remote_segments: v.remote_segments,
+            remote_splits: v.remote_splits,
+            group_protocol_types: v.group_protocol_types,
+            cluster_id: v.cluster_id,
+            brokers: v.brokers,
+            placements: v
+                .placements
+                .into_iter()
+                .map(|(id, m)| (id, m.into_iter().map(|(p, v)| (p, v.into())).collect()))
+                .collect(),
+            producer_id_blocks: v.producer_id_blocks,
+            ..Default::default()
+        }
+    }
 }
 
 /// The snapshot layout before brokers and placements were kept.
@@ -169,6 +221,7 @@ impl MetadataState {
     pub fn decode_snapshot(body: &[u8]) -> Option<Self> {
         let mut state: Self = postcard::from_bytes(body)
             .ok()
+            .or_else(|| postcard::from_bytes::<StateV4>(body).ok().map(Into::into))
             .or_else(|| postcard::from_bytes::<StateV3>(body).ok().map(Into::into))
             .or_else(|| postcard::from_bytes::<StateV2>(body).ok().map(Into::into))
             .or_else(|| postcard::from_bytes::<StateV1>(body).ok().map(Into::into))?;
@@ -240,6 +293,73 @@ impl MetadataState {
 }
 
 impl MetadataState {
+    fn set_partitions(&mut self, index: u64, id: Uuid, partitions: &[(i32, PartitionPlacement)]) {
+        let Some(count) = self
+            .topics
+            .values()
+            .find(|t| t.id == id)
+            .map(|t| t.partitions)
+        else {
+            return;
+        };
+        let of_topic = self.placements.entry(id).or_default();
+        for (p, placement) in partitions {
+            if (0..count).contains(p) {
+                of_topic.insert(*p, placement.clone());
+            }
+        }
+        self.topology_version = TopologyVersion(index);
+    }
+
+    /// Checks a leader's proposed in-sync set against the state and returns the partition as it
+    /// becomes: the leader must lead in `leader_epoch`, have seen `partition_epoch`, stay in the
+    /// set, and every member must be a replica; a member joining must be live.
+    pub fn alter_isr(
+        &self,
+        topic_id: Uuid,
+        partition: i32,
+        leader: i32,
+        leader_epoch: i32,
+        partition_epoch: i32,
+        isr: &[i32],
+    ) -> Result<PartitionPlacement, AlterIsrError> {
+        let p = self
+            .placement(topic_id, partition)
+            .ok_or(AlterIsrError::UnknownPartition)?;
+        if p.leader != leader || p.leader_epoch != leader_epoch || !isr.contains(&leader) {
+            return Err(AlterIsrError::NotLeader);
+        }
+        if p.partition_epoch != partition_epoch {
+            return Err(AlterIsrError::StaleVersion {
+                sent: partition_epoch,
+                current: p.partition_epoch,
+            });
+        }
+        let live = |id: i32| self.brokers.get(&id).is_some_and(|b| !b.fenced);
+        for r in isr {
+            if !p.replicas.contains(r) || (!p.isr.contains(r) && !live(*r)) {
+                return Err(AlterIsrError::Ineligible(*r));
+            }
+        }
+        let mut members: Vec<i32> = p
+            .replicas
+            .iter()
+            .copied()
+            .filter(|r| isr.contains(r))
+            .collect();
+        members.dedup();
+        Ok(PartitionPlacement {
+            isr: members,
+            partition_epoch: p.partition_epoch + 1,
+            ..p.clone()
+        })
+    }
+
+    /// The placement of one partition, if the cluster placed it.
+    pub fn placement(&self, topic_id: Uuid, partition: i32) -> Option<&PartitionPlacement> {
+        self.placements.get(&topic_id)?.get(&partition)
+    }
+
     fn topic_by_id(&mut self, id: Uuid) -> Option<&mut TopicState> {
         self.topics.values_mut().find(|t| t.id == id)
     }
@@ -391,19 +511,34 @@ impl MetadataState {
                 }
             }
             MetadataRecord::PartitionsPlaced { id, placements } => {
-                if let Some(count) = self
-                    .topics
-                    .values()
-                    .find(|t| t.id == *id)
-                    .map(|t| t.partitions)
-                {
-                    let of_topic = self.placements.entry(*id).or_default();
-                    for (p, placement) in placements {
-                        if (0..count).contains(p) {
-                            of_topic.insert(*p, placement.clone());
-                        }
-                    }
-                    self.topology_version = TopologyVersion(index);
+                let placements: Vec<(i32, PartitionPlacement)> = placements
+                    .iter()
+                    .map(|(p, v)| (*p, v.clone().into()))
+                    .collect();
+                self.set_partitions(index, *id, &placements);
+            }
+            MetadataRecord::PartitionsSet { id, partitions } => {
+                self.set_partitions(index, *id, partitions);
+            }
+            MetadataRecord::IsrAltered {
+                id,
+                partition,
+                leader,
+                leader_epoch,
+                partition_epoch,
+                isr,
+            } => {
+                // Checked against the state it lands on: a change made against an older
+                // partition epoch (an election or another change came first) does nothing.
+                if let Ok(next) = self.alter_isr(
+                    *id,
+                    *partition,
+                    *leader,
+                    *leader_epoch,
+                    *partition_epoch,
+                    isr,
+                ) {
+                    self.set_partitions(index, *id, &[(*partition, next)]);
                 }
             }
             MetadataRecord::ProducerIdBlockTaken { broker, size } => {
@@ -583,5 +718,70 @@ mod tests {
         let state: MetadataState = postcard::from_bytes::<StateV1>(&raw).unwrap().into();
         assert_eq!(state.last_index, 7);
         assert_eq!(state.remote_segments.len(), 1);
+    }
+
+    #[test]
+    fn snapshots_from_before_in_sync_sets_load_with_every_replica_in_sync() {
+        #[derive(Serialize)]
+        struct Old {
+            last_index: u64,
+            topics: BTreeMap<String, TopicState>,
+            producer_id_end: i64,
+            offsets: BTreeMap<String, BTreeMap<(String, i32), CommittedOffset>>,
+            remote_segments: BTreeMap<Uuid, (String, RemoteLogSegmentMetadata)>,
+            remote_splits: BTreeMap<Uuid, RemoteSplitMetadata>,
+            group_protocol_types: BTreeMap<String, String>,
+            cluster_id: Option<String>,
+            brokers: BTreeMap<i32, BrokerState>,
+            placements: BTreeMap<Uuid, BTreeMap<i32, PlacementV1>>,
+            producer_id_blocks: BTreeMap<i32, (i64, i64)>,
+        }
+        let id = Uuid::from_u128(9);
+        let old = Old {
+            last_index: 40,
+            topics: BTreeMap::new(),
+            producer_id_end: 5000,
+            offsets: BTreeMap::new(),
+            remote_segments: BTreeMap::new(),
+            remote_splits: BTreeMap::new(),
+            group_protocol_types: BTreeMap::new(),
+            cluster_id: Some("c".into()),
+            brokers: BTreeMap::new(),
+            placements: [(
+                id,
+                [
+                    (
+                        0,
+                        PlacementV1 {
+                            replicas: vec![2, 1],
+                            leader: 2,
+                            leader_epoch: 4,
+                        },
+                    ),
+                    (
+                        1,
+                        PlacementV1 {
+                            replicas: vec![3],
+                            leader: -1,
+                            leader_epoch: 1,
+                        },
+                    ),
+                ]
+                .into(),
+            )]
+            .into(),
+            producer_id_blocks: [(1, (0, 1000))].into(),
+        };
+        let raw = postcard::to_stdvec(&old).unwrap();
+        let state = MetadataState::decode_snapshot(&raw).expect("decodes");
+        assert_eq!(state.cluster_id.as_deref(), Some("c"));
+        assert_eq!(state.producer_id_blocks[&1], (0, 1000));
+        let p0 = state.placement(id, 0).expect("placed");
+        assert_eq!(
+            (p0.leader, p0.leader_epoch, p0.isr.clone()),
+            (2, 4, vec![2, 1])
+        );
+        let p1 = state.placement(id, 1).expect("placed");
+        assert_eq!((p1.leader, p1.isr.clone()), (-1, vec![3]));
     }
 }

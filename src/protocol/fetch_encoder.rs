@@ -44,6 +44,36 @@ pub struct PartitionOut {
     /// `read_committed` fetches get an (empty) list of aborted transactions, others null.
     pub read_committed: bool,
     pub records: RecordsOut,
+    /// `(epoch, end_offset)` where a follower's log parts from the leader's (v12+).
+    pub diverging_epoch: Option<(i32, i64)>,
+    /// `(leader_id, leader_epoch)` with `NOT_LEADER_OR_FOLLOWER` and fenced epochs (v12+,
+    /// KIP-951).
+    pub current_leader: Option<(i32, i32)>,
+}
+
+impl PartitionOut {
+    pub fn new(partition_index: i32) -> Self {
+        Self {
+            partition_index,
+            error_code: 0,
+            high_watermark: -1,
+            last_stable_offset: -1,
+            log_start_offset: -1,
+            read_committed: false,
+            records: RecordsOut::Empty,
+            diverging_epoch: None,
+            current_leader: None,
+        }
+    }
+}
+
+/// A broker named by a `current_leader` (v16+, KIP-951).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeOut {
+    pub node_id: i32,
+    pub host: String,
+    pub port: i32,
+    pub rack: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -59,6 +89,7 @@ pub struct FetchOut {
     pub error_code: i16,
     pub session_id: i32,
     pub topics: Vec<TopicOut>,
+    pub node_endpoints: Vec<NodeOut>,
 }
 
 fn put_uvarint(buf: &mut BytesMut, mut v: u64) {
@@ -145,7 +176,23 @@ pub fn encode(correlation_id: i32, version: i16, out: &FetchOut) -> Response {
                 }
             }
             if flexible {
-                put_uvarint(&mut buf, 0); // partition tagged fields
+                // Partition tagged fields: 0 DivergingEpoch, 1 CurrentLeader.
+                let tags = p.diverging_epoch.is_some() as u64 + p.current_leader.is_some() as u64;
+                put_uvarint(&mut buf, tags);
+                if let Some((epoch, end_offset)) = p.diverging_epoch {
+                    put_uvarint(&mut buf, 0);
+                    put_uvarint(&mut buf, 13);
+                    buf.put_i32(epoch);
+                    buf.put_i64(end_offset);
+                    put_uvarint(&mut buf, 0);
+                }
+                if let Some((leader_id, leader_epoch)) = p.current_leader {
+                    put_uvarint(&mut buf, 1);
+                    put_uvarint(&mut buf, 9);
+                    buf.put_i32(leader_id);
+                    buf.put_i32(leader_epoch);
+                    put_uvarint(&mut buf, 0);
+                }
             }
         }
         if flexible {
@@ -153,7 +200,27 @@ pub fn encode(correlation_id: i32, version: i16, out: &FetchOut) -> Response {
         }
     }
     if flexible {
-        put_uvarint(&mut buf, 0); // top-level tagged fields
+        // Top-level tagged fields: 0 NodeEndpoints (v16+).
+        if version >= 16 && !out.node_endpoints.is_empty() {
+            let mut nodes = BytesMut::new();
+            put_array_len(&mut nodes, true, out.node_endpoints.len());
+            for n in &out.node_endpoints {
+                nodes.put_i32(n.node_id);
+                put_string(&mut nodes, true, &n.host);
+                nodes.put_i32(n.port);
+                match &n.rack {
+                    Some(r) => put_string(&mut nodes, true, r),
+                    None => put_uvarint(&mut nodes, 0),
+                }
+                put_uvarint(&mut nodes, 0);
+            }
+            put_uvarint(&mut buf, 1);
+            put_uvarint(&mut buf, 0);
+            put_uvarint(&mut buf, nodes.len() as u64);
+            buf.put_slice(&nodes);
+        } else {
+            put_uvarint(&mut buf, 0);
+        }
     }
     total += buf.len();
     chunks.push(Chunk::Bytes(buf.freeze()));
@@ -171,7 +238,8 @@ pub fn encode(correlation_id: i32, version: i16, out: &FetchOut) -> Response {
 mod tests {
     use super::*;
     use kafka_protocol::messages::fetch_response::{
-        AbortedTransaction, FetchableTopicResponse, PartitionData,
+        AbortedTransaction, EpochEndOffset, FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint,
+        PartitionData,
     };
     use kafka_protocol::messages::{FetchResponse, ResponseHeader, TopicName};
     use kafka_protocol::protocol::{Encodable, HeaderVersion, StrBytes};
@@ -181,6 +249,7 @@ mod tests {
             throttle_time_ms: 3,
             error_code: 0,
             session_id: 0,
+            node_endpoints: Vec::new(),
             topics: vec![TopicOut {
                 name: "orders".into(),
                 topic_id: Uuid::from_u128(0x1234_5678_9abc_def0_1122_3344_5566_7788),
@@ -195,6 +264,8 @@ mod tests {
                         log_start_offset: i as i64,
                         read_committed,
                         records: r.map_or(RecordsOut::Empty, RecordsOut::Memory),
+                        diverging_epoch: None,
+                        current_leader: None,
                     })
                     .collect(),
             }],
@@ -229,6 +300,22 @@ mod tests {
                                         RecordsOut::Memory(b) => b.clone(),
                                         _ => Bytes::new(),
                                     }))
+                                    .with_diverging_epoch(p.diverging_epoch.map_or_else(
+                                        Default::default,
+                                        |(e, o)| {
+                                            EpochEndOffset::default()
+                                                .with_epoch(e)
+                                                .with_end_offset(o)
+                                        },
+                                    ))
+                                    .with_current_leader(p.current_leader.map_or_else(
+                                        Default::default,
+                                        |(l, e)| {
+                                            LeaderIdAndEpoch::default()
+                                                .with_leader_id(l.into())
+                                                .with_leader_epoch(e)
+                                        },
+                                    ))
                             })
                             .collect(),
                     )
@@ -238,7 +325,19 @@ mod tests {
             .with_throttle_time_ms(out.throttle_time_ms)
             .with_error_code(out.error_code)
             .with_session_id(out.session_id)
-            .with_responses(topics);
+            .with_responses(topics)
+            .with_node_endpoints(
+                out.node_endpoints
+                    .iter()
+                    .map(|n| {
+                        NodeEndpoint::default()
+                            .with_node_id(n.node_id.into())
+                            .with_host(StrBytes::from_string(n.host.clone()))
+                            .with_port(n.port)
+                            .with_rack(n.rack.clone().map(StrBytes::from_string))
+                    })
+                    .collect(),
+            );
         let hv = FetchResponse::header_version(version);
         let header = ResponseHeader::default().with_correlation_id(correlation_id);
         let mut body = BytesMut::new();
@@ -279,6 +378,40 @@ mod tests {
                     "version {version}, read_committed {read_committed}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn tagged_fields_match_the_generic_encoder() {
+        for version in 12..=17 {
+            let mut out = sample(false, vec![None, Some(Bytes::from_static(b"abc")), None]);
+            out.topics[0].partitions[0].diverging_epoch = Some((4, 1234));
+            out.topics[0].partitions[1].current_leader = Some((3, 9));
+            out.topics[0].partitions[2].diverging_epoch = Some((0, 0));
+            out.topics[0].partitions[2].current_leader = Some((2, 1));
+            out.node_endpoints = vec![
+                NodeOut {
+                    node_id: 3,
+                    host: "127.0.0.1".into(),
+                    port: 9094,
+                    rack: Some("r1".into()),
+                },
+                NodeOut {
+                    node_id: 2,
+                    host: "localhost".into(),
+                    port: 9093,
+                    rack: None,
+                },
+            ];
+            let mut expected = out.clone();
+            if version < 16 {
+                expected.node_endpoints.clear();
+            }
+            assert_eq!(
+                flatten(&encode(7, version, &out)),
+                reference(7, version, &expected),
+                "version {version}"
+            );
         }
     }
 

@@ -391,7 +391,9 @@ impl RemoteLogManager {
             remote.iter().map(|m| (m.base_offset, m)).collect();
         let remote_next = remote.last().map_or(i64::MIN, |m| m.end_offset + 1);
         let sealed = p.sealed_segments();
-        for seg in &sealed {
+        // Only a partition's leader uploads; followers drop local copies the leader uploaded.
+        let uploads = if p.is_leader() { &sealed[..] } else { &[] };
+        for seg in uploads {
             if !copied.contains_key(&seg.base_offset) && seg.base_offset >= remote_next {
                 // A searchable topic's segment goes up with its split: wait for the indexer.
                 let split = match &self.splits {

@@ -107,6 +107,16 @@ impl EpochCache {
         Ok(true)
     }
 
+    /// The log now ends at `offset` (a truncated tail): entries starting at or after it go.
+    pub fn truncate_from_end(&mut self, offset: i64) -> io::Result<()> {
+        let before = self.entries.len();
+        self.entries.retain(|e| e.start_offset < offset);
+        if self.entries.len() != before {
+            self.persist()?;
+        }
+        Ok(())
+    }
+
     /// The log now starts at `offset`: entries wholly before it go, and the one it falls in
     /// starts there.
     pub fn truncate_from_start(&mut self, offset: i64) -> io::Result<()> {

@@ -12,7 +12,9 @@
 
 pub mod disk_space;
 pub mod epoch;
+pub mod fetcher;
 pub mod partition;
+pub mod replication;
 pub mod topic;
 
 use std::collections::HashMap;
@@ -32,7 +34,8 @@ pub use crate::log::batch::{BatchError, BatchHeader, split_batches};
 pub use crate::log::producer_state::ProducerError;
 pub use crate::log::{AppendError, AppendInfo};
 pub use disk_space::DiskSpaceGuard;
-pub use partition::{EpochError, FetchError, Fetched, Partition, Records};
+pub use partition::{EpochError, FetchError, Fetched, IsrChange, Partition, Reader, Records};
+pub use replication::Role;
 pub use topic::{Topic, TopicError};
 
 /// Reads of the remote tier, as partitions need them. Implemented by the remote log manager,
@@ -87,6 +90,8 @@ pub struct ReplicaManager {
     clustered: bool,
     /// Serialises reconciliations.
     reconcile_lock: std::sync::Mutex<u64>,
+    /// Copies the partitions this broker follows from their leaders (in a cluster).
+    fetchers: fetcher::Fetchers,
 }
 
 impl ReplicaManager {
@@ -104,6 +109,7 @@ impl ReplicaManager {
             !clustered || hosts(&placements, t.id, p, node)
         };
         let topics = topic::open_topics(&metadata, home, config, &hosted)?;
+        let manager_metadata = metadata.clone();
         let manager = Self {
             config: config.clone(),
             data_dir: config.data_dir.clone(),
@@ -113,6 +119,7 @@ impl ReplicaManager {
             tier,
             clustered,
             reconcile_lock: std::sync::Mutex::new(0),
+            fetchers: fetcher::Fetchers::new(node, manager_metadata),
         };
         if clustered {
             manager.reconcile()?;
@@ -203,25 +210,53 @@ impl ReplicaManager {
                 old.delete_logs()?;
             }
         }
+        let mut follows: std::collections::BTreeMap<i32, Vec<fetcher::Followed>> =
+            Default::default();
         for t in next.values() {
             for p in t.partitions() {
                 let placement = placements.get(&t.id).and_then(|m| m.get(&p.index));
-                match placement {
-                    Some(pl) if pl.leader == node => {
-                        if !p.is_leader() || p.leader_epoch() < pl.leader_epoch {
-                            p.become_leader(pl.leader_epoch)?;
-                            tracing::info!(topic = %t.name, partition = p.index, epoch = pl.leader_epoch, "leading partition");
+                let Some(pl) = placement else {
+                    if p.is_leader() {
+                        p.resign();
+                        tracing::info!(topic = %t.name, partition = p.index, "no longer leading partition");
+                    }
+                    continue;
+                };
+                let role = if pl.leader == node {
+                    Role::Leader
+                } else {
+                    Role::Follower { leader: pl.leader }
+                };
+                let was_leader = p.is_leader();
+                let was_epoch = p.leader_epoch();
+                p.set_replicas(
+                    node,
+                    role,
+                    pl.leader_epoch,
+                    &pl.replicas,
+                    &pl.isr,
+                    pl.partition_epoch,
+                )?;
+                match role {
+                    Role::Leader if !was_leader || was_epoch < pl.leader_epoch => {
+                        tracing::info!(topic = %t.name, partition = p.index, epoch = pl.leader_epoch, isr = ?pl.isr, "leading partition");
+                    }
+                    Role::Follower { leader } => {
+                        if was_leader {
+                            tracing::info!(topic = %t.name, partition = p.index, leader, epoch = pl.leader_epoch, "following partition");
+                        }
+                        if leader >= 0 {
+                            follows.entry(leader).or_default().push(fetcher::Followed {
+                                partition: p.clone(),
+                                leader_epoch: pl.leader_epoch,
+                            });
                         }
                     }
-                    _ => {
-                        if p.is_leader() {
-                            p.resign();
-                            tracing::info!(topic = %t.name, partition = p.index, "no longer leading partition");
-                        }
-                    }
+                    Role::Leader => {}
                 }
             }
         }
+        self.fetchers.set(follows);
         *self.topics.write().unwrap_or_else(|e| e.into_inner()) = next;
         *seen = version;
         Ok(())
@@ -385,12 +420,6 @@ impl ReplicaManager {
                 "replication factor must be larger than 0, not {rf}"
             )));
         }
-        if rf > 1 {
-            return Err(TopicError::InvalidReplicationFactor(format!(
-                "replication factor {rf}: partitions of this cluster have one replica each \
-                 until replication is supported"
-            )));
-        }
         configs.resolve(&self.config.log)?;
         let placed = self
             .metadata
@@ -408,9 +437,9 @@ impl ReplicaManager {
                     partitions,
                     configs: configs.0.clone(),
                 },
-                MetadataRecord::PartitionsPlaced {
+                MetadataRecord::PartitionsSet {
                     id,
-                    placements: placed,
+                    partitions: placed,
                 },
             ])
             .await?;
@@ -485,9 +514,13 @@ impl ReplicaManager {
             return Ok(());
         }
         if self.clustered {
+            // New partitions get as many replicas as the topic's first partition has.
             let placed = self
                 .metadata
-                .read(|s| crate::metadata::placement::place(s, current, count - current, 1))
+                .read(|s| {
+                    let rf = s.placement(existing.id, 0).map_or(1, |p| p.replicas.len());
+                    crate::metadata::placement::place(s, current, count - current, rf)
+                })
                 .map_err(TopicError::InvalidReplicationFactor)?;
             self.metadata
                 .append(vec![
@@ -495,9 +528,9 @@ impl ReplicaManager {
                         id: existing.id,
                         count,
                     },
-                    MetadataRecord::PartitionsPlaced {
+                    MetadataRecord::PartitionsSet {
                         id: existing.id,
-                        placements: placed,
+                        partitions: placed,
                     },
                 ])
                 .await?;
@@ -575,6 +608,7 @@ impl ReplicaManager {
 
     /// Flushes and closes every log cleanly (graceful shutdown).
     pub fn close(&self) {
+        self.fetchers.stop();
         for p in self.partitions() {
             p.close();
         }

@@ -20,6 +20,7 @@ use uuid::Uuid;
 
 use super::TierSlot;
 use super::epoch::EpochCache;
+use super::replication::{ReplicaSet, Role};
 use crate::log::batch::BatchHeader;
 use crate::log::{AppendError, AppendInfo, FileRegion, LogConfig, PartitionLog, ReadError};
 
@@ -35,6 +36,28 @@ pub struct Partition {
     /// This broker leads the partition (always on a single node; in a cluster, as the metadata
     /// places it). Requests to a partition it does not lead get `NOT_LEADER_OR_FOLLOWER`.
     leader: AtomicBool,
+    /// The log end offset, for followers' long polls (consumers wait on the high watermark).
+    log_end: watch::Sender<i64>,
+    /// The in-sync set is this broker alone (a single node, or a leader whose followers all
+    /// fell out): the high watermark follows the log end on every append.
+    alone: AtomicBool,
+    /// Replicas, in-sync set and followers' progress (see [`super::replication`]).
+    replication: Mutex<ReplicaSet>,
+}
+
+/// How far a fetch may read: a consumer up to the high watermark, a follower to the log end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reader {
+    Consumer,
+    Follower,
+}
+
+/// An in-sync set change a leader asks the controller for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IsrChange {
+    pub leader_epoch: i32,
+    pub partition_epoch: i32,
+    pub isr: Vec<i32>,
 }
 
 /// The file in a partition's directory naming the topic id it belongs to, so a directory left
@@ -162,6 +185,7 @@ impl Partition {
         }
         epochs.assign(log.leader_epoch(), log.log_end_offset())?;
         let (high_watermark, _) = watch::channel(log.log_end_offset());
+        let (log_end, _) = watch::channel(log.log_end_offset());
         Ok(Self {
             topic: topic.to_string(),
             topic_id,
@@ -172,7 +196,14 @@ impl Partition {
             tier,
             deleted: AtomicBool::new(false),
             leader: AtomicBool::new(true),
+            log_end,
+            alone: AtomicBool::new(true),
+            replication: Mutex::new(ReplicaSet::alone(-1)),
         })
+    }
+
+    fn replication(&self) -> std::sync::MutexGuard<'_, ReplicaSet> {
+        self.replication.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn log(&self) -> std::sync::MutexGuard<'_, PartitionLog> {
@@ -196,10 +227,165 @@ impl Partition {
             )));
         }
         let info = log.append(batches, now_ms)?;
-        // The in-sync replica set is this broker alone: what is written is committed. Moved
-        // under the log's lock, so no reader sees records above the high watermark.
-        self.high_watermark.send_replace(log.log_end_offset());
+        let end = log.log_end_offset();
+        self.log_end.send_replace(end);
+        if self.alone.load(Ordering::Acquire) {
+            // The in-sync set is this broker alone: what is written is committed. Moved under
+            // the log's lock, so no reader sees records above the high watermark.
+            self.high_watermark.send_replace(end);
+        }
         Ok(info)
+    }
+
+    /// Appends batches of the leader's log as they are (this broker follows the partition);
+    /// new leader epochs in them enter the epoch cache.
+    pub fn append_replicated(
+        &self,
+        batches: &[(BatchHeader, Bytes)],
+        now_ms: i64,
+    ) -> Result<usize, AppendError> {
+        let mut log = self.log();
+        if self.deleted.load(Ordering::Acquire) {
+            return Err(AppendError::Io(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "partition was deleted",
+            )));
+        }
+        let end = log.log_end_offset();
+        {
+            let mut epochs = self.epochs();
+            for (h, _) in batches.iter().filter(|(h, _)| h.last_offset() >= end) {
+                if epochs
+                    .latest_epoch()
+                    .is_none_or(|e| e < h.partition_leader_epoch)
+                {
+                    epochs.assign(h.partition_leader_epoch, h.base_offset.max(end))?;
+                }
+            }
+        }
+        let n = log.append_replicated(batches, now_ms)?;
+        self.log_end.send_replace(log.log_end_offset());
+        Ok(n)
+    }
+
+    /// A follower's high watermark: the leader's, as far as this log reaches.
+    pub fn follow_high_watermark(&self, leader_high_watermark: i64) {
+        let end = self.log_end_offset();
+        let hw = leader_high_watermark.min(end);
+        self.high_watermark.send_if_modified(|v| {
+            let changed = *v != hw;
+            *v = hw;
+            changed
+        });
+    }
+
+    /// Cuts the log back to end at `offset` (a divergent tail, found through the leader's epoch
+    /// history); the epoch cache and the high watermark follow.
+    pub fn truncate_to(&self, offset: i64) -> std::io::Result<()> {
+        let mut log = self.log();
+        log.truncate_to(offset, crate::util::now_ms())?;
+        let end = log.log_end_offset();
+        self.epochs().truncate_from_end(end)?;
+        self.log_end.send_replace(end);
+        self.high_watermark.send_if_modified(|v| {
+            let changed = *v > end;
+            *v = (*v).min(end);
+            changed
+        });
+        Ok(())
+    }
+
+    /// Empties the local log, which continues at `offset` (a follower whose log ends below
+    /// its leader's log start).
+    pub fn restart_at(&self, offset: i64) -> std::io::Result<()> {
+        let mut log = self.log();
+        log.restart_at(offset, crate::util::now_ms())?;
+        let mut epochs = self.epochs();
+        *epochs = EpochCache::empty(log.dir());
+        self.log_end.send_replace(offset);
+        self.high_watermark.send_replace(offset);
+        Ok(())
+    }
+
+    /// The newest epoch this log holds batches of (`-1`: none): a follower's
+    /// `LastFetchedEpoch`.
+    pub fn last_fetched_epoch(&self) -> i32 {
+        let log = self.log();
+        if log.log_end_offset() <= log.log_start_offset() {
+            return -1;
+        }
+        self.epochs().latest_epoch().unwrap_or(-1)
+    }
+
+    /// A receiver that changes whenever the log end moves (followers' long polls).
+    pub fn subscribe_log_end(&self) -> watch::Receiver<i64> {
+        self.log_end.subscribe()
+    }
+
+    /// A follower fetched at `fetch_offset`: its progress moves, and with it the high
+    /// watermark. Returns the high watermark after the fetch.
+    pub fn follower_fetched(&self, replica: i32, fetch_offset: i64, now_ms: i64) -> i64 {
+        let end = self.log_end_offset();
+        let hw = {
+            let mut rs = self.replication();
+            rs.fetched(replica, fetch_offset, end, now_ms);
+            rs.high_watermark(end)
+        };
+        if let Some(hw) = hw {
+            self.raise_high_watermark(hw);
+        }
+        self.high_watermark()
+    }
+
+    fn raise_high_watermark(&self, hw: i64) {
+        self.high_watermark.send_if_modified(|v| {
+            let raise = hw > *v;
+            if raise {
+                *v = hw;
+            }
+            raise
+        });
+    }
+
+    /// Whether `replica` follows this partition (a fetch with that replica id is one of ours).
+    pub fn has_follower(&self, replica: i32) -> bool {
+        self.replication().is_replica(replica)
+    }
+
+    /// The in-sync set as this broker last saw it from the controller.
+    pub fn isr(&self) -> Vec<i32> {
+        self.replication().isr.clone()
+    }
+
+    /// The in-sync set change this leader should ask for now, if any (followers lagging more
+    /// than `max_lag_ms` leave, caught-up ones join); marked pending until the metadata shows
+    /// an answer.
+    pub fn isr_change(&self, max_lag_ms: i64, now_ms: i64) -> Option<IsrChange> {
+        if !self.is_leader() {
+            return None;
+        }
+        let epoch_start = {
+            let epoch = self.leader_epoch();
+            self.epochs()
+                .entries()
+                .iter()
+                .find(|e| e.epoch == epoch)
+                .map_or(0, |e| e.start_offset)
+        };
+        let hw = self.high_watermark();
+        let mut rs = self.replication();
+        let isr = rs.wanted_isr(hw, epoch_start, max_lag_ms, now_ms)?;
+        rs.pending_isr = Some(isr.clone());
+        Some(IsrChange {
+            leader_epoch: rs.leader_epoch,
+            partition_epoch: rs.partition_epoch,
+            isr,
+        })
+    }
+
+    /// Forgets a pending in-sync set change (the controller refused it or never answered).
+    pub fn clear_pending_isr(&self) {
+        self.replication().pending_isr = None;
     }
 
     /// Whether this broker leads the partition.
@@ -219,9 +405,54 @@ impl Partition {
         Ok(())
     }
 
+    /// Takes the cluster's view of the partition: its role here, the leader epoch, replicas and
+    /// in-sync set. A leader whose in-sync set is itself alone commits at its log end; one with
+    /// followers commits as they fetch.
+    pub fn set_replicas(
+        &self,
+        me: i32,
+        role: Role,
+        leader_epoch: i32,
+        replicas: &[i32],
+        isr: &[i32],
+        partition_epoch: i32,
+    ) -> std::io::Result<()> {
+        match role {
+            Role::Leader => self.become_leader(leader_epoch)?,
+            Role::Follower { .. } => self.resign(),
+        }
+        let alone = {
+            let mut rs = self.replication();
+            rs.set_me(me);
+            rs.update(
+                role,
+                leader_epoch,
+                replicas,
+                isr,
+                partition_epoch,
+                crate::util::now_ms(),
+            );
+            rs.is_alone()
+        };
+        let log = self.log();
+        let end = log.log_end_offset();
+        self.alone.store(alone, Ordering::Release);
+        if alone {
+            self.raise_high_watermark(end);
+        } else if role == Role::Leader {
+            // A smaller in-sync set may let the high watermark move on at once.
+            let hw = self.replication().high_watermark(end);
+            if let Some(hw) = hw {
+                self.raise_high_watermark(hw);
+            }
+        }
+        Ok(())
+    }
+
     /// Another broker (or none) leads the partition now.
     pub fn resign(&self) {
         self.leader.store(false, Ordering::Release);
+        self.alone.store(false, Ordering::Release);
     }
 
     /// Refusing appends after a write it could not undo, or a failed fsync.
@@ -253,10 +484,28 @@ impl Partition {
         max_bytes: u32,
         at_least_one: bool,
     ) -> Result<Fetched, FetchError> {
+        self.fetch_for(Reader::Consumer, offset, max_bytes, at_least_one)
+            .await
+    }
+
+    /// [`Partition::fetch`] for `reader`: consumers see batches below the high watermark,
+    /// followers everything up to the log end.
+    pub async fn fetch_for(
+        &self,
+        reader: Reader,
+        offset: i64,
+        max_bytes: u32,
+        at_least_one: bool,
+    ) -> Result<Fetched, FetchError> {
         let local = {
             let log = self.log();
-            let read = log.read(offset, max_bytes, at_least_one);
-            (read, self.high_watermark())
+            let hw = self.high_watermark();
+            let below = match reader {
+                Reader::Consumer => hw,
+                Reader::Follower => i64::MAX,
+            };
+            let read = log.read_below(offset, max_bytes, at_least_one, below);
+            (read, hw)
         };
         match local {
             (Ok(info), hw) => Ok(Fetched {
@@ -439,8 +688,13 @@ impl Partition {
         self.log().config().clone()
     }
 
+    /// Sealed segments wholly below the high watermark (only committed records leave for the
+    /// remote tier).
     pub fn sealed_segments(&self) -> Vec<crate::log::SealedSegment> {
-        self.log().sealed_segments()
+        let hw = self.high_watermark();
+        let mut segs = self.log().sealed_segments();
+        segs.retain(|s| s.next_offset <= hw);
+        segs
     }
 
     pub fn delete_local_segment(&self, base_offset: i64) -> std::io::Result<bool> {
