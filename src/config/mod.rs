@@ -74,6 +74,11 @@ pub struct ClusterConfig {
     /// A follower that has not caught up with its leader for this long leaves the partition's
     /// in-sync set (Kafka's `replica.lag.time.max.ms`).
     pub replica_lag_time_max_ms: u64,
+    /// How this node reaches other brokers' Kafka listeners to copy partitions from them, as
+    /// `id@host:port`, where that differs from what they registered (a separate replication
+    /// network, address translation, or a test's proxy). Brokers not named here are reached at
+    /// their registered address.
+    pub broker_addresses: Vec<String>,
 }
 
 impl Default for ClusterConfig {
@@ -89,6 +94,7 @@ impl Default for ClusterConfig {
             offsets_partitions: 50,
             snapshot_every: 50_000,
             replica_lag_time_max_ms: 30_000,
+            broker_addresses: Vec::new(),
         }
     }
 }
@@ -96,24 +102,14 @@ impl Default for ClusterConfig {
 impl ClusterConfig {
     /// The voters by id, with their internal `host:port`.
     pub fn voter_map(&self) -> Result<std::collections::BTreeMap<u64, String>, ConfigError> {
-        let mut out = std::collections::BTreeMap::new();
-        for v in &self.voters {
-            let bad = || {
-                ConfigError::Invalid(format!(
-                    "cluster.voters entry {v:?}: expected id@host:port, e.g. 1@127.0.0.1:9095"
-                ))
-            };
-            let (id, addr) = v.split_once('@').ok_or_else(bad)?;
-            let id: u64 = id.trim().parse().map_err(|_| bad())?;
-            let addr = addr.trim();
-            addr.parse::<SocketAddr>().map_err(|_| bad())?;
-            if out.insert(id, addr.to_string()).is_some() {
-                return Err(ConfigError::Invalid(format!(
-                    "cluster.voters names node {id} twice"
-                )));
-            }
-        }
-        Ok(out)
+        parse_addresses("voters", &self.voters)
+    }
+
+    /// `broker_addresses` by broker id.
+    pub fn broker_address_map(
+        &self,
+    ) -> Result<std::collections::BTreeMap<u64, String>, ConfigError> {
+        parse_addresses("broker_addresses", &self.broker_addresses)
     }
 
     pub fn is_broker(&self) -> bool {
@@ -123,6 +119,31 @@ impl ClusterConfig {
     pub fn is_controller(&self) -> bool {
         self.roles.iter().any(|r| r == "controller")
     }
+}
+
+/// Parses `id@host:port` entries of `cluster.<key>`.
+fn parse_addresses(
+    key: &str,
+    entries: &[String],
+) -> Result<std::collections::BTreeMap<u64, String>, ConfigError> {
+    let mut out = std::collections::BTreeMap::new();
+    for v in entries {
+        let bad = || {
+            ConfigError::Invalid(format!(
+                "cluster.{key} entry {v:?}: expected id@host:port, e.g. 1@127.0.0.1:9095"
+            ))
+        };
+        let (id, addr) = v.split_once('@').ok_or_else(bad)?;
+        let id: u64 = id.trim().parse().map_err(|_| bad())?;
+        let addr = addr.trim();
+        addr.parse::<SocketAddr>().map_err(|_| bad())?;
+        if out.insert(id, addr.to_string()).is_some() {
+            return Err(ConfigError::Invalid(format!(
+                "cluster.{key} names node {id} twice"
+            )));
+        }
+    }
+    Ok(out)
 }
 
 /// The search indexer and query API (`[search]`).
@@ -499,6 +520,7 @@ impl Config {
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         let voters = self.cluster.voter_map()?;
+        self.cluster.broker_address_map()?;
         if let Some(r) = self
             .cluster
             .roles

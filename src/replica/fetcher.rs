@@ -53,14 +53,18 @@ struct LeaderTask {
 pub struct Fetchers {
     me: i32,
     metadata: Arc<MetadataStore>,
+    /// Addresses to reach leaders at instead of what they registered (`[cluster]
+    /// broker_addresses`).
+    overrides: Arc<BTreeMap<i32, String>>,
     tasks: Mutex<HashMap<i32, LeaderTask>>,
 }
 
 impl Fetchers {
-    pub fn new(me: i32, metadata: Arc<MetadataStore>) -> Self {
+    pub fn new(me: i32, metadata: Arc<MetadataStore>, overrides: BTreeMap<i32, String>) -> Self {
         Self {
             me,
             metadata,
+            overrides: Arc::new(overrides),
             tasks: Mutex::new(HashMap::new()),
         }
     }
@@ -88,8 +92,13 @@ impl Fetchers {
                 }
                 _ => {
                     let (tx, rx) = watch::channel(follows);
-                    let task =
-                        runtime.spawn(fetch_from(leader, self.me, self.metadata.clone(), rx));
+                    let task = runtime.spawn(fetch_from(
+                        leader,
+                        self.me,
+                        self.metadata.clone(),
+                        self.overrides.get(&leader).cloned(),
+                        rx,
+                    ));
                     tasks.insert(leader, LeaderTask { follows: tx, task });
                 }
             }
@@ -116,6 +125,7 @@ async fn fetch_from(
     leader: i32,
     me: i32,
     metadata: Arc<MetadataStore>,
+    address: Option<String>,
     mut follows: watch::Receiver<Vec<Followed>>,
 ) {
     let mut conn: Option<TcpStream> = None;
@@ -129,10 +139,12 @@ async fn fetch_from(
             continue;
         }
         if conn.is_none() {
-            let addr = metadata.read(|s| {
-                s.brokers
-                    .get(&leader)
-                    .map(|b| format!("{}:{}", b.host, b.port))
+            let addr = address.clone().or_else(|| {
+                metadata.read(|s| {
+                    s.brokers
+                        .get(&leader)
+                        .map(|b| format!("{}:{}", b.host, b.port))
+                })
             });
             let Some(addr) = addr else {
                 tokio::time::sleep(BACKOFF).await;

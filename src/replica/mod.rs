@@ -119,7 +119,17 @@ impl ReplicaManager {
             tier,
             clustered,
             reconcile_lock: std::sync::Mutex::new(0),
-            fetchers: fetcher::Fetchers::new(node, manager_metadata),
+            fetchers: fetcher::Fetchers::new(
+                node,
+                manager_metadata,
+                config
+                    .cluster
+                    .broker_address_map()
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?
+                    .into_iter()
+                    .map(|(id, a)| (id as i32, a))
+                    .collect(),
+            ),
         };
         if clustered {
             manager.reconcile()?;

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # cluster suite: several chronik processes on loopback forming one cluster (tests/compat/python/
 # cluster_lib.py): the controller quorum under kill -9 and SIGSTOP (test_controller_quorum.py),
-# brokers that lead, are fenced and hand over (test_cluster_brokers.py), and real clients and
-# Kafka's tools on three brokers (test_cluster_clients.py). Starts its own nodes
-# (CHRONIK_BIN_PATH=path/to/chronik); does not use $BOOTSTRAP.
+# brokers that lead, are fenced and hand over (test_cluster_brokers.py), the quorum with its
+# links cut through proxies and a voter catching up from a snapshot (test_cluster_faults.py),
+# and real clients and Kafka's tools on three brokers (test_cluster_clients.py). Starts its own
+# nodes (CHRONIK_BIN_PATH=path/to/chronik); does not use $BOOTSTRAP.
 #
 # Short by default (CI: 5 kills); the long run of the closing figures:
 #   CLUSTER_FAULTS=20 CLUSTER_SECONDS=150 tests/compat/cluster.sh
@@ -20,4 +21,5 @@ export CHRONIK_BIN_PATH=${CHRONIK_BIN_PATH:-${CARGO_TARGET_DIR:-$HOME/.cache/chr
 CHRONIK_TOOLS_CLASSPATH=$("$HERE/kafka-tools-classpath.sh") || exit 1
 export CHRONIK_TOOLS_CLASSPATH
 cd "$HERE/python" && timeout "${CLUSTER_TIMEOUT_S:-900}" "$CACHE/venv/bin/python" -m pytest -v -s \
-    -p no:cacheprovider test_controller_quorum.py test_cluster_brokers.py test_cluster_clients.py "$@"
+    -p no:cacheprovider test_controller_quorum.py test_cluster_brokers.py test_cluster_faults.py \
+    test_cluster_clients.py "$@"

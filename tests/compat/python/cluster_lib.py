@@ -1,6 +1,8 @@
 """The cluster harness: several chronik processes on loopback, each a node of one cluster with
 its own data directory and log, that tests start, kill -9, hang (SIGSTOP/SIGCONT), stop with
-SIGTERM and restart on the same data. Used by the cluster suite (tests/compat/cluster.sh).
+SIGTERM and restart on the same data, and whose links to each other they can cut and heal
+(`Cluster(..., proxied=True)`, through tcp_proxy.py). Used by the cluster suite
+(tests/compat/cluster.sh).
 
 Environment: CHRONIK_BIN_PATH, the broker binary.
 """
@@ -8,11 +10,14 @@ Environment: CHRONIK_BIN_PATH, the broker binary.
 import os
 import re
 import signal
+import socket
+import struct
 import subprocess
 import time
 from pathlib import Path
 
 from reliability_lib import free_port, port_open, wait_until
+from tcp_proxy import ProxyHub
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 LEADER_LINE = re.compile(r"controller leader changed node_id=(\d+) leader=Some\((\d+)\) term=(\d+)")
@@ -79,6 +84,52 @@ class Node:
         found = LEADER_LINE.findall(text)
         return (int(found[-1][1]), int(found[-1][2])) if found else None
 
+    def run_log(self):
+        """This node's log since its last start."""
+        return self.log_text().rsplit("=== start at", 1)[-1]
+
+    @property
+    def controller_dir(self):
+        return self.workdir / "data" / "__chronik" / "controller"
+
+    def raft_log_span(self):
+        """(first, last) Raft index held in this node's controller log files (read while it is
+        stopped, or as a snapshot of a running node's files), or None when they hold nothing.
+        Frames: u32 length | u32 crc32c | u64 index | entry (src/metadata/raft_log.rs)."""
+        first = last = None
+        for path in sorted(self.controller_dir.glob("raft-*.log")):
+            raw = path.read_bytes()
+            at = 0
+            while at + 16 <= len(raw):
+                length = struct.unpack_from(">I", raw, at)[0]
+                if length < 8 or at + 8 + length > len(raw):
+                    break  # a torn tail
+                index = struct.unpack_from(">Q", raw, at + 8)[0]
+                first = index if first is None else min(first, index)
+                last = index if last is None else max(last, index)
+                at += 8 + length
+        return None if first is None else (first, last)
+
+    def raft_purged(self):
+        """The index of the last entry this node purged behind a snapshot (`raft-purged`), or None."""
+        try:
+            raw = (self.controller_dir / "raft-purged").read_bytes()
+        except OSError:
+            return None
+        return struct.unpack_from(">Q", raw, 0)[0] if len(raw) >= 12 else None
+
+    def metadata(self, timeout=10):
+        """Metadata as this node itself answers it (node_metadata)."""
+        return node_metadata(self.port, timeout)
+
+    def topic_configs(self, topics, keys=None, timeout=10):
+        """DescribeConfigs of topics as this node itself answers it (node_topic_configs)."""
+        return node_topic_configs(self.port, topics, keys, timeout)
+
+    def create_topic(self, name, partitions=1, timeout_ms=5000, wait_s=10):
+        """CreateTopics sent to this node itself (node_create_topic)."""
+        return node_create_topic(self.port, name, partitions, timeout_ms, wait_s)
+
     def pause(self):
         """Hangs the process (SIGSTOP): it keeps its sockets but answers nothing."""
         self.proc.send_signal(signal.SIGSTOP)
@@ -101,6 +152,115 @@ class Node:
                 self.proc.wait(5)
 
 
+class _Reader:
+    def __init__(self, raw):
+        self.raw, self.at = raw, 0
+
+    def take(self, fmt):
+        v = struct.unpack_from(fmt, self.raw, self.at)
+        self.at += struct.calcsize(fmt)
+        return v[0] if len(v) == 1 else v
+
+    def string(self):
+        n = self.take(">h")
+        if n < 0:
+            return None
+        v = self.raw[self.at:self.at + n].decode()
+        self.at += n
+        return v
+
+
+def _string(v):
+    raw = v.encode()
+    return struct.pack(">h", len(raw)) + raw
+
+
+def ask_node(port, api_key, version, body, timeout=10):
+    """One Kafka request (non-flexible version) to the node on `port` itself, on a connection
+    of its own: unlike a client library, nothing routes it to another broker."""
+    header = struct.pack(">hhi", api_key, version, 1) + _string("cluster-harness")
+    frame = header + body
+    deadline = time.monotonic() + timeout
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(struct.pack(">i", len(frame)) + frame)
+        raw = b""
+        while len(raw) < 4 or len(raw) < 4 + struct.unpack(">i", raw[:4])[0]:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise socket.timeout(f"node on port {port} did not answer within {timeout} s")
+            s.settimeout(left)
+            chunk = s.recv(1 << 16)
+            if not chunk:
+                raise ConnectionError(f"node on port {port} closed the connection")
+            raw += chunk
+    return _Reader(raw[8:])  # size and correlation id
+
+
+def node_metadata(port, timeout=10):
+    """Metadata v1 for all topics as this node answers it: {"brokers": [ids], "controller": id,
+    "topics": {name: {partition: leader}}}."""
+    r = ask_node(port, 3, 1, struct.pack(">i", -1), timeout)
+    brokers = []
+    for _ in range(r.take(">i")):
+        node_id = r.take(">i")
+        r.string(), r.take(">i"), r.string()
+        brokers.append(node_id)
+    controller = r.take(">i")
+    topics = {}
+    for _ in range(r.take(">i")):
+        error, name, _internal = r.take(">h"), r.string(), r.take(">b")
+        parts = {}
+        for _ in range(r.take(">i")):
+            _perr, index, leader = r.take(">hii")
+            for _array in ("replicas", "isr"):
+                for _ in range(r.take(">i")):
+                    r.take(">i")
+            parts[index] = leader
+        if error == 0:
+            topics[name] = parts
+    return {"brokers": sorted(brokers), "controller": controller, "topics": topics}
+
+
+def node_topic_configs(port, topics, keys=None, timeout=10):
+    """DescribeConfigs v1 of `topics` as this node answers it: {topic: {key: value}} (an error
+    code instead of the dict for a topic it does not know)."""
+    body = struct.pack(">i", len(topics))
+    for t in topics:
+        body += struct.pack(">b", 2) + _string(t)
+        if keys is None:
+            body += struct.pack(">i", -1)
+        else:
+            body += struct.pack(">i", len(keys)) + b"".join(_string(k) for k in keys)
+    body += struct.pack(">b", 0)
+    r = ask_node(port, 32, 1, body, timeout)
+    r.take(">i")
+    out = {}
+    for _ in range(r.take(">i")):
+        error, _msg, _type, name = r.take(">h"), r.string(), r.take(">b"), r.string()
+        configs = {}
+        for _ in range(r.take(">i")):
+            key, value = r.string(), r.string()
+            r.take(">bbb")
+            for _ in range(r.take(">i")):
+                r.string(), r.string(), r.take(">b")
+            configs[key] = value
+        out[name] = configs if error == 0 else error
+    return out
+
+
+def node_create_topic(port, name, partitions=1, timeout_ms=5000, wait_s=10):
+    """CreateTopics v2 of one topic sent to the node on `port` itself (a client library sends it
+    to the broker Metadata names as controller): the answer's error code, 0 when created.
+    Raises OSError (socket.timeout) when the node does not answer within `wait_s`."""
+    body = struct.pack(">i", 1) + _string(name) + struct.pack(">ihii", partitions, 1, 0, 0)
+    body += struct.pack(">ib", timeout_ms, 0)
+    r = ask_node(port, 19, 2, body, wait_s)
+    r.take(">i")
+    assert r.take(">i") == 1
+    r.string()
+    return r.take(">h")
+
+
 def current_leader(nodes, timeout=10):
     """The leader that every running node agrees on, with its term."""
     deadline = time.monotonic() + timeout
@@ -114,24 +274,63 @@ def current_leader(nodes, timeout=10):
 
 class Cluster:
     """N combined (broker and controller) nodes sharing a remote tier on the local filesystem,
-    with fast broker heartbeats so fencing shows within seconds."""
+    with fast broker heartbeats so fencing shows within seconds.
 
-    def __init__(self, workdir, n=3, session_timeout_ms=3000, extra_env=None):
+    With `proxied=True` every node-to-node link goes through a proxy the test controls
+    (tcp_proxy.py): node a reaches node b's internal listener (Raft RPCs, broker heartbeats,
+    forwarded proposals) only through the link `a->b`. Each node gets its own
+    CHRONIK_CLUSTER_VOTERS: its own entry is its real listen address (a node binds the address
+    of its own id), the others' entries are its links to them. Kafka clients reach every node
+    directly. `cut(a, b)`, `heal(a, b)`, `isolate(a)`, `heal_all()`; a cut closes the link's
+    connections and black-holes (default) or refuses new ones.
+
+    Caveat: Raft RPCs go to the addresses of the Raft membership, which each node takes from
+    its own voters list when it initializes its log, but a node that installs a snapshot takes
+    the membership (so the addresses) of the node that sent it; after that, its Raft RPCs follow
+    the sender's links (and reach the sender itself directly). Heartbeats and forwarded
+    proposals always use the node's own voters list.
+    """
+
+    def __init__(self, workdir, n=3, session_timeout_ms=3000, extra_env=None, proxied=False,
+                 cut_mode="blackhole"):
         self.workdir = Path(workdir)
+        self.proxy = None
+        self.cut_mode = cut_mode
+        self.links = {}  # (a, b) -> name of the link carrying a's traffic to b
         ports = [free_port() for _ in range(n)]
-        voters = [f"{i + 1}@127.0.0.1:{p}" for i, p in enumerate(ports)]
+        voters_of = {}
+        if proxied:
+            self.proxy = ProxyHub()
+            for a in range(1, n + 1):
+                entries = []
+                for b in range(1, n + 1):
+                    if a == b:
+                        entries.append(f"{b}@127.0.0.1:{ports[b - 1]}")
+                    else:
+                        name = f"{a}->{b}"
+                        self.links[(a, b)] = name
+                        port = self.proxy.add(name, ports[b - 1], avoid=ports)
+                        entries.append(f"{b}@127.0.0.1:{port}")
+                voters_of[a] = entries
+        else:
+            shared = [f"{i + 1}@127.0.0.1:{p}" for i, p in enumerate(ports)]
+            voters_of = {i + 1: shared for i in range(n)}
         env = {
             "CHRONIK_CLUSTER_SESSION_TIMEOUT_MS": str(session_timeout_ms),
             "CHRONIK_CLUSTER_BROKER_HEARTBEAT_MS": str(max(100, session_timeout_ms // 6)),
             "CHRONIK_TIERING_URL": f'"file://{self.workdir / "remote"}"',
         }
         env.update(extra_env or {})
-        self.nodes = [Node(self.workdir, i + 1, voters, ["broker", "controller"], extra_env=env)
+        self.nodes = [Node(self.workdir, i + 1, voters_of[i + 1], ["broker", "controller"],
+                           extra_env=env)
                       for i in range(n)]
 
     @property
     def bootstrap(self):
         return ",".join(n.bootstrap for n in self.nodes)
+
+    def bootstrap_of(self, ids):
+        return ",".join(self.node(i).bootstrap for i in ids)
 
     def node(self, node_id):
         return self.nodes[node_id - 1]
@@ -145,6 +344,46 @@ class Cluster:
     def running(self):
         return [n for n in self.nodes if n.proc and n.proc.poll() is None]
 
-    def stop(self):
+    # Links (proxied clusters only).
+
+    def _link(self, a, b):
+        assert self.proxy is not None, "links can be cut only in a Cluster(proxied=True)"
+        return self.links[(a, b)]
+
+    def cut(self, a, b, mode=None):
+        """Cuts a and b apart, both directions."""
+        self.proxy.cut(self._link(a, b), mode or self.cut_mode)
+        self.proxy.cut(self._link(b, a), mode or self.cut_mode)
+
+    def heal(self, a, b):
+        self.proxy.heal(self._link(a, b))
+        self.proxy.heal(self._link(b, a))
+
+    def isolate(self, a, mode=None):
+        """Cuts a from every other node (its Kafka clients still reach it)."""
         for n in self.nodes:
-            n.stop()
+            if n.id != a:
+                self.cut(a, n.id, mode)
+
+    def heal_all(self):
+        for a, b in self.links:
+            self.proxy.heal(self._link(a, b))
+
+    def link_stats(self):
+        """{(a, b): counters} of every link (tcp_proxy.Link.stats)."""
+        return {ab: self.proxy.stats(name) for ab, name in self.links.items()} if self.proxy else {}
+
+    def stop(self):
+        """Stops every node (SIGTERM, SIGKILL after 20 s) and then the proxies. Links are healed
+        first, so that controlled shutdowns reach the controller leader."""
+        try:
+            if self.proxy is not None:
+                try:
+                    self.heal_all()
+                except Exception:  # noqa: BLE001 - the nodes are stopped all the same
+                    pass
+            for n in self.nodes:
+                n.stop()
+        finally:
+            if self.proxy is not None:
+                self.proxy.close()
