@@ -361,9 +361,12 @@ async fn reconcile_loop(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
         }
         let b = broker.clone();
         match tokio::task::spawn_blocking(move || b.replicas.reconcile()).await {
-            Ok(Ok(())) => broker
-                .groups
-                .retain(|g| handlers::cluster::is_coordinator(&broker, g)),
+            Ok(Ok(())) => {
+                broker
+                    .groups
+                    .retain(|g| handlers::cluster::is_coordinator(&broker, g));
+                broker.groups.forget_unled();
+            }
             Ok(Err(e)) => tracing::error!(error = %e, "cannot apply metadata to local partitions"),
             Err(e) => tracing::error!(error = %e, "reconcile task failed"),
         }

@@ -140,7 +140,17 @@ impl Broker {
                 config.log.min_free_bytes,
                 config.log.min_free_percent,
             ),
-            groups: crate::group::GroupCoordinator::new(metadata.clone(), config.group.clone()),
+            groups: crate::group::GroupCoordinator::new(
+                if replicas.is_clustered() {
+                    Arc::new(crate::group::OffsetsTopic::new(
+                        replicas.clone(),
+                        metadata.clone(),
+                    ))
+                } else {
+                    metadata.clone()
+                },
+                config.group.clone(),
+            ),
             producer_ids: ProducerIdAllocator::new(
                 metadata.clone(),
                 replicas.is_clustered().then_some(config.node_id),

@@ -136,10 +136,15 @@ impl LeaderSide {
         self.liveness.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The term this voter leads in, if it leads.
+    /// The term this voter leads in, if it leads and a majority acknowledged it within the
+    /// session timeout: a leader cut off from the others answers brokers no more (they go to
+    /// the new leader) instead of deciding about them alone.
     fn leading(&self) -> Option<u64> {
         let m = self.raft.metrics().borrow().clone();
-        (m.state == ServerState::Leader).then_some(m.current_term)
+        let heard = m
+            .millis_since_quorum_ack
+            .is_none_or(|ms| u128::from(ms) <= self.session.as_millis());
+        (m.state == ServerState::Leader && heard).then_some(m.current_term)
     }
 
     fn heartbeat(&self, broker: i32, epoch: i64) -> Result<HeartbeatReply, String> {
@@ -398,10 +403,15 @@ impl Controller {
         let proposal = Proposal { records };
         let deadline = tokio::time::Instant::now() + PROPOSE_TIMEOUT;
         loop {
-            let leader = match self.raft.client_write(proposal.clone()).await {
-                Ok(r) => return Ok(r.data.index),
-                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => f.leader_id,
-                Err(e) => return Err(ControllerError::Raft(e.to_string())),
+            // A leader cut off from the majority never commits: give up at the deadline (the
+            // entry it holds is replaced by the next leader's log, or commits if it returns).
+            let written =
+                tokio::time::timeout_at(deadline, self.raft.client_write(proposal.clone())).await;
+            let leader = match written {
+                Err(_) => return Err(ControllerError::NoLeader(PROPOSE_TIMEOUT)),
+                Ok(Ok(r)) => return Ok(r.data.index),
+                Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => f.leader_id,
+                Ok(Err(e)) => return Err(ControllerError::Raft(e.to_string())),
             };
             if let Some(addr) = leader
                 .filter(|l| *l != self.node_id)

@@ -7,6 +7,7 @@
 //! retention period.
 
 pub mod state;
+pub mod store;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -16,9 +17,10 @@ use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 
 use crate::config::GroupConfig;
-use crate::metadata::{CommittedOffset, MetadataRecord, MetadataStore};
+use crate::metadata::{CommittedOffset, MetadataRecord, MetadataState};
 use state::Group;
 pub use state::{GroupState, JoinRequest, JoinResult, Reply, SyncRequest, SyncResult, Timing};
+pub use store::{GroupStore, OffsetsTopic};
 
 /// One partition's offset in a commit.
 pub struct OffsetToCommit {
@@ -47,17 +49,40 @@ pub struct GroupDescription {
 
 pub struct GroupCoordinator {
     groups: Mutex<HashMap<String, Group>>,
-    metadata: Arc<MetadataStore>,
+    store: Arc<dyn GroupStore>,
     config: GroupConfig,
 }
 
 impl GroupCoordinator {
-    pub fn new(metadata: Arc<MetadataStore>, config: GroupConfig) -> Self {
+    pub fn new(store: Arc<dyn GroupStore>, config: GroupConfig) -> Self {
         Self {
             groups: Mutex::new(HashMap::new()),
-            metadata,
+            store,
             config,
         }
+    }
+
+    /// Reads the durable state holding `group`.
+    fn stored<R>(&self, group: &str, f: impl FnOnce(&MetadataState) -> R) -> Option<R> {
+        let mut f = Some(f);
+        let mut out = None;
+        self.store.read(Some(group), &mut |s| {
+            if let Some(f) = f.take() {
+                out = Some(f(s));
+            }
+        });
+        out
+    }
+
+    /// Whether this broker can coordinate `group` now (0), or the error to answer with
+    /// (`NOT_COORDINATOR`, `COORDINATOR_LOAD_IN_PROGRESS`).
+    pub fn readiness(&self, group: &str) -> i16 {
+        self.store.ready(group).err().unwrap_or(0)
+    }
+
+    /// Drops stored state this broker no longer coordinates.
+    pub fn forget_unled(&self) {
+        self.store.forget_unled();
     }
 
     fn groups(&self) -> std::sync::MutexGuard<'_, HashMap<String, Group>> {
@@ -71,7 +96,8 @@ impl GroupCoordinator {
     }
 
     fn has_offsets(&self, group: &str) -> bool {
-        self.metadata.read(|s| s.offsets.contains_key(group))
+        self.stored(group, |s| s.offsets.contains_key(group))
+            .unwrap_or(false)
     }
 
     pub async fn join(&self, group_id: &str, req: JoinRequest) -> JoinResult {
@@ -111,7 +137,7 @@ impl GroupCoordinator {
                 group: group_id.to_string(),
                 protocol_type,
             };
-            if let Err(e) = self.metadata.append(vec![record]).await {
+            if let Err(e) = self.store.append(group_id, vec![record]).await {
                 // The member joined; only what an empty group reports after a restart is at
                 // stake, and the next join writes it again.
                 tracing::warn!(group = group_id, error = %e, "cannot persist the group's protocol type");
@@ -122,8 +148,8 @@ impl GroupCoordinator {
 
     /// The protocol type the metadata log keeps for `group_id`.
     fn stored_protocol_type(&self, group_id: &str) -> Option<String> {
-        self.metadata
-            .read(|s| s.group_protocol_types.get(group_id).cloned())
+        self.stored(group_id, |s| s.group_protocol_types.get(group_id).cloned())
+            .flatten()
     }
 
     pub async fn sync(&self, group_id: &str, req: SyncRequest) -> SyncResult {
@@ -261,7 +287,7 @@ impl GroupCoordinator {
                 commit_ms: now_ms,
             });
         }
-        if let Err(e) = self.metadata.append(records).await {
+        if let Err(e) = self.store.append(group_id, records).await {
             tracing::error!(group = group_id, error = %e, "offset commit could not be made durable");
             return Ok(codes
                 .into_iter()
@@ -279,8 +305,9 @@ impl GroupCoordinator {
 
     /// Committed offsets of a group: all of them, or those asked for (missing ones absent).
     pub fn committed(&self, group_id: &str) -> BTreeMap<(String, i32), CommittedOffset> {
-        self.metadata
-            .read(|s| s.offsets.get(group_id).cloned().unwrap_or_default())
+        self.stored(group_id, |s| s.offsets.get(group_id).cloned())
+            .flatten()
+            .unwrap_or_default()
     }
 
     /// Whether a group is in the middle of a rebalance (for OffsetFetch's require_stable).
@@ -296,10 +323,13 @@ impl GroupCoordinator {
     /// Every known group: (id, protocol type, state).
     pub fn list(&self) -> Vec<(String, String, GroupState)> {
         let mut out: BTreeMap<String, (String, GroupState)> = BTreeMap::new();
-        for name in self
-            .metadata
-            .read(|s| s.offsets.keys().cloned().collect::<Vec<_>>())
-        {
+        let mut with_offsets = Vec::new();
+        let mut stored: BTreeMap<String, String> = BTreeMap::new();
+        self.store.read(None, &mut |s| {
+            with_offsets.extend(s.offsets.keys().cloned());
+            stored.extend(s.group_protocol_types.clone());
+        });
+        for name in with_offsets {
             out.insert(name, (String::new(), GroupState::Empty));
         }
         for (id, g) in self.groups().iter() {
@@ -311,7 +341,6 @@ impl GroupCoordinator {
                 (g.protocol_type.clone().unwrap_or_default(), g.state),
             );
         }
-        let stored = self.metadata.read(|s| s.group_protocol_types.clone());
         for (id, (t, _)) in out.iter_mut() {
             if t.is_empty()
                 && let Some(stored) = stored.get(id)
@@ -384,10 +413,13 @@ impl GroupCoordinator {
             }
         }
         match self
-            .metadata
-            .append(vec![MetadataRecord::GroupDeleted {
-                group: group_id.to_string(),
-            }])
+            .store
+            .append(
+                group_id,
+                vec![MetadataRecord::GroupDeleted {
+                    group: group_id.to_string(),
+                }],
+            )
             .await
         {
             Ok(_) => 0,
@@ -427,8 +459,8 @@ impl GroupCoordinator {
                 partition: *partition,
             });
         }
-        self.metadata
-            .append(records)
+        self.store
+            .append(group_id, records)
             .await
             .map_err(|_| ResponseError::KafkaStorageError)?;
         Ok(codes)
@@ -470,17 +502,19 @@ impl GroupCoordinator {
             .filter(|(_, g)| !g.is_empty())
             .map(|(id, _)| id.clone())
             .collect();
-        let expired: Vec<MetadataRecord> = self.metadata.read(|s| {
-            s.offsets
+        let mut expired: Vec<(String, Vec<MetadataRecord>)> = Vec::new();
+        self.store.read(None, &mut |s| {
+            for (g, offsets) in s
+                .offsets
                 .iter()
                 .filter(|(g, _)| !live.contains(g) && mine(g))
-                .flat_map(|(g, offsets)| {
-                    let old = |o: &CommittedOffset| now_ms.saturating_sub(o.commit_ms) > retention;
-                    if offsets.values().all(old) {
-                        // Nothing of the empty group is left: it goes as a whole, protocol
-                        // type included, as Kafka removes such a group.
-                        return vec![MetadataRecord::GroupDeleted { group: g.clone() }];
-                    }
+            {
+                let old = |o: &CommittedOffset| now_ms.saturating_sub(o.commit_ms) > retention;
+                let records = if offsets.values().all(old) {
+                    // Nothing of the empty group is left: it goes as a whole, protocol
+                    // type included, as Kafka removes such a group.
+                    vec![MetadataRecord::GroupDeleted { group: g.clone() }]
+                } else {
                     offsets
                         .iter()
                         .filter(|(_, o)| old(o))
@@ -489,17 +523,21 @@ impl GroupCoordinator {
                             topic: t.clone(),
                             partition: *p,
                         })
-                        .collect::<Vec<_>>()
-                })
-                .collect()
+                        .collect()
+                };
+                if !records.is_empty() {
+                    expired.push((g.clone(), records));
+                }
+            }
         });
-        if expired.is_empty() {
-            return;
-        }
-        let n = expired.len();
-        match self.metadata.append(expired).await {
-            Ok(_) => tracing::info!(offsets = n, "expired committed offsets of empty groups"),
-            Err(e) => tracing::warn!(error = %e, "offset expiry failed"),
+        for (group, records) in expired {
+            let n = records.len();
+            match self.store.append(&group, records).await {
+                Ok(()) => {
+                    tracing::info!(group = %group, offsets = n, "expired committed offsets of an empty group")
+                }
+                Err(e) => tracing::warn!(group = %group, error = %e, "offset expiry failed"),
+            }
         }
     }
 }

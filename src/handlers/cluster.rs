@@ -157,7 +157,8 @@ pub async fn coordinator_of(broker: &Broker, group: &str) -> Result<Endpoint, i1
             .create_topic(
                 placement::OFFSETS_TOPIC,
                 broker.config.cluster.offsets_partitions,
-                1,
+                // Committed offsets live in it: as many replicas as there are brokers, up to 3.
+                live_brokers(broker).len().clamp(1, 3) as i16,
                 Default::default(),
                 false,
             )
@@ -202,10 +203,11 @@ pub fn is_coordinator(broker: &Broker, group: &str) -> bool {
     topic.partition(p).is_some_and(|p| p.is_leader())
 }
 
-/// NOT_COORDINATOR for a group another broker coordinates, else 0.
+/// NOT_COORDINATOR for a group another broker coordinates, COORDINATOR_LOAD_IN_PROGRESS while
+/// this one reads the group's offsets partition, else 0.
 pub fn coordinator_error(broker: &Broker, group: &str) -> i16 {
     if is_coordinator(broker, group) {
-        0
+        broker.groups.readiness(group)
     } else {
         kafka_protocol::error::ResponseError::NotCoordinator.code()
     }

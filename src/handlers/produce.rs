@@ -20,7 +20,7 @@ use super::{cluster, code, msg};
 use crate::broker::Broker;
 use crate::protocol::RequestContext;
 use crate::replica::{
-    AppendError, AppendInfo, BatchError, Partition, ProducerError, split_batches,
+    AppendError, AppendInfo, BatchError, CommitWait, Partition, ProducerError, split_batches,
 };
 
 fn batch_error_code(e: &BatchError) -> i16 {
@@ -287,43 +287,20 @@ async fn await_replication(
     min_isr: i64,
     deadline: tokio::time::Instant,
 ) -> Result<(), (ResponseError, String)> {
-    let mut hw = p.subscribe();
-    loop {
-        if *hw.borrow_and_update() >= target {
-            return Ok(());
-        }
-        if !p.is_leader() {
-            return Err((
-                ResponseError::NotLeaderOrFollower,
-                "leadership moved before the in-sync replicas had the records".into(),
-            ));
-        }
-        let isr = p.isr().len() as i64;
-        if isr < min_isr {
-            return Err((
-                ResponseError::NotEnoughReplicasAfterAppend,
-                format!("the in-sync set shrank to {isr}, below min.insync.replicas {min_isr}"),
-            ));
-        }
-        // Leadership and in-sync changes do not move the watch: look again now and then.
-        let tick =
-            (tokio::time::Instant::now() + std::time::Duration::from_millis(100)).min(deadline);
-        match tokio::time::timeout_at(tick, hw.changed()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(_)) => {
-                return Err((
-                    ResponseError::NotLeaderOrFollower,
-                    "the partition closed".into(),
-                ));
-            }
-            Err(_) if tick >= deadline => {
-                return Err((
-                    ResponseError::RequestTimedOut,
-                    "the in-sync replicas did not all get the records in time".into(),
-                ));
-            }
-            Err(_) => {}
-        }
+    match p.wait_committed(target, min_isr, deadline).await {
+        CommitWait::Committed => Ok(()),
+        CommitWait::NotLeader => Err((
+            ResponseError::NotLeaderOrFollower,
+            "leadership moved before the in-sync replicas had the records".into(),
+        )),
+        CommitWait::TooFewInSync(isr) => Err((
+            ResponseError::NotEnoughReplicasAfterAppend,
+            format!("the in-sync set shrank to {isr}, below min.insync.replicas {min_isr}"),
+        )),
+        CommitWait::TimedOut => Err((
+            ResponseError::RequestTimedOut,
+            "the in-sync replicas did not all get the records in time".into(),
+        )),
     }
 }
 

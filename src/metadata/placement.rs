@@ -106,12 +106,9 @@ pub fn place(
 /// in-sync replica in replica order as leader, in a new leader epoch. With no live in-sync
 /// replica the partition has no leader and keeps its last in-sync set, so only a replica with
 /// every committed record can lead it again — unless its topic allows unclean election
-/// (`unclean.leader.election.enable`), when any live replica takes over. Single-replica
-/// partitions of the offsets topic hold no records yet (committed offsets live in the metadata
-/// log), so when their broker is gone they move to the live broker leading least.
+/// (`unclean.leader.election.enable`), when any live replica takes over.
 pub fn elect(state: &MetadataState) -> Vec<(Uuid, Vec<(i32, PartitionPlacement)>)> {
     let live = |id: i32| state.brokers.get(&id).is_some_and(|b| !b.fenced);
-    let offsets_id = state.topics.get(OFFSETS_TOPIC).map(|t| t.id);
     let unclean: std::collections::HashSet<Uuid> = state
         .topics
         .values()
@@ -122,7 +119,6 @@ pub fn elect(state: &MetadataState) -> Vec<(Uuid, Vec<(i32, PartitionPlacement)>
         })
         .map(|t| t.id)
         .collect();
-    let mut counts = leader_counts(state);
     let mut changes = Vec::new();
     for (topic_id, of_topic) in &state.placements {
         let mut moved = Vec::new();
@@ -144,19 +140,6 @@ pub fn elect(state: &MetadataState) -> Vec<(Uuid, Vec<(i32, PartitionPlacement)>
             {
                 next.leader = r;
                 next.isr = vec![r];
-            } else if Some(*topic_id) == offsets_id && p.replicas.len() <= 1 {
-                let target = live_brokers(state)
-                    .into_iter()
-                    .map(|(id, _)| id)
-                    .min_by_key(|id| (counts.get(id).copied().unwrap_or(0), *id));
-                match target {
-                    Some(t) => {
-                        next.leader = t;
-                        next.replicas = vec![t];
-                        next.isr = vec![t];
-                    }
-                    None => next.leader = -1,
-                }
             } else {
                 next.leader = -1;
             }
@@ -165,10 +148,6 @@ pub fn elect(state: &MetadataState) -> Vec<(Uuid, Vec<(i32, PartitionPlacement)>
             }
             if next.leader != p.leader {
                 next.leader_epoch = p.leader_epoch + 1;
-                if let Some(c) = counts.get_mut(&p.leader) {
-                    *c = c.saturating_sub(1);
-                }
-                *counts.entry(next.leader).or_insert(0) += 1;
             }
             next.partition_epoch = p.partition_epoch + 1;
             moved.push((*partition, next));
@@ -260,7 +239,7 @@ mod tests {
     }
 
     #[test]
-    fn a_fenced_leader_hands_over_and_offsets_partitions_move() {
+    fn a_fenced_leader_hands_over_to_an_in_sync_replica() {
         let mut s = state_with(&[(1, None), (2, None)]);
         let id = Uuid::new_v4();
         let offsets = Uuid::new_v4();
@@ -328,7 +307,10 @@ mod tests {
             vec![1],
             "the last in-sync replica stays for a clean return"
         );
-        assert_eq!(changes[&offsets][0].1.replicas, vec![2], "offsets move");
+        assert_eq!(
+            changes[&offsets][0].1.leader, -1,
+            "offsets partitions wait too: they hold the offsets"
+        );
         for (p, next) in t {
             s.apply(
                 15,

@@ -34,7 +34,9 @@ pub use crate::log::batch::{BatchError, BatchHeader, split_batches};
 pub use crate::log::producer_state::ProducerError;
 pub use crate::log::{AppendError, AppendInfo};
 pub use disk_space::DiskSpaceGuard;
-pub use partition::{EpochError, FetchError, Fetched, IsrChange, Partition, Reader, Records};
+pub use partition::{
+    CommitWait, EpochError, FetchError, Fetched, IsrChange, Partition, Reader, Records,
+};
 pub use replication::Role;
 pub use topic::{Topic, TopicError};
 

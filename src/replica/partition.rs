@@ -52,6 +52,18 @@ pub enum Reader {
     Follower,
 }
 
+/// How waiting for records to be committed ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommitWait {
+    /// Every in-sync replica has them: the high watermark passed them.
+    Committed,
+    /// This broker stopped leading the partition first.
+    NotLeader,
+    /// The in-sync set shrank below the minimum (its size).
+    TooFewInSync(i64),
+    TimedOut,
+}
+
 /// An in-sync set change a leader asks the controller for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IsrChange {
@@ -345,6 +357,38 @@ impl Partition {
             }
             raise
         });
+    }
+
+    /// Waits until the high watermark reaches `target` (every in-sync replica has the records
+    /// below it), while this broker leads and at least `min_isr` replicas are in sync.
+    pub async fn wait_committed(
+        &self,
+        target: i64,
+        min_isr: i64,
+        deadline: tokio::time::Instant,
+    ) -> CommitWait {
+        let mut hw = self.subscribe();
+        loop {
+            if *hw.borrow_and_update() >= target {
+                return CommitWait::Committed;
+            }
+            if !self.is_leader() {
+                return CommitWait::NotLeader;
+            }
+            let isr = self.isr().len() as i64;
+            if isr < min_isr {
+                return CommitWait::TooFewInSync(isr);
+            }
+            // Leadership and in-sync changes do not move the watch: look again now and then.
+            let tick =
+                (tokio::time::Instant::now() + std::time::Duration::from_millis(100)).min(deadline);
+            match tokio::time::timeout_at(tick, hw.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return CommitWait::NotLeader,
+                Err(_) if tick >= deadline => return CommitWait::TimedOut,
+                Err(_) => {}
+            }
+        }
     }
 
     /// Whether `replica` follows this partition (a fetch with that replica id is one of ours).
