@@ -83,6 +83,15 @@ pub async fn serve_full(
     let replicated = controller
         .clone()
         .map(|c| c as Arc<dyn metadata::ReplicatedLog>);
+    if let Some(log) = &replicated {
+        broker::migrate::migrate(
+            &broker::single_node_metadata_dir(&config.data_dir),
+            log.clone(),
+            config.node_id,
+            &broker::own_cluster_id(&config.data_dir).unwrap_or_default(),
+        )
+        .await?;
+    }
     let broker = Broker::open_with_metadata(config, bound, Some(cache), store, replicated)?;
     let membership = match &controller {
         Some(c) => {
@@ -242,10 +251,16 @@ async fn start_controller(config: &Config) -> std::io::Result<Option<Arc<control
         }
     }
     // A new cluster gets its id from whichever node proposes first; every node reads the same.
+    // A node that ran alone before offers its own id (its remote-tier objects live under it).
     if c.read(|s| s.cluster_id.is_none()) {
+        let own = broker::migrate::holds_single_node_metadata(&broker::single_node_metadata_dir(
+            &config.data_dir,
+        ))?
+        .then(|| broker::own_cluster_id(&config.data_dir))
+        .flatten();
         let index = c
             .propose(vec![metadata::MetadataRecord::ClusterIdSet {
-                cluster_id: broker::random_cluster_id(),
+                cluster_id: own.unwrap_or_else(broker::random_cluster_id),
             }])
             .await
             .map_err(std::io::Error::other)?;

@@ -14,6 +14,8 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+pub mod migrate;
+
 use crate::config::Config;
 use crate::metadata::MetadataStore;
 use crate::objects::{RemoteObjects, SplitUploads};
@@ -79,7 +81,12 @@ impl Broker {
         let started = std::time::Instant::now();
         let metadata = match replicated {
             Some(log) => {
-                refuse_single_node_metadata(&meta_dir.join("metadata"))?;
+                if migrate::holds_single_node_metadata(&meta_dir.join("metadata"))? {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        "the single-node metadata log was not moved into the cluster",
+                    ));
+                }
                 Arc::new(MetadataStore::replicated(log))
             }
             None => {
@@ -180,37 +187,20 @@ impl Broker {
     }
 }
 
-/// A data directory whose topics live in its own single-node metadata log cannot join a
-/// controller quorum as it is: the quorum's metadata would not have them, and their partitions
-/// would be orphaned. Refused (with what to do) until a migration exists.
-fn refuse_single_node_metadata(dir: &std::path::Path) -> io::Result<()> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e),
-    };
-    for entry in entries {
-        let entry = entry?;
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        let holds_state = name.starts_with("snapshot-")
-            || (name.starts_with("wal-") && entry.metadata()?.len() > 0);
-        if holds_state {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!(
-                    "{} holds this node's single-node metadata (topics, offsets); moving it into \
-                     a controller quorum ([cluster] voters) is not supported yet: start the \
-                     cluster on empty data directories, or run this one without voters",
-                    dir.display()
-                ),
-            ));
-        }
-    }
-    Ok(())
+/// The cluster id and node id the data directory belongs to, made on first start.
+/// The cluster id this data directory was given when it first started (none for a new one).
+pub fn own_cluster_id(data_dir: &std::path::Path) -> Option<String> {
+    let raw = std::fs::read(data_dir.join(META_DIR).join("cluster.json")).ok()?;
+    serde_json::from_slice::<ClusterMeta>(&raw)
+        .ok()
+        .map(|m| m.cluster_id)
 }
 
-/// The cluster id and node id the data directory belongs to, made on first start.
+/// Where a data directory keeps its single-node metadata log.
+pub fn single_node_metadata_dir(data_dir: &std::path::Path) -> std::path::PathBuf {
+    data_dir.join(META_DIR).join("metadata")
+}
+
 fn cluster_meta(meta_dir: &std::path::Path, node_id: i32) -> io::Result<ClusterMeta> {
     let meta_path = meta_dir.join("cluster.json");
     let meta = match std::fs::read(&meta_path) {

@@ -1,0 +1,138 @@
+"""A single node's data directory moved into a cluster: the node ran alone (no voters) with a
+topic, records and a consumer group's committed offsets; restarted as node 1 of a three-node
+cluster (two new nodes on empty directories), it brings its topic (same id, same records) and the
+group's offsets along, the offsets land in `__consumer_offsets`, and everything keeps working:
+produce, consume and commit through the cluster. Its single-node log is kept as
+`metadata.migrated`, and a second restart moves nothing again.
+
+Bounded: every wait has a deadline.
+"""
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from cluster_lib import Cluster
+from reliability_lib import free_port, port_open, wait_until
+
+TOPIC = "legacy-orders"
+GROUP = "legacy-group"
+
+
+def run_single_node(data_dir, remote_dir):
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHRONIK_")}
+    env.update({
+        "CHRONIK_HTTP_LISTEN": '""',
+        "CHRONIK_TIERING_URL": f'"file://{remote_dir}"',
+        "RUST_LOG": "info",
+    })
+    log = open(Path(data_dir).parent / "single.log", "ab")
+    proc = subprocess.Popen(
+        [os.environ["CHRONIK_BIN_PATH"], "serve", "--listen", f"127.0.0.1:{port}",
+         "--data-dir", str(data_dir)],
+        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+    wait_until(lambda: port_open(port), 60, what="single node listening")
+    return proc, f"127.0.0.1:{port}"
+
+
+def read_all(bootstrap, partitions, group=None, timeout=30):
+    conf = {"bootstrap.servers": bootstrap, "group.id": group or "reader",
+            "auto.offset.reset": "earliest", "enable.auto.commit": False}
+    c = Consumer(conf)
+    c.assign([TopicPartition(TOPIC, p, 0) for p in range(partitions)])
+    got = []
+    deadline = time.monotonic() + timeout
+    want = None
+    while time.monotonic() < deadline:
+        m = c.poll(0.5)
+        if m is not None and not m.error():
+            got.append(m.value().decode())
+        if want is None:
+            want = sum(c.get_watermark_offsets(TopicPartition(TOPIC, p), timeout=5)[1]
+                       for p in range(partitions))
+        if want is not None and len(got) >= want:
+            break
+    c.close()
+    return got
+
+
+def test_a_single_node_directory_joins_a_cluster(tmp_path):
+    node1_data = tmp_path / "node1" / "data"
+    node1_data.mkdir(parents=True)
+    remote = tmp_path / "remote"
+    proc, bootstrap = run_single_node(node1_data, remote)
+    try:
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        admin.create_topics([NewTopic(TOPIC, 2, 1)])[TOPIC].result(20)
+        p = Producer({"bootstrap.servers": bootstrap, "acks": "all"})
+        for i in range(200):
+            p.produce(TOPIC, value=f"before-{i}".encode(), partition=i % 2)
+        assert p.flush(30) == 0
+        c = Consumer({"bootstrap.servers": bootstrap, "group.id": GROUP,
+                      "auto.offset.reset": "earliest", "enable.auto.commit": False})
+        c.commit(offsets=[TopicPartition(TOPIC, 0, 60), TopicPartition(TOPIC, 1, 70)],
+                 asynchronous=False)
+        c.close()
+    finally:
+        proc.terminate()
+        proc.wait(20)
+    assert proc.returncode == 0
+
+    cluster = Cluster(tmp_path, n=3, session_timeout_ms=3000)
+    try:
+        cluster.start()
+        log1 = cluster.node(1).log_text()
+        assert "moved this node's single-node metadata into the cluster" in log1, log1[-3000:]
+        assert (node1_data / "__chronik" / "metadata.migrated").is_dir()
+        boot = cluster.bootstrap
+        admin = AdminClient({"bootstrap.servers": boot})
+        md = admin.list_topics(TOPIC, timeout=10)
+        parts = md.topics[TOPIC].partitions
+        assert sorted(parts) == [0, 1]
+        assert all(parts[i].leader == 1 for i in parts), {i: parts[i].leader for i in parts}
+        values = read_all(boot, 2)
+        assert sorted(values) == sorted(f"before-{i}" for i in range(200)), len(values)
+
+        # The group's offsets came along (read by its coordinator, from __consumer_offsets).
+        c = Consumer({"bootstrap.servers": boot, "group.id": GROUP,
+                      "auto.offset.reset": "earliest", "enable.auto.commit": False})
+
+        def committed():
+            try:
+                got = c.committed([TopicPartition(TOPIC, 0), TopicPartition(TOPIC, 1)], timeout=5)
+                return {tp.partition: tp.offset for tp in got}
+            except Exception as e:  # COORDINATOR_LOAD_IN_PROGRESS and the like are retried
+                print("committed():", e)
+                return None
+        wait_until(lambda: committed() == {0: 60, 1: 70}, 40, what="migrated offsets")
+        c.commit(offsets=[TopicPartition(TOPIC, 0, 61)], asynchronous=False)
+        assert committed() == {0: 61, 1: 70}
+        c.close()
+        assert "__consumer_offsets" in admin.list_topics(timeout=10).topics
+        moved = [line for line in cluster.node(1).log_text().splitlines()
+                 if "moved committed offsets from the metadata log" in line]
+        print(f"migration: topic {TOPIC} and group {GROUP} moved; {len(moved)} offsets "
+              f"partition(s) took over offsets from the metadata log")
+
+        # The cluster goes on with the moved topic.
+        p = Producer({"bootstrap.servers": boot, "acks": "all"})
+        for i in range(50):
+            p.produce(TOPIC, value=f"after-{i}".encode(), partition=i % 2)
+        assert p.flush(30) == 0
+        assert len(read_all(boot, 2)) == 250
+
+        # A restart moves nothing again.
+        cluster.node(1).stop()
+        cluster.node(1).start()
+        cluster.node(1).wait_ready()
+        last_run = cluster.node(1).log_text().rsplit("=== start at", 1)[-1]
+        assert "moved this node's single-node metadata" not in last_run
+        wait_until(lambda: len(read_all(boot, 2, timeout=10)) == 250, 40,
+                   what="all records after the restart")
+    finally:
+        cluster.stop()
