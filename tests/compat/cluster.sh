@@ -3,11 +3,14 @@
 # cluster_lib.py): the controller quorum under kill -9 and SIGSTOP (test_controller_quorum.py),
 # brokers that lead, are fenced and hand over (test_cluster_brokers.py), the quorum with its
 # links cut through proxies and a voter catching up from a snapshot (test_cluster_faults.py),
-# and real clients and Kafka's tools on three brokers (test_cluster_clients.py). Starts its own
-# nodes (CHRONIK_BIN_PATH=path/to/chronik); does not use $BOOTSTRAP.
+# replicated partitions whose leaders are killed, hung and cut off while an idempotent producer
+# and a consumer run, checked for lost, moved and duplicated acknowledged records
+# (test_replication_faults.py), and real clients and Kafka's tools on three brokers
+# (test_cluster_clients.py). Starts its own nodes (CHRONIK_BIN_PATH=path/to/chronik); does not
+# use $BOOTSTRAP.
 #
-# Short by default (CI: 5 kills); the long run of the closing figures:
-#   CLUSTER_FAULTS=20 CLUSTER_SECONDS=150 tests/compat/cluster.sh
+# Short by default (CI: 5 controller kills, 5 replication faults); the long runs:
+#   CLUSTER_FAULTS=20 CLUSTER_SECONDS=150 REPLICATION_FAULTS=30 tests/compat/cluster.sh
 set -uo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 CACHE=${CHRONIK_TEST_CACHE:-$HOME/.cache/chronik-tests}
@@ -22,4 +25,4 @@ CHRONIK_TOOLS_CLASSPATH=$("$HERE/kafka-tools-classpath.sh") || exit 1
 export CHRONIK_TOOLS_CLASSPATH
 cd "$HERE/python" && timeout "${CLUSTER_TIMEOUT_S:-900}" "$CACHE/venv/bin/python" -m pytest -v -s \
     -p no:cacheprovider test_controller_quorum.py test_cluster_brokers.py test_cluster_faults.py \
-    test_cluster_clients.py "$@"
+    test_replication_faults.py test_cluster_clients.py test_cluster_migration.py "$@"

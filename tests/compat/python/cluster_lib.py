@@ -1,8 +1,9 @@
 """The cluster harness: several chronik processes on loopback, each a node of one cluster with
 its own data directory and log, that tests start, kill -9, hang (SIGSTOP/SIGCONT), stop with
 SIGTERM and restart on the same data, and whose links to each other they can cut and heal
-(`Cluster(..., proxied=True)`, through tcp_proxy.py). Used by the cluster suite
-(tests/compat/cluster.sh).
+(`Cluster(..., proxied=True)`, through tcp_proxy.py): both the controller traffic between two
+nodes and the replication between them (a follower fetching from its leader's Kafka listener).
+Used by the cluster suite (tests/compat/cluster.sh).
 
 Environment: CHRONIK_BIN_PATH, the broker binary.
 """
@@ -24,15 +25,16 @@ LEADER_LINE = re.compile(r"controller leader changed node_id=(\d+) leader=Some\(
 
 
 class Node:
-    def __init__(self, workdir, node_id, voters, roles, extra_env=None):
+    def __init__(self, workdir, node_id, voters, roles, extra_env=None, port=None):
         self.id = node_id
         self.extra_env = dict(extra_env or {})
         self.workdir = Path(workdir) / f"node{node_id}"
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.voters = voters
         self.roles = roles
-        self.port = free_port()
+        self.port = port or free_port()  # its Kafka listener
         self.proc = None
+        self.paused = False
         self.log_path = self.workdir / "chronik.log"
 
     @property
@@ -122,6 +124,16 @@ class Node:
         """Metadata as this node itself answers it (node_metadata)."""
         return node_metadata(self.port, timeout)
 
+    def partitions(self, timeout=10):
+        """Leaders, leader epochs, replicas and in-sync sets as this node itself answers them
+        (node_partitions)."""
+        return node_partitions(self.port, timeout)
+
+    @property
+    def alive(self):
+        """Running and not hung by pause()."""
+        return self.proc is not None and self.proc.poll() is None and not self.paused
+
     def topic_configs(self, topics, keys=None, timeout=10):
         """DescribeConfigs of topics as this node itself answers it (node_topic_configs)."""
         return node_topic_configs(self.port, topics, keys, timeout)
@@ -133,17 +145,21 @@ class Node:
     def pause(self):
         """Hangs the process (SIGSTOP): it keeps its sockets but answers nothing."""
         self.proc.send_signal(signal.SIGSTOP)
+        self.paused = True
 
     def resume(self):
         self.proc.send_signal(signal.SIGCONT)
+        self.paused = False
 
     def kill9(self):
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(10)
+        self.paused = False
 
     def stop(self):
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGCONT)
+            self.paused = False
             self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(20)
@@ -221,6 +237,35 @@ def node_metadata(port, timeout=10):
     return {"brokers": sorted(brokers), "controller": controller, "topics": topics}
 
 
+def node_partitions(port, timeout=10):
+    """Metadata v7 for all topics as the node on `port` answers it: {"brokers": [ids],
+    "controller": id, "topics": {name: {partition: {"error", "leader", "epoch", "replicas",
+    "isr", "offline"}}}} (topics with a topic-level error left out)."""
+    r = ask_node(port, 3, 7, struct.pack(">ib", -1, 0), timeout)
+    r.take(">i")  # throttle
+    brokers = []
+    for _ in range(r.take(">i")):
+        node_id = r.take(">i")
+        r.string(), r.take(">i"), r.string()
+        brokers.append(node_id)
+    r.string()  # cluster id
+    controller = r.take(">i")
+    topics = {}
+
+    def ids():
+        return sorted(r.take(">i") for _ in range(r.take(">i")))
+    for _ in range(r.take(">i")):
+        error, name, _internal = r.take(">h"), r.string(), r.take(">b")
+        parts = {}
+        for _ in range(r.take(">i")):
+            perr, index, leader, epoch = r.take(">hiii")
+            parts[index] = {"error": perr, "leader": leader, "epoch": epoch, "replicas": ids(),
+                            "isr": ids(), "offline": ids()}
+        if error == 0:
+            topics[name] = parts
+    return {"brokers": sorted(brokers), "controller": controller, "topics": topics}
+
+
 def node_topic_configs(port, topics, keys=None, timeout=10):
     """DescribeConfigs v1 of `topics` as this node answers it: {topic: {key: value}} (an error
     code instead of the dict for a topic it does not know)."""
@@ -277,41 +322,61 @@ class Cluster:
     with fast broker heartbeats so fencing shows within seconds.
 
     With `proxied=True` every node-to-node link goes through a proxy the test controls
-    (tcp_proxy.py): node a reaches node b's internal listener (Raft RPCs, broker heartbeats,
-    forwarded proposals) only through the link `a->b`. Each node gets its own
-    CHRONIK_CLUSTER_VOTERS: its own entry is its real listen address (a node binds the address
-    of its own id), the others' entries are its links to them. Kafka clients reach every node
-    directly. `cut(a, b)`, `heal(a, b)`, `isolate(a)`, `heal_all()`; a cut closes the link's
-    connections and black-holes (default) or refuses new ones.
+    (tcp_proxy.py), two per ordered pair of nodes:
+
+    - controller traffic: node a reaches node b's internal listener (Raft RPCs, broker
+      heartbeats, forwarded proposals) only through the link `a->b`. Each node gets its own
+      CHRONIK_CLUSTER_VOTERS: its own entry is its real listen address (a node binds the
+      address of its own id), the others' entries are its links to them;
+    - replication: node a fetches the partitions it follows from node b's Kafka listener only
+      through the link `a->b kafka`, named in a's own CHRONIK_CLUSTER_BROKER_ADDRESSES (which
+      overrides the address b registered, for a's replica fetchers only).
+
+    Kafka clients reach every node directly, at the address it registered. `cut(a, b)`,
+    `heal(a, b)`, `isolate(a)` act on both kinds of link by default (`kinds=("controller",)` or
+    `("replication",)` for one of them); `heal_all()`; a cut closes the link's connections and
+    black-holes (default) or refuses new ones.
 
     Caveat: Raft RPCs go to the addresses of the Raft membership, which each node takes from
     its own voters list when it initializes its log, but a node that installs a snapshot takes
     the membership (so the addresses) of the node that sent it; after that, its Raft RPCs follow
     the sender's links (and reach the sender itself directly). Heartbeats and forwarded
-    proposals always use the node's own voters list.
+    proposals always use the node's own voters list, and replication its own broker addresses.
     """
+
+    KINDS = ("controller", "replication")
 
     def __init__(self, workdir, n=3, session_timeout_ms=3000, extra_env=None, proxied=False,
                  cut_mode="blackhole"):
         self.workdir = Path(workdir)
         self.proxy = None
         self.cut_mode = cut_mode
-        self.links = {}  # (a, b) -> name of the link carrying a's traffic to b
-        ports = [free_port() for _ in range(n)]
+        self.links = {}  # (a, b) -> name of the link carrying a's controller traffic to b
+        self.replication_links = {}  # (a, b) -> name of the link carrying a's fetches from b
+        ports = [free_port() for _ in range(n)]        # internal (controller) listeners
+        kafka_ports = [free_port() for _ in range(n)]  # Kafka listeners
+        reserved = ports + kafka_ports
         voters_of = {}
+        node_env = {a: {} for a in range(1, n + 1)}
         if proxied:
             self.proxy = ProxyHub()
             for a in range(1, n + 1):
-                entries = []
+                entries, brokers = [], []
                 for b in range(1, n + 1):
                     if a == b:
                         entries.append(f"{b}@127.0.0.1:{ports[b - 1]}")
-                    else:
-                        name = f"{a}->{b}"
-                        self.links[(a, b)] = name
-                        port = self.proxy.add(name, ports[b - 1], avoid=ports)
-                        entries.append(f"{b}@127.0.0.1:{port}")
+                        continue
+                    name = f"{a}->{b}"
+                    self.links[(a, b)] = name
+                    port = self.proxy.add(name, ports[b - 1], avoid=reserved)
+                    entries.append(f"{b}@127.0.0.1:{port}")
+                    name = f"{a}->{b} kafka"
+                    self.replication_links[(a, b)] = name
+                    port = self.proxy.add(name, kafka_ports[b - 1], avoid=reserved)
+                    brokers.append(f"{b}@127.0.0.1:{port}")
                 voters_of[a] = entries
+                node_env[a]["CHRONIK_CLUSTER_BROKER_ADDRESSES"] = \
+                    "[" + ",".join(f'"{e}"' for e in brokers) + "]"
         else:
             shared = [f"{i + 1}@127.0.0.1:{p}" for i, p in enumerate(ports)]
             voters_of = {i + 1: shared for i in range(n)}
@@ -322,7 +387,7 @@ class Cluster:
         }
         env.update(extra_env or {})
         self.nodes = [Node(self.workdir, i + 1, voters_of[i + 1], ["broker", "controller"],
-                           extra_env=env)
+                           extra_env={**env, **node_env[i + 1]}, port=kafka_ports[i])
                       for i in range(n)]
 
     @property
@@ -346,32 +411,48 @@ class Cluster:
 
     # Links (proxied clusters only).
 
-    def _link(self, a, b):
+    def _links(self, a, b, kinds=None):
+        """Names of the links carrying a's traffic to b, of the given kinds (default both)."""
         assert self.proxy is not None, "links can be cut only in a Cluster(proxied=True)"
-        return self.links[(a, b)]
+        kinds = self.KINDS if kinds is None else tuple(kinds)
+        assert set(kinds) <= set(self.KINDS), kinds
+        names = []
+        if "controller" in kinds:
+            names.append(self.links[(a, b)])
+        if "replication" in kinds:
+            names.append(self.replication_links[(a, b)])
+        return names
 
-    def cut(self, a, b, mode=None):
-        """Cuts a and b apart, both directions."""
-        self.proxy.cut(self._link(a, b), mode or self.cut_mode)
-        self.proxy.cut(self._link(b, a), mode or self.cut_mode)
+    def cut(self, a, b, mode=None, kinds=None):
+        """Cuts a and b apart, both directions: controller traffic and replication (or the
+        `kinds` named)."""
+        for name in self._links(a, b, kinds) + self._links(b, a, kinds):
+            self.proxy.cut(name, mode or self.cut_mode)
 
-    def heal(self, a, b):
-        self.proxy.heal(self._link(a, b))
-        self.proxy.heal(self._link(b, a))
+    def heal(self, a, b, kinds=None):
+        for name in self._links(a, b, kinds) + self._links(b, a, kinds):
+            self.proxy.heal(name)
 
-    def isolate(self, a, mode=None):
+    def isolate(self, a, mode=None, kinds=None):
         """Cuts a from every other node (its Kafka clients still reach it)."""
         for n in self.nodes:
             if n.id != a:
-                self.cut(a, n.id, mode)
+                self.cut(a, n.id, mode, kinds)
 
     def heal_all(self):
         for a, b in self.links:
-            self.proxy.heal(self._link(a, b))
+            for name in self._links(a, b):
+                self.proxy.heal(name)
 
     def link_stats(self):
-        """{(a, b): counters} of every link (tcp_proxy.Link.stats)."""
-        return {ab: self.proxy.stats(name) for ab, name in self.links.items()} if self.proxy else {}
+        """{(a, b): counters} of every controller link and {(a, b, "replication"): counters} of
+        every replication link (tcp_proxy.Link.stats)."""
+        if not self.proxy:
+            return {}
+        out = {ab: self.proxy.stats(name) for ab, name in self.links.items()}
+        out.update({(a, b, "replication"): self.proxy.stats(name)
+                    for (a, b), name in self.replication_links.items()})
+        return out
 
     def stop(self):
         """Stops every node (SIGTERM, SIGKILL after 20 s) and then the proxies. Links are healed

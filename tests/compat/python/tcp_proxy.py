@@ -2,8 +2,9 @@
 
 A `ProxyHub` runs one asyncio event loop in a daemon thread and holds any number of `Link`s. A
 link listens on a port of its own on 127.0.0.1 and forwards every connection to one target port;
-the cluster harness puts one link in front of each node's internal listener for each other node,
-so the traffic from node a to node b is the link `a->b` and nothing else.
+the cluster harness puts links in front of each node's internal listener and Kafka listener for
+each other node, so the controller traffic from node a to node b is the link `a->b` and a's
+replica fetches from b the link `a->b kafka`, and nothing else.
 
 A cut closes the link's open connections at once (both sides aborted) and then, for the
 connections that come after it:
