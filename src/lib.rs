@@ -219,6 +219,7 @@ async fn start_controller(config: &Config) -> std::io::Result<Option<Arc<control
         heartbeat_ms: config.cluster.heartbeat_ms,
         election_timeout_ms: config.cluster.election_timeout_ms,
         session_timeout_ms: config.cluster.session_timeout_ms,
+        leader_rebalance_interval_ms: config.cluster.leader_rebalance_interval_ms,
         snapshot_every: config.cluster.snapshot_every,
         keep_behind_snapshot: (config.cluster.snapshot_every / 50).max(5),
         ..controller::ControllerConfig::new(

@@ -258,7 +258,8 @@ mod tests {
     }
 
     /// A data directory with topics in its own metadata log is refused by a node configured with
-    /// voters, instead of losing sight of those topics.
+    /// voters unless it was moved into the cluster first (`serve` does that, see `migrate`),
+    /// instead of losing sight of those topics.
     #[tokio::test]
     async fn single_node_metadata_is_not_silently_dropped_by_a_cluster_node() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -279,7 +280,10 @@ mod tests {
             Broker::open_with_metadata(config.clone(), addr, None, None, Some(Arc::new(NoQuorum)));
         let err = refused.err().expect("refused");
         assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{err}");
-        assert!(err.to_string().contains("not supported yet"), "{err}");
+        assert!(
+            err.to_string().contains("not moved into the cluster"),
+            "{err}"
+        );
         // The data is untouched: the single-node broker still has its topic.
         let again = Broker::open(config, addr, None, None).expect("reopen");
         assert!(again.replicas.topic("kept").is_some());

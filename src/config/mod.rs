@@ -79,6 +79,10 @@ pub struct ClusterConfig {
     /// network, address translation, or a test's proxy). Brokers not named here are reached at
     /// their registered address.
     pub broker_addresses: Vec<String>,
+    /// How often the controller moves leaderships back to each partition's preferred (first)
+    /// replica when it is live and in sync (Kafka's `auto.leader.rebalance.enable` with
+    /// `leader.imbalance.check.interval.seconds`); 0 turns it off.
+    pub leader_rebalance_interval_ms: u64,
 }
 
 impl Default for ClusterConfig {
@@ -95,6 +99,7 @@ impl Default for ClusterConfig {
             snapshot_every: 50_000,
             replica_lag_time_max_ms: 30_000,
             broker_addresses: Vec::new(),
+            leader_rebalance_interval_ms: 300_000,
         }
     }
 }

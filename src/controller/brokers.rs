@@ -56,6 +56,8 @@ pub struct Liveness {
     shut_down: HashSet<(i32, i64)>,
     /// voter → (matched index, when it changed, when it last matched the leader's end).
     voters: HashMap<u64, (Option<u64>, i64, i64)>,
+    /// When leaders were last moved back to preferred replicas.
+    last_rebalance: Option<Instant>,
 }
 
 impl Liveness {
@@ -92,7 +94,13 @@ impl Liveness {
 
     /// The records the state needs now: fence brokers silent for `session`, unfence those heard
     /// again, new leaders for partitions whose leader is not live.
-    pub fn duties(&mut self, state: &MetadataState, session: Duration) -> Vec<MetadataRecord> {
+    /// `rebalance`: how often leaderships go back to their preferred replicas (`None`: never).
+    pub fn duties(
+        &mut self,
+        state: &MetadataState,
+        session: Duration,
+        rebalance: Option<Duration>,
+    ) -> Vec<MetadataRecord> {
         let now = Instant::now();
         let mut next = state.clone();
         let mut records = Vec::new();
@@ -131,7 +139,23 @@ impl Liveness {
                 }
             }
         }
-        for (id, placements) in placement::elect(&next) {
+        let elected = placement::elect(&next);
+        let due = rebalance.is_some_and(|every| {
+            self.last_rebalance
+                .is_none_or(|at| now.duration_since(at) >= every)
+        });
+        if elected.is_empty() && due {
+            // Only on a quiet round: elections after fencing come first.
+            self.last_rebalance = Some(now);
+            for (id, placements) in placement::preferred_elections(&next) {
+                tracing::info!(topic_id = %id, partitions = placements.len(), "moving leaderships back to preferred replicas");
+                records.push(MetadataRecord::PartitionsSet {
+                    id,
+                    partitions: placements,
+                });
+            }
+        }
+        for (id, placements) in elected {
             records.push(MetadataRecord::PartitionsSet {
                 id,
                 partitions: placements,
@@ -202,14 +226,14 @@ mod tests {
         let mut l = Liveness::default();
         l.enter_term(1);
         assert!(
-            l.duties(&s, Duration::from_millis(50)).is_empty(),
+            l.duties(&s, Duration::from_millis(50), None).is_empty(),
             "all just heard"
         );
         std::thread::sleep(Duration::from_millis(80));
         let e1 = s.brokers[&1].epoch;
         let e2 = s.brokers[&2].epoch;
         assert!(!l.heard(&s, 1, e1).stale);
-        let records = l.duties(&s, Duration::from_millis(50));
+        let records = l.duties(&s, Duration::from_millis(50), None);
         assert_eq!(
             records,
             vec![MetadataRecord::BrokerFenced {
@@ -222,7 +246,7 @@ mod tests {
             s.apply(100 + i as u64, r);
         }
         assert!(l.heard(&s, 2, e2).fenced);
-        let records = l.duties(&s, Duration::from_millis(50));
+        let records = l.duties(&s, Duration::from_millis(50), None);
         assert_eq!(
             records,
             vec![MetadataRecord::BrokerFenced {
@@ -238,7 +262,7 @@ mod tests {
         }
         l.shutting_down(1, e1);
         l.heard(&s, 1, e1);
-        let records = l.duties(&s, Duration::from_secs(60));
+        let records = l.duties(&s, Duration::from_secs(60), None);
         assert!(records.contains(&MetadataRecord::BrokerFenced {
             id: 1,
             epoch: e1,
@@ -251,9 +275,9 @@ mod tests {
         let s = registered(&[1]);
         let mut l = Liveness::default();
         l.enter_term(1);
-        l.duties(&s, Duration::from_millis(30));
+        l.duties(&s, Duration::from_millis(30), None);
         std::thread::sleep(Duration::from_millis(50));
         l.enter_term(2);
-        assert!(l.duties(&s, Duration::from_millis(30)).is_empty());
+        assert!(l.duties(&s, Duration::from_millis(30), None).is_empty());
     }
 }

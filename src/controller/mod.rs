@@ -71,6 +71,8 @@ pub struct ControllerConfig {
     pub keep_behind_snapshot: u64,
     /// A broker not heard from for this long is fenced by the leader.
     pub session_timeout_ms: u64,
+    /// How often leaderships go back to preferred replicas (0: never).
+    pub leader_rebalance_interval_ms: u64,
 }
 
 impl ControllerConfig {
@@ -84,6 +86,7 @@ impl ControllerConfig {
             snapshot_every: 50_000,
             keep_behind_snapshot: 1000,
             session_timeout_ms: 9000,
+            leader_rebalance_interval_ms: 300_000,
         }
     }
 }
@@ -127,6 +130,7 @@ struct LeaderSide {
     state: store::StateMachine,
     liveness: Arc<std::sync::Mutex<brokers::Liveness>>,
     session: Duration,
+    rebalance: Option<Duration>,
 }
 
 const NOT_LEADER: &str = "not the controller leader";
@@ -162,7 +166,8 @@ impl LeaderSide {
             l.enter_term(term);
             let (matched, end) = self.replication();
             l.observe_voters(&matched, end);
-            self.state.read(|s| l.duties(s, self.session))
+            self.state
+                .read(|s| l.duties(s, self.session, self.rebalance))
         };
         if records.is_empty() {
             return Ok(());
@@ -349,6 +354,8 @@ impl Controller {
             state: state.clone(),
             liveness: Default::default(),
             session: Duration::from_millis(config.session_timeout_ms),
+            rebalance: (config.leader_rebalance_interval_ms > 0)
+                .then(|| Duration::from_millis(config.leader_rebalance_interval_ms)),
         };
         let handler: network::LeaderHandler = {
             let leader = leader.clone();

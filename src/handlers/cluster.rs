@@ -2,10 +2,19 @@
 //! controller, who leads a partition, and what a request for a partition this broker does not
 //! lead is told. On a single node the answers are this broker for everything.
 
+use std::sync::Arc;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::elect_leaders_response::{PartitionResult, ReplicaElectionResult};
+use kafka_protocol::messages::{ElectLeadersRequest, ElectLeadersResponse};
+use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
 
 use crate::broker::Broker;
+use crate::metadata::MetadataRecord;
 use crate::metadata::placement;
+use crate::metadata::placement::ElectionRefused;
+use crate::protocol::RequestContext;
 use crate::replica::Partition;
 
 /// A broker as clients are told about it.
@@ -211,4 +220,118 @@ pub fn coordinator_error(broker: &Broker, group: &str) -> i16 {
     } else {
         kafka_protocol::error::ResponseError::NotCoordinator.code()
     }
+}
+
+/// ElectLeaders (`kafka-leader-election`): preferred elections move leadership to each asked
+/// partition's first replica when it is live and in sync; unclean ones give a partition without
+/// a live leader any live replica. Elections are proposed together, each against the partition
+/// epoch it was computed from (a change that landed first wins), and answered from the state
+/// that results. A single node leads everything already: `ELECTION_NOT_NEEDED`.
+pub async fn elect_leaders(
+    broker: &Arc<Broker>,
+    ctx: &RequestContext,
+    req: ElectLeadersRequest,
+) -> ElectLeadersResponse {
+    let preferred = ctx.version == 0 || req.election_type == 0;
+    let error = |code: ResponseError, message: &str| {
+        PartitionResult::default()
+            .with_error_code(code.code())
+            .with_error_message(Some(StrBytes::from_string(message.to_string())))
+    };
+    // The asked partitions by topic name (None: every partition of every topic).
+    let asked: Vec<(String, Vec<i32>)> = match &req.topic_partitions {
+        Some(tps) => tps
+            .iter()
+            .map(|t| (t.topic.0.to_string(), t.partitions.clone()))
+            .collect(),
+        None => broker.metadata.read(|s| {
+            s.topics
+                .values()
+                .map(|t| (t.name.clone(), (0..t.partitions).collect()))
+                .collect()
+        }),
+    };
+    // (topic, partition, the topic id and the leader proposed, or why none is)
+    type Planned = (String, i32, Result<(Uuid, i32), ElectionRefused>);
+    let mut plans: Vec<Planned> = Vec::new();
+    let mut records = Vec::new();
+    broker.metadata.read(|s| {
+        for (name, partitions) in &asked {
+            for p in partitions {
+                let outcome = match s.topics.get(name) {
+                    None => Err(ElectionRefused::UnknownPartition),
+                    Some(_) if !broker.replicas.is_clustered() => Err(ElectionRefused::NotNeeded),
+                    Some(t) => placement::elect_leader(s, t.id, *p, preferred).map(|next| {
+                        let leader = next.leader;
+                        records.push(MetadataRecord::PartitionsSet {
+                            id: t.id,
+                            partitions: vec![(*p, next)],
+                        });
+                        (t.id, leader)
+                    }),
+                };
+                plans.push((name.clone(), *p, outcome));
+            }
+        }
+    });
+    let mut failed = None;
+    if !records.is_empty()
+        && let Err(e) = broker.metadata.append(records).await
+    {
+        tracing::warn!(error = %e, "leader elections were not committed");
+        failed = Some(e.to_string());
+    }
+    let mut by_topic: Vec<ReplicaElectionResult> = Vec::new();
+    for (name, p, outcome) in plans {
+        let mut result = match outcome {
+            Ok((id, leader)) => match &failed {
+                Some(e) => error(ResponseError::RequestTimedOut, e),
+                None => {
+                    let now = broker
+                        .metadata
+                        .read(|s| s.placement(id, p).map(|pl| pl.leader));
+                    if now == Some(leader) {
+                        PartitionResult::default()
+                    } else {
+                        error(
+                            ResponseError::ElectionNotNeeded,
+                            "another change of the partition came first; look again",
+                        )
+                    }
+                }
+            },
+            Err(ElectionRefused::UnknownPartition) => error(
+                ResponseError::UnknownTopicOrPartition,
+                "unknown topic or partition",
+            ),
+            Err(ElectionRefused::NotNeeded) => error(
+                ResponseError::ElectionNotNeeded,
+                if preferred {
+                    "the preferred replica leads already"
+                } else {
+                    "the partition has a live leader"
+                },
+            ),
+            Err(ElectionRefused::PreferredNotAvailable) => error(
+                ResponseError::PreferredLeaderNotAvailable,
+                "the preferred replica is not live or not in sync",
+            ),
+            Err(ElectionRefused::NoEligibleLeader) => error(
+                ResponseError::EligibleLeadersNotAvailable,
+                "no live replica can lead",
+            ),
+        };
+        result.partition_id = p;
+        match by_topic.iter_mut().find(|t| t.topic.0.as_str() == name) {
+            Some(t) => t.partition_result.push(result),
+            None => by_topic.push(
+                ReplicaElectionResult::default()
+                    .with_topic(kafka_protocol::messages::TopicName(StrBytes::from_string(
+                        name,
+                    )))
+                    .with_partition_result(vec![result]),
+            ),
+        }
+    }
+    ElectLeadersResponse::default().with_replica_election_results(by_topic)
 }

@@ -41,6 +41,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::DescribeCluster, 0, 2),
     (ApiKey::DescribeQuorum, 0, 2),
+    (ApiKey::ElectLeaders, 0, 2),
     (ApiKey::FindCoordinator, 0, 6),
     (ApiKey::JoinGroup, 0, 9),
     (ApiKey::SyncGroup, 0, 5),
@@ -226,6 +227,7 @@ async fn route(
         ApiKey::DescribeQuorum => {
             route!(DescribeQuorumRequest, super::metadata::describe_quorum)
         }
+        ApiKey::ElectLeaders => route!(ElectLeadersRequest, super::cluster::elect_leaders),
         ApiKey::Produce => {
             let req = ProduceRequest::decode(&mut frame, version).map_err(malformed)?;
             let acks = req.acks;

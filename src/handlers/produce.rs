@@ -181,7 +181,7 @@ pub async fn handle(
             }
             let min_isr = topic.configs.min_insync_replicas(&broker.config.log);
             if req.acks == -1 {
-                let isr = partition.isr().len() as i64;
+                let isr = partition.isr_count();
                 if isr < min_isr {
                     partitions.push(partition_error(
                         index,

@@ -159,6 +159,90 @@ pub fn elect(state: &MetadataState) -> Vec<(Uuid, Vec<(i32, PartitionPlacement)>
     changes
 }
 
+/// Why an election asked for (`ElectLeaders`) was not made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ElectionRefused {
+    UnknownPartition,
+    /// The wanted leader leads already (preferred), or the partition has a live leader
+    /// (unclean): `ELECTION_NOT_NEEDED`.
+    NotNeeded,
+    /// The preferred replica is not live or not in sync: `PREFERRED_LEADER_NOT_AVAILABLE`.
+    PreferredNotAvailable,
+    /// No live replica could lead: `ELIGIBLE_LEADERS_NOT_AVAILABLE`.
+    NoEligibleLeader,
+}
+
+/// The partition as an election asked for makes it: `preferred` moves leadership to the first
+/// replica when it is live and in sync; otherwise (unclean) a partition without a live leader
+/// gets the first live in-sync replica, or failing that any live replica, whose log then is the
+/// partition's (records only the others had are lost, as Kafka's unclean election loses them).
+pub fn elect_leader(
+    state: &MetadataState,
+    topic_id: Uuid,
+    partition: i32,
+    preferred: bool,
+) -> Result<PartitionPlacement, ElectionRefused> {
+    let live = |id: i32| state.brokers.get(&id).is_some_and(|b| !b.fenced);
+    let p = state
+        .placement(topic_id, partition)
+        .ok_or(ElectionRefused::UnknownPartition)?;
+    let mut next = p.clone();
+    if preferred {
+        let first = *p
+            .replicas
+            .first()
+            .ok_or(ElectionRefused::UnknownPartition)?;
+        if p.leader == first {
+            return Err(ElectionRefused::NotNeeded);
+        }
+        if !live(first) || !p.isr.contains(&first) {
+            return Err(ElectionRefused::PreferredNotAvailable);
+        }
+        next.leader = first;
+    } else {
+        if p.leader >= 0 && live(p.leader) {
+            return Err(ElectionRefused::NotNeeded);
+        }
+        let in_sync = p
+            .replicas
+            .iter()
+            .copied()
+            .find(|r| live(*r) && p.isr.contains(r));
+        match in_sync.or_else(|| p.replicas.iter().copied().find(|r| live(*r))) {
+            Some(r) => {
+                if !p.isr.contains(&r) {
+                    next.isr = vec![r];
+                }
+                next.leader = r;
+            }
+            None => return Err(ElectionRefused::NoEligibleLeader),
+        }
+    }
+    next.leader_epoch = p.leader_epoch + 1;
+    next.partition_epoch = p.partition_epoch + 1;
+    Ok(next)
+}
+
+/// Preferred-leader elections for every partition whose first replica is live, in sync and not
+/// leading (automatic leader rebalancing after brokers come back).
+pub fn preferred_elections(state: &MetadataState) -> Vec<(Uuid, Vec<(i32, PartitionPlacement)>)> {
+    let mut out = Vec::new();
+    for (topic_id, of_topic) in &state.placements {
+        let moved: Vec<(i32, PartitionPlacement)> = of_topic
+            .keys()
+            .filter_map(|p| {
+                elect_leader(state, *topic_id, *p, true)
+                    .ok()
+                    .map(|n| (*p, n))
+            })
+            .collect();
+        if !moved.is_empty() {
+            out.push((*topic_id, moved));
+        }
+    }
+    out
+}
+
 /// Moves every leadership of `broker` to another live replica (a controlled shutdown), as if it
 /// were fenced already.
 pub fn move_away(
@@ -366,6 +450,171 @@ mod tests {
             .expect("grow");
         assert_eq!(grown.isr, vec![1, 2], "kept in replica order");
         assert_eq!(grown.partition_epoch, p0.partition_epoch + 1);
+    }
+
+    #[test]
+    fn a_restarted_broker_leaves_in_sync_sets_and_hands_over_its_leaderships() {
+        let mut s = state_with(&[(1, None), (2, None), (3, None)]);
+        let id = Uuid::new_v4();
+        s.apply(
+            10,
+            &MetadataRecord::TopicCreated {
+                name: "t".into(),
+                id,
+                partitions: 3,
+                configs: Default::default(),
+            },
+        );
+        let p = |replicas: Vec<i32>, isr: Vec<i32>| PartitionPlacement {
+            leader: isr[0],
+            replicas,
+            isr,
+            leader_epoch: 4,
+            partition_epoch: 6,
+        };
+        s.apply(
+            11,
+            &MetadataRecord::PartitionsSet {
+                id,
+                partitions: vec![
+                    (0, p(vec![1, 2, 3], vec![1, 2, 3])),
+                    (1, p(vec![2, 1, 3], vec![2, 1])),
+                    (2, p(vec![1, 3], vec![1])),
+                ],
+            },
+        );
+        // A repeated registration of the same process changes nothing.
+        let incarnation = s.brokers[&1].incarnation;
+        let again = MetadataRecord::BrokerRegistered {
+            id: 1,
+            incarnation,
+            host: "127.0.0.1".into(),
+            port: 9092,
+            rack: None,
+        };
+        s.apply(12, &again);
+        assert_eq!(s.placement(id, 0).map(|p| p.leader), Some(1));
+        // A new process: out of the ISRs it shares, leaderships handed over.
+        s.apply(
+            13,
+            &MetadataRecord::BrokerRegistered {
+                id: 1,
+                incarnation: Uuid::new_v4(),
+                host: "127.0.0.1".into(),
+                port: 9092,
+                rack: None,
+            },
+        );
+        let p0 = s.placement(id, 0).cloned().expect("p0");
+        assert_eq!(
+            (p0.leader, p0.leader_epoch, p0.isr.clone()),
+            (2, 5, vec![2, 3])
+        );
+        assert_eq!(p0.partition_epoch, 7);
+        let p1 = s.placement(id, 1).cloned().expect("p1");
+        assert_eq!(
+            (p1.leader, p1.leader_epoch, p1.isr.clone()),
+            (2, 4, vec![2])
+        );
+        let p2 = s.placement(id, 2).cloned().expect("p2");
+        assert_eq!(
+            (p2.leader, p2.isr.clone()),
+            (1, vec![1]),
+            "the last in-sync replica stays"
+        );
+    }
+
+    #[test]
+    fn preferred_and_unclean_elections_on_request() {
+        let mut s = state_with(&[(1, None), (2, None), (3, None)]);
+        let id = Uuid::new_v4();
+        s.apply(
+            10,
+            &MetadataRecord::TopicCreated {
+                name: "t".into(),
+                id,
+                partitions: 2,
+                configs: Default::default(),
+            },
+        );
+        let placed = |leader, isr: Vec<i32>| PartitionPlacement {
+            replicas: vec![1, 2, 3],
+            isr,
+            leader,
+            leader_epoch: 3,
+            partition_epoch: 3,
+        };
+        s.apply(
+            11,
+            &MetadataRecord::PartitionsSet {
+                id,
+                partitions: vec![(0, placed(2, vec![1, 2, 3])), (1, placed(2, vec![2, 3]))],
+            },
+        );
+        let back = elect_leader(&s, id, 0, true).expect("preferred");
+        assert_eq!(
+            (back.leader, back.leader_epoch, back.partition_epoch),
+            (1, 4, 4)
+        );
+        assert_eq!(
+            elect_leader(&s, id, 1, true),
+            Err(ElectionRefused::PreferredNotAvailable),
+            "broker 1 is not in sync"
+        );
+        assert_eq!(
+            elect_leader(&s, id, 1, false),
+            Err(ElectionRefused::NotNeeded)
+        );
+        assert_eq!(preferred_elections(&s), vec![(id, vec![(0, back.clone())])]);
+        s.apply(
+            12,
+            &MetadataRecord::PartitionsSet {
+                id,
+                partitions: vec![(0, back)],
+            },
+        );
+        assert_eq!(
+            elect_leader(&s, id, 0, true),
+            Err(ElectionRefused::NotNeeded)
+        );
+        assert!(preferred_elections(&s).is_empty());
+        // Leader and ISR of partition 1 gone: an unclean election takes broker 1.
+        for b in [2, 3] {
+            let epoch = s.brokers[&b].epoch;
+            s.apply(
+                13,
+                &MetadataRecord::BrokerFenced {
+                    id: b,
+                    epoch,
+                    fenced: true,
+                },
+            );
+        }
+        let unclean = elect_leader(&s, id, 1, false).expect("unclean");
+        assert_eq!((unclean.leader, unclean.isr.clone()), (1, vec![1]));
+        // A stale change does not overwrite a newer one.
+        let mut newer = s.placement(id, 1).cloned().expect("p1");
+        newer.partition_epoch += 1;
+        newer.isr = vec![2];
+        s.apply(
+            14,
+            &MetadataRecord::PartitionsSet {
+                id,
+                partitions: vec![(1, newer.clone())],
+            },
+        );
+        let stale = PartitionPlacement {
+            partition_epoch: newer.partition_epoch,
+            ..unclean
+        };
+        s.apply(
+            15,
+            &MetadataRecord::PartitionsSet {
+                id,
+                partitions: vec![(1, stale)],
+            },
+        );
+        assert_eq!(s.placement(id, 1), Some(&newer));
     }
 
     #[test]

@@ -304,7 +304,12 @@ impl MetadataState {
         };
         let of_topic = self.placements.entry(id).or_default();
         for (p, placement) in partitions {
-            if (0..count).contains(p) {
+            // A change computed from an older state (a leader's ISR change or another election
+            // landed first) does not overwrite the newer one: partition epochs only grow.
+            let stale = of_topic
+                .get(p)
+                .is_some_and(|cur| placement.partition_epoch <= cur.partition_epoch);
+            if (0..count).contains(p) && !stale {
                 of_topic.insert(*p, placement.clone());
             }
         }
@@ -353,6 +358,46 @@ impl MetadataState {
             partition_epoch: p.partition_epoch + 1,
             ..p.clone()
         })
+    }
+
+    /// A broker process started again: it may have lost records it never flushed, so it leaves
+    /// every in-sync set that has other live members (it rejoins once it has caught up as a
+    /// follower), and the partitions it led go to the first of those in replica order, in a new
+    /// leader epoch. Where it is the last live in-sync replica it stays.
+    fn leave_in_sync_sets(&mut self, broker: i32) {
+        let live: std::collections::BTreeSet<i32> = self
+            .brokers
+            .iter()
+            .filter(|(b, s)| **b != broker && !s.fenced)
+            .map(|(b, _)| *b)
+            .collect();
+        for of_topic in self.placements.values_mut() {
+            for p in of_topic.values_mut() {
+                if !p.isr.contains(&broker) {
+                    continue;
+                }
+                let others: Vec<i32> = p
+                    .isr
+                    .iter()
+                    .copied()
+                    .filter(|r| *r != broker && live.contains(r))
+                    .collect();
+                if others.is_empty() {
+                    continue;
+                }
+                if p.leader == broker {
+                    p.leader = p
+                        .replicas
+                        .iter()
+                        .copied()
+                        .find(|r| others.contains(r))
+                        .unwrap_or(others[0]);
+                    p.leader_epoch += 1;
+                }
+                p.isr.retain(|r| *r != broker);
+                p.partition_epoch += 1;
+            }
+        }
     }
 
     /// The placement of one partition, if the cluster placed it.
@@ -489,6 +534,10 @@ impl MetadataState {
                 rack,
             } => {
                 self.topology_version = TopologyVersion(index);
+                let restarted = self
+                    .brokers
+                    .get(id)
+                    .is_some_and(|b| b.incarnation != *incarnation);
                 self.brokers.insert(
                     *id,
                     BrokerState {
@@ -500,6 +549,9 @@ impl MetadataState {
                         fenced: false,
                     },
                 );
+                if restarted {
+                    self.leave_in_sync_sets(*id);
+                }
             }
             MetadataRecord::BrokerFenced { id, epoch, fenced } => {
                 // A decision about an earlier registration does not touch a newer one.

@@ -375,7 +375,7 @@ impl Partition {
             if !self.is_leader() {
                 return CommitWait::NotLeader;
             }
-            let isr = self.isr().len() as i64;
+            let isr = self.isr_count();
             if isr < min_isr {
                 return CommitWait::TooFewInSync(isr);
             }
@@ -399,6 +399,15 @@ impl Partition {
     /// The in-sync set as this broker last saw it from the controller.
     pub fn isr(&self) -> Vec<i32> {
         self.replication().isr.clone()
+    }
+
+    /// How many replicas are in sync (1 without taking a lock when this broker is alone).
+    pub fn isr_count(&self) -> i64 {
+        if self.alone.load(Ordering::Acquire) {
+            1
+        } else {
+            self.replication().isr.len() as i64
+        }
     }
 
     /// The in-sync set change this leader should ask for now, if any (followers lagging more

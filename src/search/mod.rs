@@ -488,7 +488,8 @@ impl SearchManager {
         for topic in self.replicas.topics() {
             for p in topic.partitions() {
                 let config = p.log_config();
-                if !config.search_enabled || p.is_deleted() {
+                // In a cluster the leader indexes (its splits go up with its segments).
+                if !config.search_enabled || p.is_deleted() || !p.is_leader() {
                     continue;
                 }
                 let dir = self

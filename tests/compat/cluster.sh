@@ -25,4 +25,5 @@ CHRONIK_TOOLS_CLASSPATH=$("$HERE/kafka-tools-classpath.sh") || exit 1
 export CHRONIK_TOOLS_CLASSPATH
 cd "$HERE/python" && timeout "${CLUSTER_TIMEOUT_S:-900}" "$CACHE/venv/bin/python" -m pytest -v -s \
     -p no:cacheprovider test_controller_quorum.py test_cluster_brokers.py test_cluster_faults.py \
-    test_replication_faults.py test_cluster_clients.py test_cluster_migration.py "$@"
+    test_replication_faults.py test_cluster_clients.py test_cluster_leadership.py \
+    test_cluster_migration.py "$@"
