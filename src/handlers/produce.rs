@@ -179,7 +179,11 @@ pub async fn handle(
                 ));
                 continue;
             }
-            let min_isr = topic.configs.min_insync_replicas(&broker.config.log);
+            let min_isr = if req.acks == -1 {
+                topic.configs.min_insync_replicas(&broker.config.log)
+            } else {
+                1
+            };
             if req.acks == -1 {
                 let isr = partition.isr_count();
                 if isr < min_isr {

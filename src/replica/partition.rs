@@ -240,7 +240,11 @@ impl Partition {
         }
         let info = log.append(batches, now_ms)?;
         let end = log.log_end_offset();
-        self.log_end.send_replace(end);
+        // Only followers' long polls wait on the log end; they read the log itself, so without
+        // one waiting nobody needs to be told (and a single node pays nothing for it).
+        if self.log_end.receiver_count() > 0 {
+            self.log_end.send_replace(end);
+        }
         if self.alone.load(Ordering::Acquire) {
             // The in-sync set is this broker alone: what is written is committed. Moved under
             // the log's lock, so no reader sees records above the high watermark.
