@@ -68,7 +68,14 @@ impl DiskSpaceGuard {
         let floor = self.floor_for(total);
         self.free.store(free, Ordering::Relaxed);
         self.floor.store(floor, Ordering::Relaxed);
-        self.set_low(free < floor, free, floor);
+        // Once refusing, produce resumes only with some room above the floor (a tenth of it, at
+        // least 1 MiB): otherwise each poll lets one more request in that crosses it again.
+        let low = if self.low.load(Ordering::Relaxed) {
+            free < floor.saturating_add((floor / 10).max(1 << 20))
+        } else {
+            free < floor
+        };
+        self.set_low(low, free, floor);
     }
 
     fn set_low(&self, low: bool, free: u64, floor: u64) {
