@@ -182,11 +182,6 @@ impl ReplicaSet {
         sorted.sort_unstable();
         (sorted != current).then_some(next)
     }
-
-    /// Each follower's log end as last seen (`-1`: not seen in this epoch), for monitoring.
-    pub fn follower_ends(&self) -> Vec<(i32, i64)> {
-        self.progress.iter().map(|(r, p)| (*r, p.leo)).collect()
-    }
 }
 
 #[cfg(test)]
