@@ -15,6 +15,7 @@ use kafka_protocol::messages::{
     ProducerId,
 };
 use kafka_protocol::protocol::StrBytes;
+use uuid::Uuid;
 
 use super::{cluster, code, msg};
 use crate::broker::Broker;
@@ -185,7 +186,7 @@ pub async fn handle(
                 1
             };
             if req.acks == -1 {
-                let isr = partition.isr_count();
+                let isr = in_sync_count(broker, &partition, topic.id, index);
                 if isr < min_isr {
                     partitions.push(partition_error(
                         index,
@@ -216,7 +217,9 @@ pub async fn handle(
                             .inc_by(records.len() as u64);
                     }
                     let target = info.last_offset + 1;
-                    if req.acks == -1 && partition.high_watermark() < target {
+                    if req.acks == -1
+                        && (partition.high_watermark() < target || partition.isr_count() < min_isr)
+                    {
                         // acks=all: answered once every in-sync replica has the batch.
                         waits.push(Waiting {
                             topic: responses.len(),
@@ -271,6 +274,25 @@ pub async fn handle(
     ProduceResponse::default()
         .with_responses(responses)
         .with_node_endpoints(endpoints)
+}
+
+/// How many replicas are in sync, as the partition and the applied metadata agree: the
+/// metadata can show a shrunk in-sync set a moment before the partition takes it, and a client
+/// that saw it there must not get an `acks=all` append through.
+fn in_sync_count(broker: &Broker, partition: &Partition, topic: Uuid, index: i32) -> i64 {
+    let local = partition.isr_count();
+    if local <= 1 {
+        return local;
+    }
+    broker
+        .metadata
+        .read(|s| {
+            s.placements
+                .get(&topic)
+                .and_then(|m| m.get(&index))
+                .map(|p| p.isr.len() as i64)
+        })
+        .map_or(local, |listed| local.min(listed))
 }
 
 /// An `acks=all` append waiting for the in-sync replicas.

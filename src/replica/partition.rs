@@ -373,13 +373,20 @@ impl Partition {
     ) -> CommitWait {
         let mut hw = self.subscribe();
         loop {
-            if *hw.borrow_and_update() >= target {
-                return CommitWait::Committed;
+            let reached = *hw.borrow_and_update() >= target;
+            // As Kafka: the high watermark can pass the batch because the in-sync set shrank
+            // under it, and then the batch is on fewer replicas than min.insync.replicas.
+            let isr = self.isr_count();
+            if reached {
+                return if isr < min_isr {
+                    CommitWait::TooFewInSync(isr)
+                } else {
+                    CommitWait::Committed
+                };
             }
             if !self.is_leader() {
                 return CommitWait::NotLeader;
             }
-            let isr = self.isr_count();
             if isr < min_isr {
                 return CommitWait::TooFewInSync(isr);
             }
