@@ -203,12 +203,19 @@ async fn start_controller(config: &Config) -> std::io::Result<Option<Arc<control
         return Ok(None);
     }
     let node_id = config.node_id as u64;
-    let addr = voters.get(&node_id).cloned().ok_or_else(|| {
-        std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            format!("node {node_id} is not among cluster.voters"),
-        )
-    })?;
+    // A broker-only node follows the log as a learner on its own internal listener.
+    let learner_addr =
+        (!voters.contains_key(&node_id)).then(|| config.cluster.listen.trim().to_string());
+    let addr = match (voters.get(&node_id), &learner_addr) {
+        (Some(a), _) => a.clone(),
+        (None, Some(a)) if !a.is_empty() => a.clone(),
+        _ => {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("node {node_id} is not among cluster.voters and has no cluster.listen"),
+            ));
+        }
+    };
     let listener = TcpListener::bind(&addr).await.map_err(|e| {
         std::io::Error::new(
             e.kind(),
@@ -216,6 +223,7 @@ async fn start_controller(config: &Config) -> std::io::Result<Option<Arc<control
         )
     })?;
     let controller_config = controller::ControllerConfig {
+        learner_addr,
         heartbeat_ms: config.cluster.heartbeat_ms,
         election_timeout_ms: config.cluster.election_timeout_ms,
         session_timeout_ms: config.cluster.session_timeout_ms,

@@ -195,3 +195,68 @@ async fn a_voter_that_missed_a_snapshot_catches_up() {
         n.shutdown().await;
     }
 }
+
+/// A node outside the voters joins as a learner: it applies every entry, its proposals go to the
+/// leader, and the leader describes it as an observer, not a voter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_learner_follows_proposes_and_does_not_vote() {
+    let dirs: Vec<tempfile::TempDir> = (0..4).map(|_| tempfile::tempdir().expect("dir")).collect();
+    let mut listeners = Vec::new();
+    let mut voters = BTreeMap::new();
+    for id in 1..=3u64 {
+        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        voters.insert(id, l.local_addr().expect("addr").to_string());
+        listeners.push(l);
+    }
+    let mut nodes = Vec::new();
+    for (i, l) in listeners.into_iter().enumerate() {
+        let config = ControllerConfig::new(i as u64 + 1, voters.clone(), dirs[i].path().into());
+        nodes.push(Controller::start(config, l).await.expect("start"));
+    }
+    let all: Vec<&Controller> = nodes.iter().map(|n| n.as_ref()).collect();
+    leader_of(&all, Duration::from_secs(10)).await;
+    let before = nodes[0].propose(reserve(1000)).await.expect("propose");
+
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let learner_addr = l.local_addr().expect("addr").to_string();
+    let learner = Controller::start(
+        ControllerConfig {
+            learner_addr: Some(learner_addr),
+            ..ControllerConfig::new(4, voters.clone(), dirs[3].path().into())
+        },
+        l,
+    )
+    .await
+    .expect("start the learner");
+    learner
+        .wait_applied(before, Duration::from_secs(10))
+        .await
+        .expect("the learner received the log");
+    assert_eq!(learner.read(|s| s.producer_id_end), 1000);
+    let index = learner
+        .propose(reserve(2000))
+        .await
+        .expect("a learner's proposal goes to the leader");
+    for n in all.iter().copied().chain([learner.as_ref()]) {
+        n.wait_applied(index, Duration::from_secs(5))
+            .await
+            .expect("applied");
+        assert_eq!(n.read(|s| s.producer_id_end), 2000);
+    }
+    assert!(!learner.status().is_leader);
+
+    // The leader counts it as an observer, not a voter.
+    let d = learner
+        .describe_quorum(Duration::from_secs(5))
+        .await
+        .expect("describe");
+    let ids =
+        |v: &[chronik::controller::VoterState]| v.iter().map(|s| s.node_id).collect::<Vec<_>>();
+    assert_eq!(ids(&d.voters), vec![1, 2, 3]);
+    assert_eq!(ids(&d.observers), vec![4]);
+    assert!(d.observers[0].log_end_offset >= index as i64);
+    for n in &nodes {
+        n.shutdown().await;
+    }
+    learner.shutdown().await;
+}

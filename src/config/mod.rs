@@ -52,8 +52,12 @@ pub struct ClusterConfig {
     /// included, e.g. `["1@127.0.0.1:9095", "2@127.0.0.1:9096", "3@127.0.0.1:9097"]`.
     pub voters: Vec<String>,
     /// What this node runs: `broker`, `controller` or both. A controller-only node serves no
-    /// Kafka clients; it holds a voter's copy of the metadata log.
+    /// Kafka clients; it holds a voter's copy of the metadata log. A broker-only node is not in
+    /// `voters`: it follows the metadata log without a vote (a Raft learner).
     pub roles: Vec<String>,
+    /// The internal listener of a broker-only node, `host:port`, where the controller leader
+    /// sends it the metadata log. Voters listen at their `voters` address instead.
+    pub listen: String,
     /// Raft heartbeats of the controller leader.
     pub heartbeat_ms: u64,
     /// A voter that hears no leader for this long (up to 1.5 times it) stands for election.
@@ -90,6 +94,7 @@ impl Default for ClusterConfig {
         Self {
             voters: Vec::new(),
             roles: vec!["broker".into(), "controller".into()],
+            listen: String::new(),
             heartbeat_ms: 100,
             election_timeout_ms: 300,
             rack: String::new(),
@@ -566,12 +571,26 @@ impl Config {
                     },
                 )));
             }
-            if !self.cluster.is_controller() {
-                return Err(ConfigError::Invalid(
-                    "a broker that is not a controller voter is not supported yet: give every \
-                     broker the controller role"
-                        .into(),
-                ));
+            let own = voters.get(&(self.node_id as u64));
+            match own {
+                None if self.cluster.listen.trim().is_empty() => {
+                    return Err(ConfigError::Invalid(format!(
+                        "node {} is a broker-only node (not in cluster.voters): set cluster.listen \
+                         to its internal host:port, where the controllers reach it",
+                        self.node_id
+                    )));
+                }
+                Some(addr)
+                    if !self.cluster.listen.trim().is_empty()
+                        && self.cluster.listen.trim() != addr =>
+                {
+                    return Err(ConfigError::Invalid(format!(
+                        "cluster.listen {:?} differs from node {}'s address {addr:?} in \
+                         cluster.voters: a voter listens at its voters address",
+                        self.cluster.listen, self.node_id
+                    )));
+                }
+                _ => {}
             }
             if self.node_id < 0 {
                 return Err(ConfigError::Invalid("node_id must be >= 0".into()));
@@ -897,5 +916,48 @@ mod tests {
                 "{k}={v} must be refused"
             );
         }
+    }
+
+    #[test]
+    fn a_broker_only_node_names_its_internal_listener() {
+        let voters = (
+            "CHRONIK_CLUSTER_VOTERS",
+            r#"["1@127.0.0.1:9101","2@127.0.0.1:9102"]"#,
+        );
+        let load = |vars: &[(&str, &str)]| {
+            Config::load(None, env(vars), &Overrides::default()).map_err(|e| e.to_string())
+        };
+        let broker_only = [
+            voters,
+            ("CHRONIK_NODE_ID", "4"),
+            ("CHRONIK_CLUSTER_ROLES", r#"["broker"]"#),
+        ];
+        let e = load(&broker_only).expect_err("no listen");
+        assert!(e.contains("cluster.listen"), "{e}");
+        let c = load(
+            &[
+                broker_only.as_slice(),
+                &[("CHRONIK_CLUSTER_LISTEN", "127.0.0.1:9104")],
+            ]
+            .concat(),
+        )
+        .expect("a learner with its listener");
+        assert!(c.cluster.is_broker() && !c.cluster.is_controller());
+        // A voter listens at its voters address; another one in `listen` is a mistake.
+        let e = load(&[
+            voters,
+            ("CHRONIK_NODE_ID", "1"),
+            ("CHRONIK_CLUSTER_LISTEN", "127.0.0.1:9999"),
+        ])
+        .expect_err("voter with another listen");
+        assert!(e.contains("differs"), "{e}");
+        // A node in the voters list must have the controller role, and the reverse.
+        let e = load(&[
+            voters,
+            ("CHRONIK_NODE_ID", "1"),
+            ("CHRONIK_CLUSTER_ROLES", r#"["broker"]"#),
+        ])
+        .expect_err("listed voter without the controller role");
+        assert!(e.contains("is in cluster.voters"), "{e}");
     }
 }

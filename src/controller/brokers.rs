@@ -43,6 +43,8 @@ pub struct QuorumDescription {
     /// One past the last committed entry.
     pub high_watermark: i64,
     pub voters: Vec<VoterState>,
+    /// Broker-only nodes following the log without a vote.
+    pub observers: Vec<VoterState>,
 }
 
 /// The leader's memory of brokers and voters.

@@ -56,8 +56,11 @@ openraft::declare_raft_types!(
 #[derive(Debug, Clone)]
 pub struct ControllerConfig {
     pub node_id: u64,
-    /// Every voter's id and internal `host:port`, this node's included.
+    /// Every voter's id and internal `host:port`; this node's included unless it is a learner.
     pub voters: BTreeMap<u64, String>,
+    /// This node's internal `host:port` when it is not a voter: it follows the metadata log as a
+    /// learner, without a vote, and asks the leader to add it at this address.
+    pub learner_addr: Option<String>,
     /// Where the Raft log, vote and snapshot live.
     pub dir: PathBuf,
     /// Leader heartbeats; a follower that hears none for the election timeout (a random value
@@ -80,6 +83,7 @@ impl ControllerConfig {
         Self {
             node_id,
             voters,
+            learner_addr: None,
             dir,
             heartbeat_ms: 100,
             election_timeout_ms: 300,
@@ -192,10 +196,23 @@ impl LeaderSide {
     /// (voter, last matched index) for every voter, and the leader's own last index.
     fn replication(&self) -> (Vec<(u64, Option<u64>)>, Option<u64>) {
         let m = self.raft.metrics().borrow().clone();
-        let mut matched: Vec<(u64, Option<u64>)> = m
-            .membership_config
-            .membership()
-            .voter_ids()
+        let voters: Vec<u64> = m.membership_config.membership().voter_ids().collect();
+        Self::matched(&m, voters)
+    }
+
+    /// (learner, last matched index) for every learner (broker-only node).
+    fn learners(&self) -> Vec<(u64, Option<u64>)> {
+        let m = self.raft.metrics().borrow().clone();
+        let learners: Vec<u64> = m.membership_config.membership().learner_ids().collect();
+        Self::matched(&m, learners).0
+    }
+
+    fn matched(
+        m: &openraft::RaftMetrics<u64, BasicNode>,
+        nodes: Vec<u64>,
+    ) -> (Vec<(u64, Option<u64>)>, Option<u64>) {
+        let mut matched: Vec<(u64, Option<u64>)> = nodes
+            .into_iter()
             .map(|v| {
                 let at = if v == m.id {
                     m.last_log_index
@@ -216,15 +233,38 @@ impl LeaderSide {
         let term = self.leading().ok_or(NOT_LEADER)?;
         let m = self.raft.metrics().borrow().clone();
         let (matched, end) = self.replication();
+        let learners = self.learners();
         let mut l = self.liveness();
         l.enter_term(term);
         l.observe_voters(&matched, end);
+        l.observe_voters(&learners, end);
         Ok(QuorumDescription {
             leader: m.id,
             term,
             high_watermark: m.last_applied.map(|a| a.index as i64 + 1).unwrap_or(0),
             voters: l.voter_states(&matched),
+            observers: l.voter_states(&learners),
         })
+    }
+
+    /// Adds a broker-only node as a learner at `addr`, unless it already is one there (every
+    /// membership change is a log entry, so a restarted learner asking again costs nothing).
+    async fn add_learner(&self, node: u64, addr: String) -> Result<(), String> {
+        self.leading().ok_or(NOT_LEADER)?;
+        let membership = self.raft.metrics().borrow().membership_config.clone();
+        let membership = membership.membership();
+        if membership.voter_ids().any(|v| v == node) {
+            return Err(format!("node {node} is a controller voter, not a learner"));
+        }
+        if membership.get_node(&node).is_some_and(|n| n.addr == addr) {
+            return Ok(());
+        }
+        tracing::info!(node, %addr, "adding a broker-only node as a metadata learner");
+        self.raft
+            .add_learner(node, BasicNode::new(&addr), false)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     }
 
     async fn handle(&self, request: network::Request) -> network::Response {
@@ -244,6 +284,9 @@ impl LeaderSide {
                 Response::ShutdownBroker(self.shutdown_broker(broker, epoch).await)
             }
             Request::DescribeQuorum => Response::DescribeQuorum(self.describe()),
+            Request::AddLearner { node, addr } => {
+                Response::AddLearner(self.add_learner(node, addr).await)
+            }
             Request::AppendEntries(_) | Request::Vote(_) | Request::InstallSnapshot(_) => {
                 Response::Propose(Err("raft request on the leader path".into()))
             }
@@ -296,20 +339,64 @@ async fn log_leader_changes(
     }
 }
 
+/// A learner asks the voters, one after another, to add it at `addr` until its own membership
+/// lists it there (the leader's entry reached it).
+async fn join_as_learner(
+    raft: Raft<ControllerTypes>,
+    node: u64,
+    addr: String,
+    voters: BTreeMap<u64, String>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let joined = |raft: &Raft<ControllerTypes>| {
+        raft.metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .get_node(&node)
+            .is_some_and(|n| n.addr == addr)
+    };
+    let mut said = false;
+    for voter in voters.values().cycle() {
+        if joined(&raft) {
+            tracing::info!(node, %addr, "following the metadata log as a learner");
+            return;
+        }
+        let request = network::Request::AddLearner {
+            node,
+            addr: addr.clone(),
+        };
+        match network::call(voter, &request, Duration::from_secs(2)).await {
+            Ok(network::Response::AddLearner(Ok(()))) => {}
+            Ok(network::Response::AddLearner(Err(e))) if e != NOT_LEADER && !said => {
+                tracing::warn!(node, voter = %voter, error = %e, "the controller refused to add this broker as a learner");
+                said = true;
+            }
+            _ => {}
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
 /// How long a proposal waits for a leader before giving up.
 const PROPOSE_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Controller {
-    /// Starts this voter on `listener` (its internal address in `voters`). A node whose log is
-    /// empty proposes the configured voters as the first membership; every voter may do so, as
-    /// they all propose the same one.
+    /// Starts this node's member of the quorum on `listener`: a voter at its address in
+    /// `voters`, or a learner at `learner_addr`. A voter whose log is empty proposes the
+    /// configured voters as the first membership; every voter may do so, as they all propose the
+    /// same one. A learner asks the leader to add it, and from then on receives the log.
     pub async fn start(
         config: ControllerConfig,
         listener: TcpListener,
     ) -> Result<Arc<Self>, ControllerError> {
-        if !config.voters.contains_key(&config.node_id) {
+        let voter = config.voters.contains_key(&config.node_id);
+        if !voter && config.learner_addr.is_none() {
             return Err(ControllerError::Raft(format!(
-                "node {} is not among the controller voters {:?}",
+                "node {} is not among the controller voters {:?} and has no learner address",
                 config.node_id, config.voters
             )));
         }
@@ -340,15 +427,26 @@ impl Controller {
             .iter()
             .map(|(id, addr)| (*id, BasicNode::new(addr)))
             .collect();
-        match raft.initialize(members).await {
-            Ok(()) => {
-                tracing::info!(node_id = config.node_id, voters = ?config.voters, "controller quorum initialized")
+        if voter {
+            match raft.initialize(members).await {
+                Ok(()) => {
+                    tracing::info!(node_id = config.node_id, voters = ?config.voters, "controller quorum initialized")
+                }
+                // Already part of a formed quorum (a restart): nothing to do.
+                Err(RaftError::APIError(_)) => {}
+                Err(e) => return Err(ControllerError::Raft(e.to_string())),
             }
-            // Already part of a formed quorum (a restart): nothing to do.
-            Err(RaftError::APIError(_)) => {}
-            Err(e) => return Err(ControllerError::Raft(e.to_string())),
         }
         let (shutdown, rx) = watch::channel(false);
+        if let (false, Some(addr)) = (voter, &config.learner_addr) {
+            tokio::spawn(join_as_learner(
+                raft.clone(),
+                config.node_id,
+                addr.clone(),
+                config.voters.clone(),
+                rx.clone(),
+            ));
+        }
         let leader = LeaderSide {
             raft: raft.clone(),
             state: state.clone(),

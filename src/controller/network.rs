@@ -50,6 +50,11 @@ pub enum Request {
     },
     /// The quorum as the leader sees it.
     DescribeQuorum,
+    /// A broker-only node asks to follow the metadata log as a learner at `addr`.
+    AddLearner {
+        node: u64,
+        addr: String,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -64,6 +69,7 @@ pub enum Response {
     Heartbeat(Result<super::brokers::HeartbeatReply, String>),
     ShutdownBroker(Result<(), String>),
     DescribeQuorum(Result<super::brokers::QuorumDescription, String>),
+    AddLearner(Result<(), String>),
 }
 
 /// Answers the requests that are not Raft's own (proposals, heartbeats, …), on the leader.

@@ -190,6 +190,7 @@ pub async fn describe_quorum(
                         last_caught_up_ms: now,
                         last_fetch_ms: now,
                     }],
+                    observers: Vec::new(),
                 },
                 Vec::new(),
             ))
@@ -218,23 +219,25 @@ pub async fn describe_quorum(
                             .with_partition_index(p.partition_index)
                             .with_error_code(code(ResponseError::UnknownTopicOrPartition));
                     }
-                    let voters = d
-                        .voters
-                        .iter()
-                        .map(|v| {
-                            ReplicaState::default()
-                                .with_replica_id(BrokerId(v.node_id as i32))
-                                .with_log_end_offset(v.log_end_offset)
-                                .with_last_fetch_timestamp(v.last_fetch_ms)
-                                .with_last_caught_up_timestamp(v.last_caught_up_ms)
-                        })
-                        .collect();
+                    let states = |members: &[crate::controller::VoterState]| {
+                        members
+                            .iter()
+                            .map(|v| {
+                                ReplicaState::default()
+                                    .with_replica_id(BrokerId(v.node_id as i32))
+                                    .with_log_end_offset(v.log_end_offset)
+                                    .with_last_fetch_timestamp(v.last_fetch_ms)
+                                    .with_last_caught_up_timestamp(v.last_caught_up_ms)
+                            })
+                            .collect::<Vec<_>>()
+                    };
                     PartitionData::default()
                         .with_partition_index(0)
                         .with_leader_id(BrokerId(d.leader as i32))
                         .with_leader_epoch(d.term as i32)
                         .with_high_watermark(d.high_watermark)
-                        .with_current_voters(voters)
+                        .with_current_voters(states(&d.voters))
+                        .with_observers(states(&d.observers))
                 })
                 .collect();
             TopicData::default()

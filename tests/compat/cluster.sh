@@ -6,7 +6,8 @@
 # replicated partitions whose leaders are killed, hung and cut off while an idempotent producer
 # and a consumer run, checked for lost, moved and duplicated acknowledged records
 # (test_replication_faults.py), and real clients and Kafka's tools on three brokers
-# (test_cluster_clients.py). Starts its own nodes (CHRONIK_BIN_PATH=path/to/chronik); does not
+# (test_cluster_clients.py), a broker-only node beside three voters (test_cluster_broker_only.py).
+# Starts its own nodes (CHRONIK_BIN_PATH=path/to/chronik); does not
 # use $BOOTSTRAP.
 #
 # Short by default (CI: 5 controller kills, 5 replication faults); the long runs:
@@ -26,4 +27,4 @@ export CHRONIK_TOOLS_CLASSPATH
 cd "$HERE/python" && timeout "${CLUSTER_TIMEOUT_S:-900}" "$CACHE/venv/bin/python" -m pytest -v -s \
     -p no:cacheprovider test_controller_quorum.py test_cluster_brokers.py test_cluster_faults.py \
     test_replication_faults.py test_cluster_clients.py test_cluster_leadership.py \
-    test_cluster_migration.py "$@"
+    test_cluster_migration.py test_cluster_broker_only.py "$@"

@@ -347,7 +347,13 @@ class Cluster:
     KINDS = ("controller", "replication")
 
     def __init__(self, workdir, n=3, session_timeout_ms=3000, extra_env=None, proxied=False,
-                 cut_mode="blackhole"):
+                 cut_mode="blackhole", voters=None):
+        """`voters`: how many of the n nodes are controller voters (default all); the others
+        are broker-only nodes, which follow the metadata log as learners on an internal
+        listener of their own (CHRONIK_CLUSTER_LISTEN)."""
+        voters = n if voters is None else voters
+        assert 1 <= voters <= n
+        assert not (proxied and voters < n), "proxied clusters have only combined nodes"
         self.workdir = Path(workdir)
         self.proxy = None
         self.cut_mode = cut_mode
@@ -378,15 +384,18 @@ class Cluster:
                 node_env[a]["CHRONIK_CLUSTER_BROKER_ADDRESSES"] = \
                     "[" + ",".join(f'"{e}"' for e in brokers) + "]"
         else:
-            shared = [f"{i + 1}@127.0.0.1:{p}" for i, p in enumerate(ports)]
+            shared = [f"{i + 1}@127.0.0.1:{p}" for i, p in enumerate(ports[:voters])]
             voters_of = {i + 1: shared for i in range(n)}
+            for a in range(voters + 1, n + 1):
+                node_env[a]["CHRONIK_CLUSTER_LISTEN"] = f'"127.0.0.1:{ports[a - 1]}"'
         env = {
             "CHRONIK_CLUSTER_SESSION_TIMEOUT_MS": str(session_timeout_ms),
             "CHRONIK_CLUSTER_BROKER_HEARTBEAT_MS": str(max(100, session_timeout_ms // 6)),
             "CHRONIK_TIERING_URL": f'"file://{self.workdir / "remote"}"',
         }
         env.update(extra_env or {})
-        self.nodes = [Node(self.workdir, i + 1, voters_of[i + 1], ["broker", "controller"],
+        self.nodes = [Node(self.workdir, i + 1, voters_of[i + 1],
+                           ["broker", "controller"] if i < voters else ["broker"],
                            extra_env={**env, **node_env[i + 1]}, port=kafka_ports[i])
                       for i in range(n)]
 
