@@ -132,7 +132,7 @@ pub async fn handle(
                     }
                 }
                 if diverging.is_none() {
-                    p.follower_fetched(replica_id, fp.fetch_offset, now_ms);
+                    p.follower_fetched(replica_id, fp.fetch_offset, fp.log_start_offset, now_ms);
                 }
             }
             wanted.push(Wanted {

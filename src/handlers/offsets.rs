@@ -148,6 +148,8 @@ pub async fn delete_records(
     req: DeleteRecordsRequest,
 ) -> DeleteRecordsResponse {
     let mut topics = Vec::with_capacity(req.topics.len());
+    // Partitions whose followers must drop the records too: (topic slot, partition slot, ...).
+    let mut waits = Vec::new();
     for t in req.topics {
         let topic = broker.replicas.topic(t.name.0.as_str());
         let mut partitions = Vec::with_capacity(t.partitions.len());
@@ -170,7 +172,12 @@ pub async fn delete_records(
                 continue;
             }
             match p.delete_records_before(target) {
-                Ok(low) => partitions.push(r.with_low_watermark(low)),
+                Ok(low) => {
+                    if p.low_watermark() < low {
+                        waits.push((topics.len(), partitions.len(), p.clone(), low));
+                    }
+                    partitions.push(r.with_low_watermark(low))
+                }
                 Err(e) => {
                     tracing::error!(topic = %p.topic, partition = p.index, error = %e, "delete records failed");
                     partitions.push(r.with_error_code(code(ResponseError::KafkaStorageError)));
@@ -183,7 +190,43 @@ pub async fn delete_records(
                 .with_partitions(partitions),
         );
     }
+    if !waits.is_empty() {
+        // As Kafka: answered once every caught-up replica's log start passed the offset.
+        let deadline = tokio::time::Instant::now()
+            + std::time::Duration::from_millis(req.timeout_ms.max(0) as u64);
+        let reached = futures::future::join_all(
+            waits
+                .iter()
+                .map(|(_, _, p, low)| low_watermark_reaches(p, *low, deadline)),
+        )
+        .await;
+        for ((t, slot, _, _), ok) in waits.iter().zip(reached) {
+            if !ok {
+                let r: &mut DeleteRecordsPartitionResult = &mut topics[*t].partitions[*slot];
+                r.low_watermark = -1;
+                r.error_code = code(ResponseError::RequestTimedOut);
+            }
+        }
+    }
     DeleteRecordsResponse::default().with_topics(topics)
+}
+
+/// Waits until the partition's low watermark reaches `low` (its followers took the leader's new
+/// log start from their next fetch), or the deadline passes.
+async fn low_watermark_reaches(
+    p: &crate::replica::Partition,
+    low: i64,
+    deadline: tokio::time::Instant,
+) -> bool {
+    loop {
+        if p.low_watermark() >= low {
+            return true;
+        }
+        if !p.is_leader() || tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 /// The error for a partition this broker does not hold: NOT_LEADER_OR_FOLLOWER when it exists

@@ -370,6 +370,9 @@ fn apply(leader: i32, set: &[Followed], response: FetchResponse) -> bool {
                 }
             }
             p.follow_high_watermark(pd.high_watermark);
+            if let Err(e) = p.follow_log_start(pd.log_start_offset) {
+                tracing::warn!(topic = %p.topic, partition = p.index, error = %e, "cannot move the follower's log start to the leader's");
+            }
             // An empty answer after the leader's long poll: fetch again at once.
             progress = true;
         }

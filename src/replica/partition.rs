@@ -295,6 +295,27 @@ impl Partition {
         });
     }
 
+    /// A follower takes its leader's log start (records deleted there by DeleteRecords or
+    /// retention), up to its own high watermark.
+    pub fn follow_log_start(&self, leader_log_start: i64) -> std::io::Result<()> {
+        let target = leader_log_start.min(self.high_watermark());
+        if target > self.log_start_offset() {
+            self.delete_records_before(target)?;
+        }
+        Ok(())
+    }
+
+    /// The smallest log start among this leader and its caught-up followers: what DeleteRecords
+    /// answers once every replica that could lead has dropped the records.
+    pub fn low_watermark(&self) -> i64 {
+        let start = self.log_start_offset();
+        if self.alone.load(Ordering::Acquire) {
+            return start;
+        }
+        self.replication()
+            .low_watermark(start, self.high_watermark())
+    }
+
     /// Cuts the log back to end at `offset` (a divergent tail, found through the leader's epoch
     /// history); the epoch cache and the high watermark follow.
     pub fn truncate_to(&self, offset: i64) -> std::io::Result<()> {
@@ -340,11 +361,18 @@ impl Partition {
 
     /// A follower fetched at `fetch_offset`: its progress moves, and with it the high
     /// watermark. Returns the high watermark after the fetch.
-    pub fn follower_fetched(&self, replica: i32, fetch_offset: i64, now_ms: i64) -> i64 {
+    pub fn follower_fetched(
+        &self,
+        replica: i32,
+        fetch_offset: i64,
+        log_start: i64,
+        now_ms: i64,
+    ) -> i64 {
         let end = self.log_end_offset();
         let hw = {
             let mut rs = self.replication();
             rs.fetched(replica, fetch_offset, end, now_ms);
+            rs.fetched_log_start(replica, log_start);
             rs.high_watermark(end)
         };
         if let Some(hw) = hw {

@@ -29,6 +29,8 @@ struct Progress {
     last_fetch_ms: i64,
     /// The leader's log end at the follower's last fetch.
     leader_end_at_last_fetch: i64,
+    /// The follower's log start as its last fetch showed it; -1 unknown.
+    log_start: i64,
 }
 
 /// The replica set of a partition as the leader (or a follower) sees it.
@@ -93,6 +95,7 @@ impl ReplicaSet {
                 last_caught_up_ms: now_ms,
                 last_fetch_ms: now_ms,
                 leader_end_at_last_fetch: -1,
+                log_start: -1,
             });
         }
         self.progress.retain(|r, _| replicas.contains(r));
@@ -126,6 +129,26 @@ impl ReplicaSet {
         p.leo = fetch_offset;
         p.leader_end_at_last_fetch = leader_end;
         p.last_fetch_ms = now_ms;
+    }
+
+    /// Notes the log start a follower's fetch carried.
+    pub fn fetched_log_start(&mut self, replica: i32, log_start: i64) {
+        if let Some(p) = self.progress.get_mut(&replica) {
+            p.log_start = log_start;
+        }
+    }
+
+    /// The smallest log start among this leader (`leader_start`) and the in-sync followers caught
+    /// up to `high_watermark` (Kafka's low watermark): records below it are gone from every replica
+    /// that could lead. A caught-up follower whose log start is not known yet holds it at -1.
+    pub fn low_watermark(&self, leader_start: i64, high_watermark: i64) -> i64 {
+        self.replicas
+            .iter()
+            .filter(|r| **r != self.me && self.isr.contains(r))
+            .filter_map(|r| self.progress.get(r))
+            .filter(|p| p.leo >= high_watermark)
+            .map(|p| p.log_start)
+            .fold(leader_start, i64::min)
     }
 
     /// The high watermark the in-sync set allows: the smallest log end among its members
@@ -192,6 +215,22 @@ mod tests {
         let mut s = ReplicaSet::alone(1);
         s.update(Role::Leader, 1, replicas, isr, 0, 0);
         s
+    }
+
+    #[test]
+    fn low_watermark_waits_for_caught_up_followers() {
+        let mut s = leader_of(&[1, 2, 3], &[1, 2, 3]);
+        s.fetched(2, 10, 10, 5);
+        s.fetched(3, 4, 10, 5);
+        // Follower 2 caught up but its log start is not known yet; 3 lags and does not count.
+        assert_eq!(s.low_watermark(6, 10), -1);
+        s.fetched_log_start(2, 0);
+        assert_eq!(s.low_watermark(6, 10), 0);
+        s.fetched_log_start(2, 6);
+        assert_eq!(s.low_watermark(6, 10), 6);
+        s.fetched(3, 10, 10, 6);
+        s.fetched_log_start(3, 2);
+        assert_eq!(s.low_watermark(6, 10), 2);
     }
 
     #[test]

@@ -8,6 +8,7 @@ Bounded: every wait has a deadline.
 """
 
 import re
+import time
 
 from confluent_kafka import Producer
 
@@ -103,5 +104,68 @@ def test_leaderships_return_to_preferred_replicas_by_themselves(tmp_path):
         stop_and_return(cluster, boot, "auto", 2)
         wait_until(lambda: preferred_everywhere(describe(boot, "auto")[0]), 30,
                    what="leaderships back at the preferred replicas")
+    finally:
+        cluster.stop()
+
+
+DELETE_RECORDS = "org.apache.kafka.tools.DeleteRecordsCommand"
+
+
+def earliest_and_first(boot, topic, partition):
+    """(earliest offset ListOffsets answers, first offset a consumer from the beginning reads)."""
+    from confluent_kafka import Consumer, TopicPartition
+    c = Consumer({"bootstrap.servers": boot, "group.id": f"dr-{time.monotonic_ns()}",
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False, "log_level": 2})
+    try:
+        low, _high = c.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+        c.assign([TopicPartition(topic, partition, -2)])
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            m = c.poll(0.5)
+            if m is not None and not m.error():
+                return low, m.offset()
+        return low, None
+    finally:
+        c.close()
+
+
+def test_delete_records_reaches_every_replica(tmp_path):
+    """`kafka-delete-records` on a partition with three replicas answers once the followers also
+    dropped the records, so a leader elected afterwards starts at the new log start too (the
+    deleted records never come back)."""
+    cluster = Cluster(tmp_path, n=3, session_timeout_ms=3000)
+    try:
+        cluster.start()
+        boot = cluster.bootstrap
+        tool(TOPICS, "--bootstrap-server", boot, "--create", "--topic", "dr", "--partitions", "1",
+             "--replication-factor", "3", "--config", "min.insync.replicas=2")
+        p = Producer({"bootstrap.servers": boot, "acks": "all", "enable.idempotence": True})
+        for i in range(200):
+            p.produce("dr", value=f"v{i}".encode(), partition=0)
+        assert p.flush(60) == 0
+        spec = tmp_path / "delete.json"
+        spec.write_text('{"version": 1, "partitions": [{"topic": "dr", "partition": 0, '
+                        '"offset": 120}]}')
+        started = time.monotonic()
+        out = tool(DELETE_RECORDS, "--bootstrap-server", boot, "--offset-json-file", str(spec))
+        took = time.monotonic() - started
+        print(out)
+        assert re.search(r"partition: dr-0\s+low_watermark: 120", out), out
+        assert earliest_and_first(boot, "dr", 0) == (120, 120)
+        # The leader goes away twice: each new leader had dropped the records already.
+        for _ in range(2):
+            leader, _, _ = describe(boot, "dr")[0][0]
+            cluster.node(leader).stop()
+            wait_until(lambda: describe(boot, "dr")[0][0][0] not in (-1, leader), 30,
+                       what="a new leader")
+            low_first = earliest_and_first(boot, "dr", 0)
+            print(f"leader {leader} stopped: new leader {describe(boot, 'dr')[0][0][0]}, "
+                  f"earliest offset and first record read {low_first}")
+            assert low_first == (120, 120), low_first
+            cluster.node(leader).start()
+            cluster.node(leader).wait_ready()
+            wait_until(lambda: len(describe(boot, "dr")[0][0][2]) == 3, 60,
+                       what="the ISR back to 3")
+        print(f"kafka-delete-records answered after {took:.1f} s (tool start included)")
     finally:
         cluster.stop()
