@@ -5,13 +5,17 @@
 # links cut through proxies and a voter catching up from a snapshot (test_cluster_faults.py),
 # replicated partitions whose leaders are killed, hung and cut off while an idempotent producer
 # and a consumer run, checked for lost, moved and duplicated acknowledged records
-# (test_replication_faults.py), and real clients and Kafka's tools on three brokers
-# (test_cluster_clients.py), a broker-only node beside three voters (test_cluster_broker_only.py).
+# (test_replication_faults.py), the same check with Apache Kafka's Java producer, compiled at
+# test time from tests/compat/java-checker (test_replication_faults_java.py), and real clients
+# and Kafka's tools on three brokers (test_cluster_clients.py), a broker-only node beside three
+# voters (test_cluster_broker_only.py).
 # Starts its own nodes (CHRONIK_BIN_PATH=path/to/chronik); does not
 # use $BOOTSTRAP.
 #
-# Short by default (CI: 5 controller kills, 5 replication faults); the long runs:
-#   CLUSTER_FAULTS=20 CLUSTER_SECONDS=150 REPLICATION_FAULTS=30 tests/compat/cluster.sh
+# Short by default (CI: 5 controller kills, 5 replication faults, 3 with the Java producer); the
+# long runs:
+#   CLUSTER_FAULTS=20 CLUSTER_SECONDS=150 REPLICATION_FAULTS=30 JAVA_REPLICATION_FAULTS=30 \
+#   tests/compat/cluster.sh
 set -uo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 CACHE=${CHRONIK_TEST_CACHE:-$HOME/.cache/chronik-tests}
@@ -24,7 +28,7 @@ export CHRONIK_BIN_PATH=${CHRONIK_BIN_PATH:-${CARGO_TARGET_DIR:-$HOME/.cache/chr
 [[ -x $CHRONIK_BIN_PATH ]] || { echo "cluster: no broker binary at $CHRONIK_BIN_PATH" >&2; exit 1; }
 CHRONIK_TOOLS_CLASSPATH=$("$HERE/kafka-tools-classpath.sh") || exit 1
 export CHRONIK_TOOLS_CLASSPATH
-cd "$HERE/python" && timeout "${CLUSTER_TIMEOUT_S:-900}" "$CACHE/venv/bin/python" -m pytest -v -s \
+cd "$HERE/python" && timeout "${CLUSTER_TIMEOUT_S:-1500}" "$CACHE/venv/bin/python" -m pytest -v -s \
     -p no:cacheprovider test_controller_quorum.py test_cluster_brokers.py test_cluster_faults.py \
-    test_replication_faults.py test_cluster_clients.py test_cluster_leadership.py \
-    test_cluster_migration.py test_cluster_broker_only.py "$@"
+    test_replication_faults.py test_replication_faults_java.py test_cluster_clients.py \
+    test_cluster_leadership.py test_cluster_migration.py test_cluster_broker_only.py "$@"

@@ -17,7 +17,8 @@ step "system packages"
 need=()
 command -v kcat >/dev/null || need+=(kcat)
 command -v nc >/dev/null || need+=(netcat-openbsd)
-command -v java >/dev/null || need+=(openjdk-17-jdk-headless)
+# javac, not only java: the Java test programs (tests/compat/java, java-checker) are compiled here.
+command -v javac >/dev/null || need+=(openjdk-17-jdk-headless)
 command -v mvn >/dev/null || need+=(maven)
 command -v timeout >/dev/null || need+=(coreutils)
 PYTHON=${PYTHON:-python3}
