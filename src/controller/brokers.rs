@@ -163,6 +163,9 @@ impl Liveness {
                 partitions: placements,
             });
         }
+        // A reassignment whose new replicas all caught up finishes (one that an election above
+        // changed too is dropped as stale when applied, and finishes in the next round).
+        records.extend(placement::finished_reassignments(&next));
         records
     }
 

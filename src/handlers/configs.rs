@@ -345,6 +345,20 @@ pub async fn incremental_alter(
     let mut responses = Vec::with_capacity(req.resources.len());
     for res in req.resources {
         let name = res.resource_name.to_string();
+        // This broker has no dynamic broker configs, so deleting one is a no-op, as Kafka treats
+        // deleting an override that is not set (`kafka-reassign-partitions --verify` clears the
+        // replication throttles of every broker this way). Setting one is refused below.
+        if res.resource_type == BROKER
+            && !res.configs.is_empty()
+            && res.configs.iter().all(|c| c.config_operation == OP_DELETE)
+        {
+            responses.push(
+                incremental_alter_configs_response::AlterConfigsResourceResponse::default()
+                    .with_resource_type(res.resource_type)
+                    .with_resource_name(res.resource_name),
+            );
+            continue;
+        }
         let current = broker
             .replicas
             .topic(&name)

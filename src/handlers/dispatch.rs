@@ -42,6 +42,9 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeCluster, 0, 2),
     (ApiKey::DescribeQuorum, 0, 2),
     (ApiKey::ElectLeaders, 0, 2),
+    (ApiKey::AlterPartitionReassignments, 0, 1),
+    (ApiKey::DescribeLogDirs, 1, 4),
+    (ApiKey::ListPartitionReassignments, 0, 0),
     (ApiKey::FindCoordinator, 0, 6),
     (ApiKey::JoinGroup, 0, 9),
     (ApiKey::SyncGroup, 0, 5),
@@ -228,6 +231,15 @@ async fn route(
             route!(DescribeQuorumRequest, super::metadata::describe_quorum)
         }
         ApiKey::ElectLeaders => route!(ElectLeadersRequest, super::cluster::elect_leaders),
+        ApiKey::AlterPartitionReassignments => {
+            route!(AlterPartitionReassignmentsRequest, super::reassign::alter)
+        }
+        ApiKey::DescribeLogDirs => {
+            route!(DescribeLogDirsRequest, super::metadata::describe_log_dirs)
+        }
+        ApiKey::ListPartitionReassignments => {
+            route!(ListPartitionReassignmentsRequest, super::reassign::list)
+        }
         ApiKey::Produce => {
             let req = ProduceRequest::decode(&mut frame, version).map_err(malformed)?;
             let acks = req.acks;

@@ -267,3 +267,65 @@ pub async fn describe_quorum(
         .collect();
     resp.with_nodes(nodes)
 }
+
+/// DescribeLogDirs: this broker's one log directory (the data directory) with the size of every
+/// partition it holds, leader or follower, and the file system's total and usable bytes
+/// (`kafka-log-dirs`, and `kafka-reassign-partitions`, which asks where replicas live).
+pub async fn describe_log_dirs(
+    broker: &Arc<Broker>,
+    _ctx: &RequestContext,
+    req: kafka_protocol::messages::DescribeLogDirsRequest,
+) -> kafka_protocol::messages::DescribeLogDirsResponse {
+    use kafka_protocol::messages::describe_log_dirs_response::{
+        DescribeLogDirsPartition, DescribeLogDirsResult, DescribeLogDirsTopic,
+    };
+    let wanted: Option<std::collections::HashMap<String, Vec<i32>>> = req.topics.map(|ts| {
+        ts.into_iter()
+            .map(|t| (t.topic.0.to_string(), t.partitions))
+            .collect()
+    });
+    let mut topics = Vec::new();
+    for t in broker.replicas.topics() {
+        let asked = match &wanted {
+            None => None,
+            Some(w) => match w.get(&t.name) {
+                Some(ps) => Some(ps),
+                None => continue,
+            },
+        };
+        let partitions: Vec<DescribeLogDirsPartition> = t
+            .partitions()
+            .iter()
+            .filter(|p| asked.is_none_or(|ps| ps.contains(&p.index)))
+            .map(|p| {
+                DescribeLogDirsPartition::default()
+                    .with_partition_index(p.index)
+                    .with_partition_size(p.size_bytes() as i64)
+                    .with_offset_lag((p.high_watermark() - p.log_end_offset()).max(0))
+            })
+            .collect();
+        if !partitions.is_empty() {
+            topics.push(
+                DescribeLogDirsTopic::default()
+                    .with_name(TopicName(StrBytes::from_string(t.name.clone())))
+                    .with_partitions(partitions),
+            );
+        }
+    }
+    let dir = broker.config.data_dir.clone();
+    let (total, usable) = match nix::sys::statvfs::statvfs(&dir) {
+        Ok(s) => (
+            (s.blocks() as i64).saturating_mul(s.fragment_size() as i64),
+            (s.blocks_available() as i64).saturating_mul(s.fragment_size() as i64),
+        ),
+        Err(_) => (-1, -1),
+    };
+    let dir = std::fs::canonicalize(&dir).unwrap_or(dir);
+    kafka_protocol::messages::DescribeLogDirsResponse::default().with_results(vec![
+        DescribeLogDirsResult::default()
+            .with_log_dir(StrBytes::from_string(dir.display().to_string()))
+            .with_topics(topics)
+            .with_total_bytes(total)
+            .with_usable_bytes(usable),
+    ])
+}

@@ -10,6 +10,7 @@ pub mod groups;
 pub mod metadata;
 pub mod offsets;
 pub mod produce;
+pub mod reassign;
 pub mod topics;
 
 use kafka_protocol::error::ResponseError;
@@ -33,6 +34,7 @@ pub(crate) fn topic_error_code(e: &TopicError) -> i16 {
         TopicError::InvalidName(_) => ResponseError::InvalidTopicException,
         TopicError::InvalidPartitions(_) => ResponseError::InvalidPartitions,
         TopicError::InvalidReplicationFactor(_) => ResponseError::InvalidReplicationFactor,
+        TopicError::InvalidReplicaAssignment(_) => ResponseError::InvalidReplicaAssignment,
         TopicError::UnknownTopic(_) => ResponseError::UnknownTopicOrPartition,
         TopicError::Config(TopicConfigError::Unknown(_) | TopicConfigError::Invalid { .. }) => {
             ResponseError::InvalidConfig

@@ -65,23 +65,21 @@ pub async fn create_topics(
                 ));
                 continue;
             }
-            let bad = t.assignments.iter().enumerate().any(|(i, a)| {
-                a.partition_index != i as i32
-                    || a.broker_ids.iter().map(|b| b.0).ne([broker.node_id])
-            });
+            let bad = t
+                .assignments
+                .iter()
+                .enumerate()
+                .any(|(i, a)| a.partition_index != i as i32);
             if bad {
                 results.push(failed(
                     t.name,
                     code(ResponseError::InvalidReplicaAssignment),
-                    format!(
-                        "replica assignments must name partitions 0..n in order, each on broker {} alone",
-                        broker.node_id
-                    ),
+                    "replica assignments must name partitions 0..n in order".into(),
                 ));
                 continue;
             }
             partitions = t.assignments.len() as i32;
-            replication = 1;
+            replication = t.assignments[0].broker_ids.len() as i16;
         }
         if let Some(c) = t.configs.iter().find(|c| c.value.is_none()) {
             results.push(failed(
@@ -106,11 +104,23 @@ pub async fn create_topics(
                 continue;
             }
         };
-        match broker
-            .replicas
-            .create_topic(&name, partitions, replication, configs, req.validate_only)
-            .await
-        {
+        let created = if t.assignments.is_empty() {
+            broker
+                .replicas
+                .create_topic(&name, partitions, replication, configs, req.validate_only)
+                .await
+        } else {
+            let assignment = t
+                .assignments
+                .iter()
+                .map(|a| a.broker_ids.iter().map(|b| b.0).collect())
+                .collect();
+            broker
+                .replicas
+                .create_assigned_topic(&name, assignment, configs, req.validate_only)
+                .await
+        };
+        match created {
             Ok(topic) => {
                 if !req.validate_only {
                     tracing::info!(topic = %name, partitions = topic.partition_count(), "created topic");
@@ -131,7 +141,8 @@ pub async fn create_topics(
                         .with_name(t.name)
                         .with_topic_id(topic.id)
                         .with_num_partitions(topic.partition_count())
-                        .with_replication_factor(1)
+                        // -1 asked for the default, one replica.
+                        .with_replication_factor(replication.max(1))
                         .with_configs((ctx.version >= 5).then_some(described)),
                 );
             }

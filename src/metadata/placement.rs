@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use uuid::Uuid;
 
-use super::record::PartitionPlacement;
+use super::record::{MetadataRecord, PartitionPlacement, Reassignment};
 use super::state::{BrokerState, MetadataState};
 
 /// The internal topic whose partition leaders coordinate consumer groups.
@@ -99,6 +99,42 @@ pub fn place(
             )
         })
         .collect())
+}
+
+/// Partitions `first..` with the replicas given for each (CreateTopics' or CreatePartitions'
+/// assignments): every broker registered, none twice in a partition, the first the leader.
+pub fn assigned(
+    state: &MetadataState,
+    first: i32,
+    assignment: &[Vec<i32>],
+) -> Result<Vec<(i32, PartitionPlacement)>, String> {
+    let mut out = Vec::with_capacity(assignment.len());
+    for (k, replicas) in assignment.iter().enumerate() {
+        let partition = first + k as i32;
+        if replicas.is_empty() {
+            return Err(format!("partition {partition} has no replicas"));
+        }
+        let mut seen = std::collections::HashSet::new();
+        if let Some(d) = replicas.iter().find(|r| !seen.insert(**r)) {
+            return Err(format!("partition {partition} names broker {d} twice"));
+        }
+        if let Some(u) = replicas.iter().find(|r| !state.brokers.contains_key(r)) {
+            return Err(format!(
+                "partition {partition}: broker {u} is not registered"
+            ));
+        }
+        out.push((
+            partition,
+            PartitionPlacement {
+                leader: replicas[0],
+                isr: replicas.clone(),
+                replicas: replicas.clone(),
+                leader_epoch: 0,
+                partition_epoch: 0,
+            },
+        ));
+    }
+    Ok(out)
 }
 
 /// The leadership and in-sync changes the state needs. Fenced brokers leave the in-sync sets
@@ -256,6 +292,142 @@ pub fn move_away(
     elect(&without)
 }
 
+/// Why a partition reassignment was refused (the `AlterPartitionReassignments` errors).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReassignRefused {
+    UnknownPartition,
+    /// A cancellation with nothing in progress (`NO_REASSIGNMENT_IN_PROGRESS`).
+    NoReassignment,
+    /// `INVALID_REPLICA_ASSIGNMENT`, with the reason.
+    InvalidReplicas(String),
+    /// The target has another number of replicas and the request does not allow that
+    /// (`INVALID_REPLICATION_FACTOR`).
+    ReplicationFactorChange,
+}
+
+/// The partition as a reassignment to `target` makes it (`None`: cancel the one in progress),
+/// with the reassignment it leaves in progress. The replicas become the target followed by the
+/// replicas being removed; a target whose every replica is in sync already finishes at once, and
+/// a new target for a partition being reassigned starts again from its replicas before.
+pub fn reassign(
+    state: &MetadataState,
+    topic_id: Uuid,
+    partition: i32,
+    target: Option<&[i32]>,
+    allow_replication_factor_change: bool,
+) -> Result<(PartitionPlacement, Option<Reassignment>), ReassignRefused> {
+    let p = state
+        .placement(topic_id, partition)
+        .ok_or(ReassignRefused::UnknownPartition)?;
+    let current = state
+        .reassignments
+        .get(&topic_id)
+        .and_then(|m| m.get(&partition));
+    let original: Vec<i32> = match current {
+        Some(r) => p
+            .replicas
+            .iter()
+            .copied()
+            .filter(|x| !r.adding.contains(x))
+            .collect(),
+        None => p.replicas.clone(),
+    };
+    let Some(target) = target else {
+        if current.is_none() {
+            return Err(ReassignRefused::NoReassignment);
+        }
+        if !p.isr.iter().any(|r| original.contains(r)) {
+            return Err(ReassignRefused::InvalidReplicas(
+                "no replica from before the reassignment is in sync; let it finish".into(),
+            ));
+        }
+        return Ok((finish(state, p, &original), None));
+    };
+    if target.is_empty() {
+        return Err(ReassignRefused::InvalidReplicas("no replicas given".into()));
+    }
+    let mut seen = std::collections::HashSet::new();
+    if let Some(d) = target.iter().find(|r| !seen.insert(**r)) {
+        return Err(ReassignRefused::InvalidReplicas(format!(
+            "broker {d} is named twice"
+        )));
+    }
+    if let Some(unknown) = target.iter().find(|r| !state.brokers.contains_key(r)) {
+        return Err(ReassignRefused::InvalidReplicas(format!(
+            "broker {unknown} is not registered"
+        )));
+    }
+    if !allow_replication_factor_change && target.len() != original.len() {
+        return Err(ReassignRefused::ReplicationFactorChange);
+    }
+    let adding: Vec<i32> = target
+        .iter()
+        .copied()
+        .filter(|r| !original.contains(r))
+        .collect();
+    let removing: Vec<i32> = original
+        .iter()
+        .copied()
+        .filter(|r| !target.contains(r))
+        .collect();
+    let mut next = p.clone();
+    next.replicas = target.iter().chain(&removing).copied().collect();
+    next.isr.retain(|r| next.replicas.contains(r));
+    if target.iter().all(|r| next.isr.contains(r)) {
+        return Ok((finish(state, &next, target), None));
+    }
+    next.partition_epoch = p.partition_epoch + 1;
+    Ok((next, Some(Reassignment { adding, removing })))
+}
+
+/// The partition with exactly `replicas` (a reassignment finished or reverted): the in-sync set
+/// keeps its members among them, and if the leader is not one of them the first live in-sync
+/// replica leads, in a new leader epoch.
+fn finish(state: &MetadataState, p: &PartitionPlacement, replicas: &[i32]) -> PartitionPlacement {
+    let live = |id: i32| state.brokers.get(&id).is_some_and(|b| !b.fenced);
+    let mut next = p.clone();
+    next.replicas = replicas.to_vec();
+    next.isr.retain(|r| replicas.contains(r));
+    if !replicas.contains(&p.leader) {
+        next.leader = replicas
+            .iter()
+            .copied()
+            .find(|r| live(*r) && next.isr.contains(r))
+            .unwrap_or(-1);
+        next.leader_epoch = p.leader_epoch + 1;
+    }
+    next.partition_epoch = p.partition_epoch + 1;
+    next
+}
+
+/// Records finishing every reassignment whose target replicas are all in sync now (the
+/// controller's duty; the replicas being removed then leave the partition).
+pub fn finished_reassignments(state: &MetadataState) -> Vec<MetadataRecord> {
+    let mut out = Vec::new();
+    for (topic_id, of_topic) in &state.reassignments {
+        for (partition, r) in of_topic {
+            let Some(p) = state.placement(*topic_id, *partition) else {
+                continue;
+            };
+            let target: Vec<i32> = p
+                .replicas
+                .iter()
+                .copied()
+                .filter(|x| !r.removing.contains(x))
+                .collect();
+            if target.iter().all(|t| p.isr.contains(t)) {
+                out.push(MetadataRecord::PartitionReassigned {
+                    id: *topic_id,
+                    partition: *partition,
+                    placement: finish(state, p, &target),
+                    reassignment: None,
+                });
+            }
+        }
+    }
+    out
+}
+
 /// Java's `String.hashCode` of a group id: clients and Kafka's tools expect the same group to
 /// map to the same offsets partition as in Kafka.
 pub fn java_string_hash(s: &str) -> i32 {
@@ -291,6 +463,108 @@ mod tests {
             );
         }
         s
+    }
+
+    #[test]
+    fn a_reassignment_adds_first_removes_when_in_sync_and_can_be_cancelled() {
+        let mut s = state_with(&[(1, None), (2, None), (3, None), (4, None)]);
+        let id = Uuid::new_v4();
+        s.apply(
+            10,
+            &MetadataRecord::TopicCreated {
+                name: "t".into(),
+                id,
+                partitions: 1,
+                configs: Default::default(),
+            },
+        );
+        let start = PartitionPlacement {
+            replicas: vec![1, 2, 3],
+            isr: vec![1, 2, 3],
+            leader: 1,
+            leader_epoch: 0,
+            partition_epoch: 0,
+        };
+        s.apply(
+            11,
+            &MetadataRecord::PartitionsSet {
+                id,
+                partitions: vec![(0, start.clone())],
+            },
+        );
+        let record = |s: &MetadataState, target: Option<&[i32]>| {
+            let (placement, reassignment) = reassign(s, id, 0, target, false).expect("reassign");
+            MetadataRecord::PartitionReassigned {
+                id,
+                partition: 0,
+                placement,
+                reassignment,
+            }
+        };
+        // Move 1 (the leader) to 4: 4 joins first, 1 stays until 4 is in sync.
+        let r = record(&s, Some(&[4, 2, 3]));
+        s.apply(12, &r);
+        let p = s.placement(id, 0).expect("placed").clone();
+        assert_eq!(p.replicas, vec![4, 2, 3, 1]);
+        assert_eq!((p.leader, p.isr.clone()), (1, vec![1, 2, 3]));
+        assert_eq!(
+            s.reassignments[&id][&0],
+            Reassignment {
+                adding: vec![4],
+                removing: vec![1]
+            }
+        );
+        assert!(
+            finished_reassignments(&s).is_empty(),
+            "4 is not in sync yet"
+        );
+        assert_eq!(
+            reassign(&s, id, 0, Some(&[4, 2]), false),
+            Err(ReassignRefused::ReplicationFactorChange)
+        );
+        assert!(matches!(
+            reassign(&s, id, 0, Some(&[4, 9, 3]), false),
+            Err(ReassignRefused::InvalidReplicas(_))
+        ));
+        // Cancelled: back to 1, 2 and 3 (in the order they have now, as Kafka reverts), and 1
+        // still leads.
+        let mut cancelled = s.clone();
+        cancelled.apply(13, &record(&cancelled, None));
+        let p = cancelled.placement(id, 0).expect("placed");
+        assert_eq!((p.replicas.clone(), p.leader), (vec![2, 3, 1], 1));
+        assert!(cancelled.reassignments.is_empty());
+        assert_eq!(
+            reassign(&cancelled, id, 0, None, false),
+            Err(ReassignRefused::NoReassignment)
+        );
+        // 4 catches up and joins the ISR: the controller finishes, 1 leaves and 4 leads.
+        let epoch = s.placement(id, 0).expect("placed").partition_epoch;
+        s.apply(
+            13,
+            &MetadataRecord::IsrAltered {
+                id,
+                partition: 0,
+                leader: 1,
+                leader_epoch: 0,
+                partition_epoch: epoch,
+                isr: vec![1, 2, 3, 4],
+            },
+        );
+        let done = finished_reassignments(&s);
+        assert_eq!(done.len(), 1);
+        s.apply(14, &done[0]);
+        let p = s.placement(id, 0).expect("placed");
+        assert_eq!(p.replicas, vec![4, 2, 3]);
+        assert!(!p.isr.contains(&1) && p.isr.len() == 3, "{p:?}");
+        assert_eq!((p.leader, p.leader_epoch), (4, 1));
+        assert!(s.reassignments.is_empty());
+        // A target already in sync (a new order) finishes at once.
+        s.apply(15, &record(&s, Some(&[2, 3, 4])));
+        assert_eq!(
+            s.placement(id, 0).map(|p| p.replicas.clone()),
+            Some(vec![2, 3, 4])
+        );
+        assert!(s.reassignments.is_empty());
     }
 
     #[test]

@@ -124,6 +124,26 @@ pub enum MetadataRecord {
         partition_epoch: i32,
         isr: Vec<i32>,
     },
+    /// A partition reassignment starts, moves on, finishes or is cancelled (Kafka's
+    /// `AlterPartitionReassignments`): the partition becomes `placement` — only if that is newer
+    /// than the current one by partition epoch, as with `PartitionsSet` — and its reassignment
+    /// becomes `reassignment` (`None`: none in progress).
+    PartitionReassigned {
+        id: Uuid,
+        partition: i32,
+        placement: PartitionPlacement,
+        reassignment: Option<Reassignment>,
+    },
+}
+
+/// A partition reassignment in progress: while the replicas being added catch up, the partition
+/// has the target replicas followed by those being removed (Kafka's `addingReplicas` and
+/// `removingReplicas`). The target is the replicas without `removing`; before it began the
+/// partition had the replicas without `adding`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reassignment {
+    pub adding: Vec<i32>,
+    pub removing: Vec<i32>,
 }
 
 /// Replicas and leadership of one partition as `PartitionsPlaced` recorded them, before

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use chronik_tiering::{RemoteLogSegmentMetadata, RemoteSegmentState, RemoteSplitMetadata};
 
-use super::record::{MetadataRecord, PartitionPlacement, PlacementV1};
+use super::record::{MetadataRecord, PartitionPlacement, PlacementV1, Reassignment};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopicState {
@@ -52,6 +52,8 @@ pub struct MetadataState {
     pub placements: BTreeMap<Uuid, BTreeMap<i32, PartitionPlacement>>,
     /// broker → `[start, end)` of the last producer-id block it took.
     pub producer_id_blocks: BTreeMap<i32, (i64, i64)>,
+    /// topic id → partition → its reassignment in progress.
+    pub reassignments: BTreeMap<Uuid, BTreeMap<i32, Reassignment>>,
     /// The index of the last record that changed topics, partitions or brokers: the replica
     /// layer reconciles its partitions with this state when it moves. Derived.
     #[serde(skip)]
@@ -100,6 +102,41 @@ pub struct BrokerState {
     pub rack: Option<String>,
     /// Fenced brokers lead nothing and are not listed to clients.
     pub fenced: bool,
+}
+
+/// The snapshot layout before partition reassignments were kept.
+#[derive(Debug, Deserialize)]
+pub struct StateV5 {
+    last_index: u64,
+    topics: BTreeMap<String, TopicState>,
+    producer_id_end: i64,
+    offsets: BTreeMap<String, BTreeMap<(String, i32), CommittedOffset>>,
+    remote_segments: BTreeMap<Uuid, (String, RemoteLogSegmentMetadata)>,
+    remote_splits: BTreeMap<Uuid, RemoteSplitMetadata>,
+    group_protocol_types: BTreeMap<String, String>,
+    cluster_id: Option<String>,
+    brokers: BTreeMap<i32, BrokerState>,
+    placements: BTreeMap<Uuid, BTreeMap<i32, PartitionPlacement>>,
+    producer_id_blocks: BTreeMap<i32, (i64, i64)>,
+}
+
+impl From<StateV5> for MetadataState {
+    fn from(v: StateV5) -> Self {
+        Self {
+            last_index: v.last_index,
+            topics: v.topics,
+            producer_id_end: v.producer_id_end,
+            offsets: v.offsets,
+            remote_segments: v.remote_segments,
+            remote_splits: v.remote_splits,
+            group_protocol_types: v.group_protocol_types,
+            cluster_id: v.cluster_id,
+            brokers: v.brokers,
+            placements: v.placements,
+            producer_id_blocks: v.producer_id_blocks,
+            ..Default::default()
+        }
+    }
 }
 
 /// The snapshot layout before in-sync replica sets were kept.
@@ -221,6 +258,7 @@ impl MetadataState {
     pub fn decode_snapshot(body: &[u8]) -> Option<Self> {
         let mut state: Self = postcard::from_bytes(body)
             .ok()
+            .or_else(|| postcard::from_bytes::<StateV5>(body).ok().map(Into::into))
             .or_else(|| postcard::from_bytes::<StateV4>(body).ok().map(Into::into))
             .or_else(|| postcard::from_bytes::<StateV3>(body).ok().map(Into::into))
             .or_else(|| postcard::from_bytes::<StateV2>(body).ok().map(Into::into))
@@ -441,6 +479,7 @@ impl MetadataState {
                     .find(|t| t.id == *id)
                     .map(|t| t.name.clone());
                 self.placements.remove(id);
+                self.reassignments.remove(id);
                 if let Some(name) = name {
                     self.topology_version = TopologyVersion(index);
                     self.topics.remove(&name);
@@ -571,6 +610,31 @@ impl MetadataState {
             }
             MetadataRecord::PartitionsSet { id, partitions } => {
                 self.set_partitions(index, *id, partitions);
+            }
+            MetadataRecord::PartitionReassigned {
+                id,
+                partition,
+                placement,
+                reassignment,
+            } => {
+                let newer = self
+                    .placement(*id, *partition)
+                    .is_some_and(|cur| placement.partition_epoch > cur.partition_epoch);
+                if newer {
+                    self.set_partitions(index, *id, &[(*partition, placement.clone())]);
+                    let of_topic = self.reassignments.entry(*id).or_default();
+                    match reassignment {
+                        Some(r) => {
+                            of_topic.insert(*partition, r.clone());
+                        }
+                        None => {
+                            of_topic.remove(partition);
+                        }
+                    }
+                    if of_topic.is_empty() {
+                        self.reassignments.remove(id);
+                    }
+                }
             }
             MetadataRecord::IsrAltered {
                 id,

@@ -336,6 +336,55 @@ impl ReplicaManager {
         configs: TopicConfigs,
         validate_only: bool,
     ) -> Result<Arc<Topic>, TopicError> {
+        self.create_topic_as(
+            name,
+            partitions,
+            Replicas::Factor(replication_factor),
+            configs,
+            validate_only,
+        )
+        .await
+    }
+
+    /// `create_topic` with the replicas of each partition given (CreateTopics' assignments):
+    /// partition `i` on `assignment[i]`, its first broker the preferred leader.
+    pub async fn create_assigned_topic(
+        &self,
+        name: &str,
+        assignment: Vec<Vec<i32>>,
+        configs: TopicConfigs,
+        validate_only: bool,
+    ) -> Result<Arc<Topic>, TopicError> {
+        let partitions = assignment.len() as i32;
+        if !self.clustered {
+            let me = self.config.node_id;
+            if assignment.iter().any(|a| a.as_slice() != [me]) {
+                return Err(TopicError::InvalidReplicaAssignment(format!(
+                    "this single node is broker {me}: every partition is on it alone"
+                )));
+            }
+            return self
+                .create_topic(name, partitions, 1, configs, validate_only)
+                .await;
+        }
+        self.create_topic_as(
+            name,
+            partitions,
+            Replicas::Assigned(assignment),
+            configs,
+            validate_only,
+        )
+        .await
+    }
+
+    async fn create_topic_as(
+        &self,
+        name: &str,
+        partitions: i32,
+        replicas: Replicas,
+        configs: TopicConfigs,
+        validate_only: bool,
+    ) -> Result<Arc<Topic>, TopicError> {
         let _guard = self.admin_lock.lock().await;
         topic::validate_name(name)?;
         if self.topic(name).is_some() {
@@ -369,9 +418,14 @@ impl ReplicaManager {
         }
         if self.clustered {
             return self
-                .create_placed_topic(name, partitions, replication_factor, configs, validate_only)
+                .create_placed_topic(name, partitions, replicas, configs, validate_only)
                 .await;
         }
+        let Replicas::Factor(replication_factor) = replicas else {
+            return Err(TopicError::InvalidReplicaAssignment(
+                "replica assignments need a cluster".into(),
+            ));
+        };
         if replication_factor != -1 && replication_factor != 1 {
             return Err(TopicError::InvalidReplicationFactor(format!(
                 "replication factor {replication_factor} is larger than the 1 available broker"
@@ -418,25 +472,32 @@ impl ReplicaManager {
         &self,
         name: &str,
         partitions: i32,
-        replication_factor: i16,
+        replicas: Replicas,
         configs: TopicConfigs,
         validate_only: bool,
     ) -> Result<Arc<Topic>, TopicError> {
-        let rf = if replication_factor == -1 {
-            1
-        } else {
-            replication_factor
+        let placed = match replicas {
+            Replicas::Factor(replication_factor) => {
+                let rf = if replication_factor == -1 {
+                    1
+                } else {
+                    replication_factor
+                };
+                if rf < 1 {
+                    return Err(TopicError::InvalidReplicationFactor(format!(
+                        "replication factor must be larger than 0, not {rf}"
+                    )));
+                }
+                self.metadata
+                    .read(|s| crate::metadata::placement::place(s, 0, partitions, rf as usize))
+                    .map_err(TopicError::InvalidReplicationFactor)?
+            }
+            Replicas::Assigned(assignment) => self
+                .metadata
+                .read(|s| crate::metadata::placement::assigned(s, 0, &assignment))
+                .map_err(TopicError::InvalidReplicaAssignment)?,
         };
-        if rf < 1 {
-            return Err(TopicError::InvalidReplicationFactor(format!(
-                "replication factor must be larger than 0, not {rf}"
-            )));
-        }
         configs.resolve(&self.config.log)?;
-        let placed = self
-            .metadata
-            .read(|s| crate::metadata::placement::place(s, 0, partitions, rf as usize))
-            .map_err(TopicError::InvalidReplicationFactor)?;
         if validate_only {
             return Ok(Arc::new(Topic::new_unopened(name, partitions, configs)));
         }
@@ -641,4 +702,12 @@ fn hosts(
         .get(&topic)
         .and_then(|m| m.get(&partition))
         .is_some_and(|p| p.replicas.contains(&node))
+}
+
+/// How a new topic's partitions get their replicas.
+enum Replicas {
+    /// This many (-1: the default), placed across the live brokers.
+    Factor(i16),
+    /// Exactly these, partition by partition.
+    Assigned(Vec<Vec<i32>>),
 }

@@ -30,6 +30,8 @@ pub enum TopicError {
     InvalidPartitions(String),
     #[error("{0}")]
     InvalidReplicationFactor(String),
+    #[error("{0}")]
+    InvalidReplicaAssignment(String),
     #[error("unknown topic '{0}'")]
     UnknownTopic(String),
     #[error(transparent)]
