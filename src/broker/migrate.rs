@@ -18,6 +18,7 @@ use std::sync::Arc;
 
 use crate::metadata::record::{MetadataRecord, PartitionPlacement};
 use crate::metadata::{MetadataState, MetadataStore, ReplicatedLog};
+use chronik_tiering::RemoteLogSegmentMetadata;
 
 /// Proposals are sent in pieces of this many records.
 const CHUNK: usize = 500;
@@ -107,6 +108,17 @@ pub fn records(
     for (topic, segment) in legacy.remote_segments.values() {
         if quorum.remote_segments.contains_key(&segment.segment_id) {
             continue;
+        }
+        // The quorum takes a segment's states only in their order: its copy starts, then it is
+        // in whatever state it reached.
+        if segment.state != chronik_tiering::RemoteSegmentState::CopySegmentStarted {
+            out.push(MetadataRecord::RemoteSegmentUpdated {
+                topic: topic.clone(),
+                segment: RemoteLogSegmentMetadata {
+                    state: chronik_tiering::RemoteSegmentState::CopySegmentStarted,
+                    ..segment.clone()
+                },
+            });
         }
         out.push(MetadataRecord::RemoteSegmentUpdated {
             topic: topic.clone(),

@@ -548,6 +548,28 @@ impl MetadataState {
                     .insert(group.clone(), protocol_type.clone());
             }
             MetadataRecord::RemoteSegmentUpdated { topic, segment } => {
+                // Only the transitions of Kafka's remote segment states apply: in a cluster a
+                // broker that lost its leadership may still finish a copy the new leader already
+                // cleaned up, and that copy must not come back as a segment nobody can read.
+                use RemoteSegmentState::*;
+                let old_state = self
+                    .remote_segments
+                    .get(&segment.segment_id)
+                    .map(|(_, m)| m.state);
+                let valid = matches!(
+                    (old_state, segment.state),
+                    (None, CopySegmentStarted)
+                        | (Some(CopySegmentStarted), CopySegmentFinished)
+                        | (
+                            Some(CopySegmentStarted | CopySegmentFinished | DeleteSegmentStarted),
+                            DeleteSegmentStarted
+                        )
+                        | (Some(_), DeleteSegmentFinished)
+                        | (Some(CopySegmentFinished), CopySegmentFinished)
+                );
+                if !valid {
+                    return;
+                }
                 if let Some((_, old)) = self.remote_segments.get(&segment.segment_id) {
                     self.remote_index.remove(&index_key(old));
                 }
@@ -704,6 +726,31 @@ mod tests {
     }
 
     #[test]
+    fn remote_segment_states_move_only_forward() {
+        use RemoteSegmentState::*;
+        let mut s = MetadataState::default();
+        let id = segment(CopySegmentStarted).segment_id;
+        let state = |s: &MetadataState| s.remote_segments.get(&id).map(|(_, m)| m.state);
+        s.apply(1, &updated(CopySegmentFinished));
+        assert_eq!(state(&s), None, "a copy finishes only after it started");
+        s.apply(2, &updated(CopySegmentStarted));
+        // The partition's new leader cleans up a copy its former leader had not finished...
+        s.apply(3, &updated(DeleteSegmentStarted));
+        s.apply(4, &updated(DeleteSegmentFinished));
+        // ...which the former leader then reports finished: the objects are gone, so it stays gone.
+        s.apply(5, &updated(CopySegmentFinished));
+        assert_eq!(state(&s), None);
+        s.apply(6, &updated(CopySegmentStarted));
+        s.apply(7, &updated(DeleteSegmentStarted));
+        s.apply(8, &updated(CopySegmentFinished));
+        assert_eq!(
+            state(&s),
+            Some(DeleteSegmentStarted),
+            "no way back from a deletion"
+        );
+    }
+
+    #[test]
     fn a_split_lives_and_dies_with_its_segment() {
         let mut s = MetadataState::default();
         let split = RemoteSplitMetadata {
@@ -765,10 +812,10 @@ mod tests {
         };
         use RemoteSegmentState::*;
         // Ids out of offset order, two partitions interleaved, one copy still running.
-        put(&mut s, seg(0, 30, 20, CopySegmentFinished));
-        put(&mut s, seg(1, 11, 0, CopySegmentFinished));
-        put(&mut s, seg(0, 10, 0, CopySegmentFinished));
-        put(&mut s, seg(0, 20, 10, CopySegmentFinished));
+        for (p, id, base) in [(0, 30, 20), (1, 11, 0), (0, 10, 0), (0, 20, 10)] {
+            put(&mut s, seg(p, id, base, CopySegmentStarted));
+            put(&mut s, seg(p, id, base, CopySegmentFinished));
+        }
         put(&mut s, seg(0, 40, 30, CopySegmentStarted));
         let t = Uuid::from_u128(1);
         let bases = |s: &MetadataState, p| -> Vec<i64> {

@@ -293,6 +293,7 @@ impl RemoteLogManager {
         topic: &str,
         m: &RemoteLogSegmentMetadata,
     ) -> Result<(), RemoteError> {
+        tracing::info!(topic, partition = m.partition, base_offset = m.base_offset, segment = %m.segment_id, state = ?m.state, "deleting a remote segment");
         let deleting = if m.state == RemoteSegmentState::DeleteSegmentStarted {
             m.clone()
         } else {
@@ -331,13 +332,21 @@ impl RemoteLogManager {
             .into_iter()
             .map(|t| (t.id, t))
             .collect();
-        // Segments of deleted topics and interrupted copies or deletions.
+        // Segments of deleted topics and interrupted copies or deletions. A copy is interrupted
+        // only if the partition's leader is not making it: this broker cleans up copies of the
+        // partitions it leads (its own from before a crash, or a former leader's), never one
+        // another broker is uploading right now.
+        let leads = |m: &RemoteLogSegmentMetadata| {
+            live.get(&m.topic_id)
+                .and_then(|t| t.partition(m.partition))
+                .is_some_and(|p| p.is_leader())
+        };
         let leftovers: Vec<(String, RemoteLogSegmentMetadata)> = self.metadata.read(|s| {
             s.remote_segments
                 .values()
                 .filter(|(_, m)| {
                     !live.contains_key(&m.topic_id)
-                        || m.state == RemoteSegmentState::CopySegmentStarted
+                        || (m.state == RemoteSegmentState::CopySegmentStarted && leads(m))
                         || m.state == RemoteSegmentState::DeleteSegmentStarted
                 })
                 .cloned()
