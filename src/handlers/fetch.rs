@@ -121,6 +121,7 @@ pub async fn handle(
                     .as_ref()
                     .is_some_and(|p| p.has_follower(replica_id));
             let mut diverging = None;
+            let mut error = error;
             if follower
                 && error.is_none()
                 && let Some(p) = &partition
@@ -133,6 +134,15 @@ pub async fn handle(
                 }
                 if diverging.is_none() {
                     p.follower_fetched(replica_id, fp.fetch_offset, fp.log_start_offset, now_ms);
+                    // Below this leader's local log the records are in the remote tier, which
+                    // the follower reads itself: it starts its log at the remote end instead of
+                    // copying history through here (KIP-405).
+                    if fp.fetch_offset < p.local_log_start_offset()
+                        && fp.fetch_offset >= p.log_start_offset()
+                        && fp.fetch_offset <= p.last_tiered_offset()
+                    {
+                        error = Some(code(ResponseError::OffsetMovedToTieredStorage));
+                    }
                 }
             }
             wanted.push(Wanted {
@@ -219,8 +229,15 @@ async fn read_all(
         };
         p.current_leader = w.current_leader;
         match (&w.partition, w.error) {
-            (_, Some(e)) => {
+            (partition, Some(e)) => {
                 p.error_code = e;
+                if e == code(ResponseError::OffsetMovedToTieredStorage)
+                    && let Some(partition) = partition
+                {
+                    p.high_watermark = partition.high_watermark();
+                    p.last_stable_offset = p.high_watermark;
+                    p.log_start_offset = partition.log_start_offset();
+                }
                 any_error = true;
             }
             (Some(partition), None) if w.diverging.is_some() => {

@@ -684,6 +684,17 @@ impl PartitionLog {
         self.reopen(now_ms, Some((offset, offset)))
     }
 
+    /// Empties the local log, which continues at `next` (the remote tier's end) while the log
+    /// still starts at `start`, in the remote tier.
+    pub fn restart_tiered(&mut self, start: i64, next: i64, now_ms: i64) -> io::Result<()> {
+        for seg in self.segments.values() {
+            seg.delete_files()?;
+        }
+        write_log_start(&self.dir, start)?;
+        producer_state::remove_snapshots_above(&self.dir, -1)?;
+        self.reopen(now_ms, Some((start, next)))
+    }
+
     fn reopen(&mut self, now_ms: i64, remote: Option<(i64, i64)>) -> io::Result<()> {
         let epoch = self.leader_epoch;
         self.segments.clear();

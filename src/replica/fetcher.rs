@@ -328,6 +328,22 @@ fn apply(leader: i32, set: &[Followed], response: FetchResponse) -> bool {
                     }
                     continue;
                 }
+                Some(ResponseError::OffsetMovedToTieredStorage) => {
+                    let end = p.log_end_offset();
+                    match p.restart_above_remote(pd.log_start_offset) {
+                        Ok(Some(next)) => {
+                            tracing::info!(topic = %p.topic, partition = p.index, from = end, to = next, "follower behind its leader's local log; continuing at the remote tier's end");
+                            progress = true;
+                        }
+                        Ok(None) => {
+                            tracing::warn!(topic = %p.topic, partition = p.index, "leader says the offset is in the remote tier, which this broker does not see");
+                        }
+                        Err(e) => {
+                            tracing::error!(topic = %p.topic, partition = p.index, error = %e, "cannot restart follower log above the remote tier")
+                        }
+                    }
+                    continue;
+                }
                 Some(e) => {
                     tracing::debug!(topic = %p.topic, partition = p.index, leader, error = ?e, "replica fetch error");
                     continue;

@@ -344,6 +344,26 @@ impl Partition {
         Ok(())
     }
 
+    /// A follower whose fetch offset is in the remote tier (below its leader's local log)
+    /// empties its local log and continues at the remote tier's end, its log still starting at
+    /// `leader_log_start`: it reads the older records from the remote tier like its leader,
+    /// instead of copying them. `None` when the remote tier holds nothing of the partition.
+    pub fn restart_above_remote(&self, leader_log_start: i64) -> std::io::Result<Option<i64>> {
+        let Some(next) = self
+            .tier
+            .get()
+            .and_then(|r| r.next_offset(self.topic_id, self.index))
+        else {
+            return Ok(None);
+        };
+        let mut log = self.log();
+        log.restart_tiered(leader_log_start.min(next), next, crate::util::now_ms())?;
+        *self.epochs() = EpochCache::empty(log.dir());
+        self.log_end.send_replace(next);
+        self.high_watermark.send_replace(next);
+        Ok(Some(next))
+    }
+
     /// The newest epoch this log holds batches of (`-1`: none): a follower's
     /// `LastFetchedEpoch`.
     pub fn last_fetched_epoch(&self) -> i32 {
