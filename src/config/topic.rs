@@ -361,7 +361,7 @@ pub static TOPIC_CONFIGS: &[ConfigDef] = &[
         0,
         |_| String::new(),
         ok,
-        "Kept for compatibility."
+        "Replicas (partition:broker, or *) whose copies their leader sends at most at its leader.replication.throttled.rate while they are out of sync."
     ),
     def!(
         "follower.replication.throttled.replicas",
@@ -369,7 +369,7 @@ pub static TOPIC_CONFIGS: &[ConfigDef] = &[
         0,
         |_| String::new(),
         ok,
-        "Kept for compatibility."
+        "Replicas (partition:broker, or *) that fetch at most at their broker's follower.replication.throttled.rate while they are out of sync."
     ),
 ];
 

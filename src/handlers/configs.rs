@@ -12,7 +12,7 @@ use kafka_protocol::messages::describe_configs_response::{
 use kafka_protocol::messages::{
     AlterConfigsRequest, AlterConfigsResponse, DescribeConfigsRequest, DescribeConfigsResponse,
     IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse, alter_configs_response,
-    incremental_alter_configs_response,
+    incremental_alter_configs_request, incremental_alter_configs_response,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -21,10 +21,13 @@ use crate::broker::Broker;
 use crate::config::topic::{self, ConfigKind, ConfigSource, TopicConfigError, TopicConfigs};
 use crate::protocol::RequestContext;
 use crate::replica::TopicError;
+use crate::replica::throttle;
 
 const TOPIC: i8 = 2;
 const BROKER: i8 = 4;
 const STATIC_BROKER_CONFIG: i8 = 4;
+const DYNAMIC_BROKER_CONFIG: i8 = 2;
+const DYNAMIC_DEFAULT_BROKER_CONFIG: i8 = 3;
 
 /// Kafka's broker-level name for the default of a topic config, for synonyms.
 fn broker_synonym(name: &str) -> Option<&'static str> {
@@ -231,7 +234,7 @@ pub async fn describe(
                     );
                     continue;
                 }
-                let configs = broker_configs(broker)
+                let mut configs: Vec<DescribeConfigsResourceResult> = broker_configs(broker)
                     .into_iter()
                     .filter(|(n, _, _)| keep(n))
                     .map(|(n, v, kind)| {
@@ -243,6 +246,34 @@ pub async fn describe(
                             .with_config_type(kind.code())
                     })
                     .collect();
+                // The dynamic ones that are set, this broker's own or the default of all.
+                let me = broker.node_id;
+                let dynamic: Vec<(&str, String, i8)> = broker.metadata.read(|s| {
+                    DYNAMIC_BROKER_CONFIGS
+                        .iter()
+                        .filter_map(|k| {
+                            let own = s.broker_configs.get(&me).and_then(|c| c.get(*k));
+                            let all = s.broker_configs.get(&-1).and_then(|c| c.get(*k));
+                            match (own, all) {
+                                (Some(v), _) => Some((*k, v.clone(), DYNAMIC_BROKER_CONFIG)),
+                                (None, Some(v)) => {
+                                    Some((*k, v.clone(), DYNAMIC_DEFAULT_BROKER_CONFIG))
+                                }
+                                (None, None) => None,
+                            }
+                        })
+                        .collect()
+                });
+                configs.extend(dynamic.into_iter().filter(|(k, _, _)| keep(k)).map(
+                    |(k, v, source)| {
+                        DescribeConfigsResourceResult::default()
+                            .with_name(StrBytes::from_string(k.to_string()))
+                            .with_value(Some(StrBytes::from_string(v)))
+                            .with_read_only(false)
+                            .with_config_source(source)
+                            .with_config_type(ConfigKind::Long.code())
+                    },
+                ));
                 results.push(r.with_configs(configs));
             }
             other => results.push(
@@ -337,6 +368,78 @@ const OP_DELETE: i8 = 1;
 const OP_APPEND: i8 = 2;
 const OP_SUBTRACT: i8 = 3;
 
+/// The broker configs that can change while brokers run (the others come from `chronik.toml`).
+const DYNAMIC_BROKER_CONFIGS: [&str; 2] = [throttle::LEADER_RATE, throttle::FOLLOWER_RATE];
+
+/// IncrementalAlterConfigs on broker `name` (empty: the default of every broker): setting and
+/// deleting the dynamic ones. Deleting a config that is not set is the no-op it is in Kafka
+/// (`kafka-reassign-partitions --verify` deletes every throttle config it knows of).
+async fn alter_broker(
+    broker: &Broker,
+    name: &str,
+    ops: &[incremental_alter_configs_request::AlterableConfig],
+    validate_only: bool,
+) -> (i16, Option<StrBytes>) {
+    let invalid = |m: String| (code(ResponseError::InvalidRequest), msg(m));
+    let id = if name.is_empty() {
+        -1
+    } else {
+        match name.parse::<i32>() {
+            Ok(id) if id >= 0 => id,
+            _ => return invalid(format!("'{name}' is not a broker id")),
+        }
+    };
+    let mut next = broker
+        .metadata
+        .read(|s| s.broker_configs.get(&id).cloned().unwrap_or_default());
+    let before = next.clone();
+    for c in ops {
+        let key = c.name.as_str();
+        match c.config_operation {
+            OP_DELETE => {
+                next.remove(key);
+            }
+            OP_SET if DYNAMIC_BROKER_CONFIGS.contains(&key) => {
+                match c.value.as_ref().map(|v| v.as_str().parse::<u64>()) {
+                    Some(Ok(v)) => {
+                        next.insert(key.to_string(), v.to_string());
+                    }
+                    _ => {
+                        return (
+                            code(ResponseError::InvalidConfig),
+                            msg(format!("{key} takes a number of bytes per second")),
+                        );
+                    }
+                }
+            }
+            OP_SET => {
+                return invalid(format!(
+                    "broker config {key} is static: set it in chronik.toml and restart (dynamic: {})",
+                    DYNAMIC_BROKER_CONFIGS.join(", ")
+                ));
+            }
+            _ => return invalid(format!("config {key}: append and subtract do not apply")),
+        }
+    }
+    if validate_only || next == before {
+        return (0, None);
+    }
+    match broker
+        .metadata
+        .append(vec![crate::metadata::MetadataRecord::BrokerConfigsSet {
+            broker: id,
+            configs: next,
+        }])
+        .await
+    {
+        Ok(_) => {
+            tracing::info!(broker = id, "altered dynamic broker configs");
+            (0, None)
+        }
+        Err(e) => (code(ResponseError::RequestTimedOut), msg(e.to_string())),
+    }
+}
+
 pub async fn incremental_alter(
     broker: &Arc<Broker>,
     _ctx: &RequestContext,
@@ -345,17 +448,15 @@ pub async fn incremental_alter(
     let mut responses = Vec::with_capacity(req.resources.len());
     for res in req.resources {
         let name = res.resource_name.to_string();
-        // This broker has no dynamic broker configs, so deleting one is a no-op, as Kafka treats
-        // deleting an override that is not set (`kafka-reassign-partitions --verify` clears the
-        // replication throttles of every broker this way). Setting one is refused below.
-        if res.resource_type == BROKER
-            && !res.configs.is_empty()
-            && res.configs.iter().all(|c| c.config_operation == OP_DELETE)
-        {
+        if res.resource_type == BROKER {
+            let (error_code, error_message) =
+                alter_broker(broker, &name, &res.configs, req.validate_only).await;
             responses.push(
                 incremental_alter_configs_response::AlterConfigsResourceResponse::default()
                     .with_resource_type(res.resource_type)
-                    .with_resource_name(res.resource_name),
+                    .with_resource_name(res.resource_name)
+                    .with_error_code(error_code)
+                    .with_error_message(error_message),
             );
             continue;
         }

@@ -34,6 +34,8 @@ struct Wanted {
     diverging: Option<(i32, i64)>,
     /// With NOT_LEADER_OR_FOLLOWER: who leads, in which epoch (KIP-951).
     current_leader: Option<(i32, i32)>,
+    /// A follower's copy this leader throttles (`leader.replication.throttled.*`).
+    throttled: bool,
 }
 
 pub async fn handle(
@@ -121,6 +123,7 @@ pub async fn handle(
                     .as_ref()
                     .is_some_and(|p| p.has_follower(replica_id));
             let mut diverging = None;
+            let mut throttled = false;
             let mut error = error;
             if follower
                 && error.is_none()
@@ -132,6 +135,16 @@ pub async fn handle(
                         diverging = Some((epoch, end));
                     }
                 }
+                throttled = broker.replicas.throttles.leader.rate().is_some()
+                    && topic.as_ref().is_some_and(|t| {
+                        t.configs
+                            .0
+                            .get(crate::replica::throttle::LEADER_REPLICAS)
+                            .is_some_and(|l| {
+                                crate::replica::throttle::listed(l, fp.partition, broker.node_id)
+                            })
+                    })
+                    && !p.isr().contains(&replica_id);
                 if diverging.is_none() {
                     p.follower_fetched(replica_id, fp.fetch_offset, fp.log_start_offset, now_ms);
                     // Below this leader's local log the records are in the remote tier, which
@@ -159,6 +172,7 @@ pub async fn handle(
                 },
                 diverging,
                 current_leader,
+                throttled,
             });
         }
     }
@@ -182,7 +196,13 @@ pub async fn handle(
     // After a timeout or a dropped sender, one more read answers with whatever is there.
     let mut last_read = false;
     loop {
-        let (parts, total, any_error) = read_all(&wanted, req.max_bytes, read_committed).await;
+        let (parts, total, any_error) = read_all(
+            &wanted,
+            req.max_bytes,
+            read_committed,
+            &broker.replicas.throttles.leader,
+        )
+        .await;
         let satisfied = total >= req.min_bytes.max(0) as usize;
         let now = tokio::time::Instant::now();
         if satisfied || any_error || last_read || now >= deadline || watchers.is_empty() {
@@ -217,6 +237,7 @@ async fn read_all(
     wanted: &[Wanted],
     max_bytes: i32,
     read_committed: bool,
+    throttle: &crate::replica::throttle::Quota,
 ) -> (Vec<(usize, PartitionOut)>, usize, bool) {
     let mut budget = max_bytes.max(0) as u64;
     let mut total = 0usize;
@@ -251,6 +272,12 @@ async fn read_all(
                 p.error_code = code(ResponseError::UnknownTopicOrPartition);
                 any_error = true;
             }
+            (Some(partition), None) if w.throttled && !throttle.available() => {
+                // The leader's quota for throttled copies is spent: this round, none.
+                p.high_watermark = partition.high_watermark();
+                p.last_stable_offset = p.high_watermark;
+                p.log_start_offset = partition.log_start_offset();
+            }
             (Some(partition), None) => {
                 let limit = (w.partition_max_bytes.max(0) as u64).min(budget) as u32;
                 // Only the first data in the response may exceed the limits (KIP-74).
@@ -265,6 +292,9 @@ async fn read_all(
                         p.log_start_offset = f.log_start_offset;
                         total += f.records.len();
                         budget = budget.saturating_sub(f.records.len() as u64);
+                        if w.throttled {
+                            throttle.record(f.records.len() as u64);
+                        }
                         p.records = match f.records {
                             Records::None => RecordsOut::Empty,
                             Records::File(region) => RecordsOut::File(region),

@@ -134,6 +134,12 @@ pub enum MetadataRecord {
         placement: PartitionPlacement,
         reassignment: Option<Reassignment>,
     },
+    /// The dynamic configs of broker `broker` (-1: the default of every broker), as a whole
+    /// (IncrementalAlterConfigs on a broker resource; today the replication throttle rates).
+    BrokerConfigsSet {
+        broker: i32,
+        configs: BTreeMap<String, String>,
+    },
 }
 
 /// A partition reassignment in progress: while the replicas being added catch up, the partition

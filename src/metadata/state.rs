@@ -54,6 +54,8 @@ pub struct MetadataState {
     pub producer_id_blocks: BTreeMap<i32, (i64, i64)>,
     /// topic id → partition → its reassignment in progress.
     pub reassignments: BTreeMap<Uuid, BTreeMap<i32, Reassignment>>,
+    /// broker (-1: every broker's default) → its dynamic configs.
+    pub broker_configs: BTreeMap<i32, BTreeMap<String, String>>,
     /// The index of the last record that changed topics, partitions or brokers: the replica
     /// layer reconciles its partitions with this state when it moves. Derived.
     #[serde(skip)]
@@ -102,6 +104,43 @@ pub struct BrokerState {
     pub rack: Option<String>,
     /// Fenced brokers lead nothing and are not listed to clients.
     pub fenced: bool,
+}
+
+/// The snapshot layout before dynamic broker configs were kept.
+#[derive(Debug, Deserialize)]
+pub struct StateV6 {
+    last_index: u64,
+    topics: BTreeMap<String, TopicState>,
+    producer_id_end: i64,
+    offsets: BTreeMap<String, BTreeMap<(String, i32), CommittedOffset>>,
+    remote_segments: BTreeMap<Uuid, (String, RemoteLogSegmentMetadata)>,
+    remote_splits: BTreeMap<Uuid, RemoteSplitMetadata>,
+    group_protocol_types: BTreeMap<String, String>,
+    cluster_id: Option<String>,
+    brokers: BTreeMap<i32, BrokerState>,
+    placements: BTreeMap<Uuid, BTreeMap<i32, PartitionPlacement>>,
+    producer_id_blocks: BTreeMap<i32, (i64, i64)>,
+    reassignments: BTreeMap<Uuid, BTreeMap<i32, Reassignment>>,
+}
+
+impl From<StateV6> for MetadataState {
+    fn from(v: StateV6) -> Self {
+        Self {
+            last_index: v.last_index,
+            topics: v.topics,
+            producer_id_end: v.producer_id_end,
+            offsets: v.offsets,
+            remote_segments: v.remote_segments,
+            remote_splits: v.remote_splits,
+            group_protocol_types: v.group_protocol_types,
+            cluster_id: v.cluster_id,
+            brokers: v.brokers,
+            placements: v.placements,
+            producer_id_blocks: v.producer_id_blocks,
+            reassignments: v.reassignments,
+            ..Default::default()
+        }
+    }
 }
 
 /// The snapshot layout before partition reassignments were kept.
@@ -258,6 +297,7 @@ impl MetadataState {
     pub fn decode_snapshot(body: &[u8]) -> Option<Self> {
         let mut state: Self = postcard::from_bytes(body)
             .ok()
+            .or_else(|| postcard::from_bytes::<StateV6>(body).ok().map(Into::into))
             .or_else(|| postcard::from_bytes::<StateV5>(body).ok().map(Into::into))
             .or_else(|| postcard::from_bytes::<StateV4>(body).ok().map(Into::into))
             .or_else(|| postcard::from_bytes::<StateV3>(body).ok().map(Into::into))
@@ -439,6 +479,14 @@ impl MetadataState {
     }
 
     /// The placement of one partition, if the cluster placed it.
+    /// A dynamic config of `broker`: its own, else the default of every broker.
+    pub fn broker_config(&self, broker: i32, key: &str) -> Option<&str> {
+        [broker, -1]
+            .iter()
+            .find_map(|b| self.broker_configs.get(b)?.get(key))
+            .map(String::as_str)
+    }
+
     pub fn placement(&self, topic_id: Uuid, partition: i32) -> Option<&PartitionPlacement> {
         self.placements.get(&topic_id)?.get(&partition)
     }
@@ -656,6 +704,13 @@ impl MetadataState {
                     if of_topic.is_empty() {
                         self.reassignments.remove(id);
                     }
+                }
+            }
+            MetadataRecord::BrokerConfigsSet { broker, configs } => {
+                if configs.is_empty() {
+                    self.broker_configs.remove(broker);
+                } else {
+                    self.broker_configs.insert(*broker, configs.clone());
                 }
             }
             MetadataRecord::IsrAltered {

@@ -53,6 +53,7 @@ struct LeaderTask {
 pub struct Fetchers {
     me: i32,
     metadata: Arc<MetadataStore>,
+    throttles: Arc<super::throttle::Throttles>,
     /// Addresses to reach leaders at instead of what they registered (`[cluster]
     /// broker_addresses`).
     overrides: Arc<BTreeMap<i32, String>>,
@@ -60,10 +61,16 @@ pub struct Fetchers {
 }
 
 impl Fetchers {
-    pub fn new(me: i32, metadata: Arc<MetadataStore>, overrides: BTreeMap<i32, String>) -> Self {
+    pub fn new(
+        me: i32,
+        metadata: Arc<MetadataStore>,
+        throttles: Arc<super::throttle::Throttles>,
+        overrides: BTreeMap<i32, String>,
+    ) -> Self {
         Self {
             me,
             metadata,
+            throttles,
             overrides: Arc::new(overrides),
             tasks: Mutex::new(HashMap::new()),
         }
@@ -96,6 +103,7 @@ impl Fetchers {
                         leader,
                         self.me,
                         self.metadata.clone(),
+                        self.throttles.clone(),
                         self.overrides.get(&leader).cloned(),
                         rx,
                     ));
@@ -125,6 +133,7 @@ async fn fetch_from(
     leader: i32,
     me: i32,
     metadata: Arc<MetadataStore>,
+    throttles: Arc<super::throttle::Throttles>,
     address: Option<String>,
     mut follows: watch::Receiver<Vec<Followed>>,
 ) {
@@ -170,7 +179,43 @@ async fn fetch_from(
         let Some(stream) = conn.as_mut() else {
             continue;
         };
-        let request = build_request(me, &set);
+        // Throttled replicas (out of sync, named by their topic's follower list) sit a round
+        // out while this broker's follower quota is spent.
+        let throttled: Vec<(String, i32)> = if throttles.follower.rate().is_some() {
+            metadata.read(|s| {
+                set.iter()
+                    .map(|f| &f.partition)
+                    .filter(|p| {
+                        s.topics
+                            .get(&p.topic)
+                            .and_then(|t| t.configs.get(super::throttle::FOLLOWER_REPLICAS))
+                            .is_some_and(|l| super::throttle::listed(l, p.index, me))
+                            && !p.isr().contains(&me)
+                    })
+                    .map(|p| (p.topic.clone(), p.index))
+                    .collect()
+            })
+        } else {
+            Vec::new()
+        };
+        let hold = !throttled.is_empty() && !throttles.follower.available();
+        let asked: Vec<Followed> = set
+            .iter()
+            .filter(|f| {
+                !hold
+                    || !throttled
+                        .iter()
+                        .any(|(t, i)| *t == f.partition.topic && *i == f.partition.index)
+            })
+            .cloned()
+            .collect();
+        let size_of = |(t, i): &(String, i32)| {
+            set.iter()
+                .find(|f| f.partition.topic == *t && f.partition.index == *i)
+                .map_or(0, |f| f.partition.size_bytes())
+        };
+        let sizes: Vec<u64> = throttled.iter().map(size_of).collect();
+        let request = build_request(me, &asked);
         let answer = tokio::time::timeout(
             Duration::from_millis(MAX_WAIT_MS as u64) + Duration::from_secs(10),
             exchange(stream, correlation, &request),
@@ -190,7 +235,18 @@ async fn fetch_from(
                 continue;
             }
         };
-        if !apply(leader, &set, response) {
+        let progressed = apply(leader, &set, response);
+        if !throttled.is_empty() {
+            // What the throttled replicas took counts against the quota: their logs grew by
+            // the batches as fetched.
+            let taken: u64 = throttled
+                .iter()
+                .zip(&sizes)
+                .map(|(r, before)| size_of(r).saturating_sub(*before))
+                .sum();
+            throttles.follower.record(taken);
+        }
+        if !progressed {
             // Nothing to do until the metadata moves on (a new leader or epoch) or a moment
             // passes.
             tokio::select! {

@@ -15,6 +15,7 @@ pub mod epoch;
 pub mod fetcher;
 pub mod partition;
 pub mod replication;
+pub mod throttle;
 pub mod topic;
 
 use std::collections::HashMap;
@@ -94,6 +95,8 @@ pub struct ReplicaManager {
     reconcile_lock: std::sync::Mutex<u64>,
     /// Copies the partitions this broker follows from their leaders (in a cluster).
     fetchers: fetcher::Fetchers,
+    /// Replication throttles of this broker (its rates follow the metadata).
+    pub throttles: Arc<throttle::Throttles>,
 }
 
 impl ReplicaManager {
@@ -112,6 +115,7 @@ impl ReplicaManager {
         };
         let topics = topic::open_topics(&metadata, home, config, &hosted)?;
         let manager_metadata = metadata.clone();
+        let throttles = Arc::new(throttle::Throttles::default());
         let manager = Self {
             config: config.clone(),
             data_dir: config.data_dir.clone(),
@@ -121,9 +125,11 @@ impl ReplicaManager {
             tier,
             clustered,
             reconcile_lock: std::sync::Mutex::new(0),
+            throttles: throttles.clone(),
             fetchers: fetcher::Fetchers::new(
                 node,
                 manager_metadata,
+                throttles,
                 config
                     .cluster
                     .broker_address_map()
@@ -152,6 +158,17 @@ impl ReplicaManager {
             .reconcile_lock
             .lock()
             .unwrap_or_else(|e| e.into_inner());
+        let node = self.config.node_id;
+        let (leader_rate, follower_rate) = self.metadata.read(|s| {
+            let rate = |key| {
+                s.broker_config(node, key)
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(0)
+            };
+            (rate(throttle::LEADER_RATE), rate(throttle::FOLLOWER_RATE))
+        });
+        self.throttles.leader.set_rate(leader_rate);
+        self.throttles.follower.set_rate(follower_rate);
         let version = self.metadata.read(|s| s.topology_version.0);
         if version == *seen && version != 0 {
             return Ok(());
@@ -159,7 +176,6 @@ impl ReplicaManager {
         let (topics, placements) = self
             .metadata
             .read(|s| (s.topics.clone(), s.placements.clone()));
-        let node = self.config.node_id;
         let current = self
             .topics
             .read()

@@ -184,3 +184,60 @@ def test_kafka_reassign_partitions_moves_onto_a_new_broker(tmp_path):
         if writer is not None:
             writer.stop.set()
         cluster.stop()
+
+
+CONFIGS = "org.apache.kafka.tools.ConfigCommand"
+
+
+def test_a_throttled_move_takes_the_rate_and_verify_clears_it(tmp_path):
+    """`--throttle 300000` (300 KB/s): the new replica copies 3 MB in about ten seconds rather
+    than one; meanwhile the brokers show the rate as dynamic configs and the topic lists the
+    throttled replicas; `--verify` removes them all once the move finished."""
+    cluster = Cluster(tmp_path, n=4, voters=3, session_timeout_ms=3000)
+    try:
+        cluster.start()
+        boot = cluster.bootstrap
+        wait_until(lambda: all(n.metadata()["brokers"] == [1, 2, 3, 4] for n in cluster.nodes),
+                   30, what="four brokers")
+        tool(TOPICS, "--bootstrap-server", boot, "--create", "--topic", "slow",
+             "--replica-assignment", "1:2")
+        p = Producer({"bootstrap.servers": boot, "acks": "all", "linger.ms": 5, "log_level": 2})
+        for i in range(3000):
+            p.produce("slow", value=f"s{i}".ljust(1000, ".").encode(), partition=0)
+            p.poll(0)
+        assert p.flush(60) == 0
+        spec = tmp_path / "slow.json"
+        spec.write_text(json.dumps({"version": 1, "partitions": [
+            {"topic": "slow", "partition": 0, "replicas": [1, 4]}]}))
+        started = time.monotonic()
+        out = tool(REASSIGN, "--bootstrap-server", boot, "--reassignment-json-file", str(spec),
+                   "--execute", "--throttle", "300000")
+        print(out)
+        assert "throttle limit was set to 300000 B/s" in out, out
+        described = tool(CONFIGS, "--bootstrap-server", boot, "--describe", "--entity-type",
+                         "brokers", "--entity-name", "4")
+        print(described)
+        assert "follower.replication.throttled.rate=300000" in described, described
+        topic_cfg = tool(CONFIGS, "--bootstrap-server", boot, "--describe", "--entity-type",
+                         "topics", "--entity-name", "slow")
+        assert "follower.replication.throttled.replicas=0:4" in topic_cfg, topic_cfg
+
+        def done():
+            out = tool(REASSIGN, "--bootstrap-server", boot, "--reassignment-json-file",
+                       str(spec), "--verify")
+            return out if "is completed" in out else None
+        verified = wait_until(done, 120, interval=1, what="the throttled move completed")
+        took = time.monotonic() - started
+        print(verified)
+        print(f"3 MB moved at a 300 KB/s throttle in {took:.1f} s")
+        assert took >= 6, f"a 3 MB copy at 300 KB/s finished after {took:.1f} s"
+        assert "Clearing broker-level throttles" in verified, verified
+        described = tool(CONFIGS, "--bootstrap-server", boot, "--describe", "--entity-type",
+                         "brokers", "--entity-name", "4")
+        assert "throttled.rate" not in described, described
+        topic_cfg = tool(CONFIGS, "--bootstrap-server", boot, "--describe", "--entity-type",
+                         "topics", "--entity-name", "slow")
+        assert "throttled.replicas=0" not in topic_cfg, topic_cfg
+        assert describe(boot, "slow")[0][1] == [1, 4]
+    finally:
+        cluster.stop()
