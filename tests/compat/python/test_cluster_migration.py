@@ -95,10 +95,13 @@ def test_a_single_node_directory_joins_a_cluster(tmp_path):
         assert (node1_data / "__chronik" / "metadata.migrated").is_dir()
         boot = cluster.bootstrap
         admin = AdminClient({"bootstrap.servers": boot})
-        md = admin.list_topics(TOPIC, timeout=10)
-        parts = md.topics[TOPIC].partitions
-        assert sorted(parts) == [0, 1]
-        assert all(parts[i].leader == 1 for i in parts), {i: parts[i].leader for i in parts}
+        # The controller may see the moved partitions before node 1's registration and leave
+        # them leaderless for a moment; once node 1 is registered it leads them again.
+        def led_by_node1():
+            parts = admin.list_topics(TOPIC, timeout=10).topics[TOPIC].partitions
+            return parts if sorted(parts) == [0, 1] and all(
+                parts[i].leader == 1 for i in parts) else None
+        wait_until(led_by_node1, 30, what="node 1 leading both moved partitions")
         values = read_all(boot, 2)
         assert sorted(values) == sorted(f"before-{i}" for i in range(200)), len(values)
 
