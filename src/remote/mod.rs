@@ -715,4 +715,15 @@ impl RemoteTier for RemoteLogManager {
     fn range(&self, topic_id: Uuid, partition: i32) -> Option<(i64, i64)> {
         self.segments.range(topic_id, partition)
     }
+
+    /// `None` too while this broker has not read all of the partition's segment states: a
+    /// follower restarting above the remote tier must not start below its real end.
+    fn next_offset(&self, topic_id: Uuid, partition: i32) -> Option<i64> {
+        if !self.segments.ready(topic_id, partition) {
+            return None;
+        }
+        self.segments
+            .range(topic_id, partition)
+            .map(|(_, next)| next)
+    }
 }
