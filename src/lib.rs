@@ -260,13 +260,24 @@ async fn start_controller(config: &Config) -> std::io::Result<Option<Arc<control
         }
     }
     // A new cluster gets its id from whichever node proposes first; every node reads the same.
-    // A node that ran alone before offers its own id (its remote-tier objects live under it).
+    // A node that ran alone before offers its own id (its remote-tier objects live under it) at
+    // once; the others give such a node a moment to do so when the cluster forms.
     if c.read(|s| s.cluster_id.is_none()) {
         let own = broker::migrate::holds_single_node_metadata(&broker::single_node_metadata_dir(
             &config.data_dir,
         ))?
         .then(|| broker::own_cluster_id(&config.data_dir))
         .flatten();
+        if own.is_none() {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+            while c.read(|s| s.cluster_id.is_none()) && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        if c.read(|s| s.cluster_id.is_some()) {
+            tracing::info!(node_id, status = ?c.status(), "controller quorum ready");
+            return Ok(Some(c));
+        }
         let index = c
             .propose(vec![metadata::MetadataRecord::ClusterIdSet {
                 cluster_id: own.unwrap_or_else(broker::random_cluster_id),

@@ -17,9 +17,10 @@ use uuid::Uuid;
 pub mod migrate;
 
 use crate::config::Config;
-use crate::metadata::MetadataStore;
+use crate::metadata::{MetadataStore, RemoteSegmentStore};
 use crate::objects::{RemoteObjects, SplitUploads};
 use crate::remote::RemoteLogManager;
+use crate::remote::metadata_topic::RemoteLogMetadataTopic;
 use crate::replica::{DiskSpaceGuard, ReplicaManager};
 use crate::search::SearchManager;
 use crate::txn::ProducerIdAllocator;
@@ -121,17 +122,38 @@ impl Broker {
             .unwrap_or(meta.cluster_id);
         let objects = Arc::new(RemoteObjects::new(store, cluster_id.clone(), cache));
         let replicas = Arc::new(ReplicaManager::open(&config, metadata.clone())?);
+        // Remote segment states: in the metadata log on a single node, in the internal topic
+        // `__remote_log_metadata` in a cluster.
+        let segments: Arc<dyn RemoteSegmentStore> = if replicas.is_clustered() {
+            let overrides = config
+                .cluster
+                .broker_address_map()
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?
+                .into_iter()
+                .map(|(id, addr)| (id as i32, addr))
+                .collect();
+            let topic = Arc::new(RemoteLogMetadataTopic::new(
+                metadata.clone(),
+                replicas.clone(),
+                config.cluster.remote_log_metadata_partitions,
+                overrides,
+            ));
+            topic.start();
+            topic
+        } else {
+            metadata.clone()
+        };
         let search = config.search.enabled.then(|| {
             Arc::new(SearchManager::new(
                 config.search.clone(),
                 replicas.clone(),
-                metadata.clone(),
+                segments.clone(),
                 Some(objects.clone()),
             ))
         });
         let remote = Arc::new(RemoteLogManager::new(
             objects,
-            metadata.clone(),
+            segments,
             replicas.clone(),
             search.clone().map(|s| s as Arc<dyn SplitUploads>),
             config.tiering.part_size_bytes as usize,

@@ -72,6 +72,9 @@ pub struct ClusterConfig {
     pub session_timeout_ms: u64,
     /// Partitions of the internal `__consumer_offsets` topic, whose leaders coordinate groups.
     pub offsets_partitions: i32,
+    /// Partitions of the internal `__remote_log_metadata` topic, which holds the states of
+    /// remote segments in a cluster.
+    pub remote_log_metadata_partitions: i32,
     /// The controller's Raft log is compacted into a snapshot every this many entries; a voter
     /// further behind than that is sent the snapshot instead of the entries.
     pub snapshot_every: u64,
@@ -101,6 +104,7 @@ impl Default for ClusterConfig {
             broker_heartbeat_ms: 2000,
             session_timeout_ms: 9000,
             offsets_partitions: 50,
+            remote_log_metadata_partitions: 10,
             snapshot_every: 50_000,
             replica_lag_time_max_ms: 30_000,
             broker_addresses: Vec::new(),
@@ -627,6 +631,12 @@ impl Config {
             return Err(ConfigError::Invalid(format!(
                 "cluster.offsets_partitions must be within 1..=10000, not {}",
                 self.cluster.offsets_partitions
+            )));
+        }
+        if !(1..=1_000).contains(&self.cluster.remote_log_metadata_partitions) {
+            return Err(ConfigError::Invalid(format!(
+                "cluster.remote_log_metadata_partitions must be within 1..=1000, not {}",
+                self.cluster.remote_log_metadata_partitions
             )));
         }
         self.kafka.listen.parse::<SocketAddr>().map_err(|e| {

@@ -14,18 +14,14 @@ use std::os::unix::fs::FileExt;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::future::BoxFuture;
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
 
-use crate::log::batch::split_stored_batches;
 use crate::metadata::placement::{OFFSETS_TOPIC, offsets_partition};
 use crate::metadata::{MetadataRecord, MetadataState, MetadataStore};
 use crate::replica::{
-    CommitWait, FetchError, Partition, Reader, Records, ReplicaManager, split_batches,
+    CommitWait, FetchError, Partition, Reader, Records, ReplicaManager, internal_log, split_batches,
 };
 
 /// How long a commit waits for the in-sync replicas of its offsets partition.
@@ -355,37 +351,7 @@ async fn migrate(
 
 /// One batch holding `records`, each keyed by the group.
 fn encode(group: &str, records: &[MetadataRecord], now_ms: i64) -> io::Result<Bytes> {
-    let key = Bytes::from(group.as_bytes().to_vec());
-    let mut out = Vec::with_capacity(records.len());
-    for (i, r) in records.iter().enumerate() {
-        let value = postcard::to_stdvec(r).map_err(io::Error::other)?;
-        out.push(Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: -1,
-            timestamp: now_ms,
-            key: Some(key.clone()),
-            value: Some(Bytes::from(value)),
-            headers: Default::default(),
-        });
-    }
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &out,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .map_err(|e| io::Error::other(e.to_string()))?;
-    Ok(buf.freeze())
+    internal_log::encode(group.as_bytes(), records, now_ms)
 }
 
 /// Reads an offsets partition from its start to its end and replays its records; returns the
@@ -413,32 +379,14 @@ async fn read_partition(p: &Partition) -> io::Result<(MetadataState, u64)> {
                 Bytes::from(buf)
             }
         };
-        let batches = split_stored_batches(&bytes).map_err(|e| io::Error::other(e.to_string()))?;
-        if batches.is_empty() {
+        let next = internal_log::decode(OFFSETS_TOPIC, &bytes, offset, |at, rec| {
+            state.apply(at as u64, &rec);
+            count += 1;
+        })?;
+        if next <= offset {
             break;
         }
-        for (h, raw) in batches {
-            let mut raw = raw;
-            let set = RecordBatchDecoder::decode(&mut raw).map_err(|e| {
-                io::Error::other(format!("offsets batch at {}: {e}", h.base_offset))
-            })?;
-            for r in set.records {
-                if r.offset < offset || r.control {
-                    continue;
-                }
-                let Some(value) = r.value else { continue };
-                match postcard::from_bytes::<MetadataRecord>(&value) {
-                    Ok(rec) => {
-                        state.apply(r.offset as u64, &rec);
-                        count += 1;
-                    }
-                    Err(e) => {
-                        tracing::warn!(offset = r.offset, error = %e, "skipping an unreadable record of {OFFSETS_TOPIC}")
-                    }
-                }
-            }
-            offset = h.last_offset() + 1;
-        }
+        offset = next;
     }
     Ok((state, count))
 }

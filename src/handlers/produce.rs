@@ -278,12 +278,16 @@ pub async fn handle(
 
 /// How many replicas are in sync, as the partition and the applied metadata agree: the
 /// metadata can show a shrunk in-sync set a moment before the partition takes it, and a client
-/// that saw it there must not get an `acks=all` append through.
+/// that saw it there must not get an `acks=all` append through. Members silent for longer than
+/// `replica_lag_time_max_ms` do not count, even before the controller drops them (it may be
+/// out of reach).
 fn in_sync_count(broker: &Broker, partition: &Partition, topic: Uuid, index: i32) -> i64 {
     let local = partition.isr_count();
     if local <= 1 {
         return local;
     }
+    let max_lag = broker.config.cluster.replica_lag_time_max_ms as i64;
+    let local = local.min(partition.caught_up_in_sync(max_lag, crate::util::now_ms()));
     broker
         .metadata
         .read(|s| {

@@ -11,6 +11,7 @@
 pub mod placement;
 pub mod raft_log;
 pub mod record;
+pub mod remote_segments;
 pub mod state;
 pub mod wal;
 
@@ -22,6 +23,7 @@ use std::sync::{Arc, RwLock};
 use futures::future::BoxFuture;
 
 pub use record::{MetadataRecord, PartitionPlacement};
+pub use remote_segments::RemoteSegmentStore;
 pub use state::{BrokerState, CommittedOffset, MetadataState, TopicState};
 pub use wal::ReplayReport;
 

@@ -12,6 +12,8 @@ use super::state::{BrokerState, MetadataState};
 
 /// The internal topic whose partition leaders coordinate consumer groups.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+/// The internal topic a cluster keeps the states of remote segments in.
+pub const REMOTE_LOG_METADATA_TOPIC: &str = "__remote_log_metadata";
 
 /// The brokers that may lead and hold partitions: registered and not fenced.
 pub fn live_brokers(state: &MetadataState) -> Vec<(i32, &BrokerState)> {
@@ -441,6 +443,15 @@ pub fn offsets_partition(group: &str, partitions: i32) -> i32 {
         return 0;
     }
     (java_string_hash(group) & 0x7fff_ffff) % partitions
+}
+
+/// The partition of `__remote_log_metadata` (of `partitions`) that holds the remote segment
+/// states of one user partition.
+pub fn remote_metadata_partition(topic_id: Uuid, partition: i32, partitions: i32) -> i32 {
+    if partitions <= 0 {
+        return 0;
+    }
+    (java_string_hash(&format!("{topic_id}:{partition}")) & 0x7fff_ffff) % partitions
 }
 
 #[cfg(test)]

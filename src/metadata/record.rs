@@ -140,6 +140,11 @@ pub enum MetadataRecord {
         broker: i32,
         configs: BTreeMap<String, String>,
     },
+    /// A cluster moved these remote segments (and their splits) into the internal topic
+    /// `__remote_log_metadata`: the metadata log forgets them, their objects stay.
+    RemoteSegmentsMoved {
+        segments: Vec<Uuid>,
+    },
 }
 
 /// A partition reassignment in progress: while the replicas being added catch up, the partition

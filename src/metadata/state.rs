@@ -354,6 +354,13 @@ impl MetadataState {
             .cloned()
     }
 
+    /// Whether any remote segment of a partition is recorded here, in whatever state.
+    pub fn holds_remote_segments_of(&self, topic_id: Uuid, partition: i32) -> bool {
+        let lo = (topic_id, partition, i64::MIN, Uuid::nil());
+        let hi = (topic_id, partition, i64::MAX, Uuid::from_u128(u128::MAX));
+        self.remote_index.range(lo..=hi).next().is_some()
+    }
+
     /// Search splits of one partition's readable remote segments, oldest first.
     /// The `[start, next)` offsets the remote tier holds of a partition, if any: a partition
     /// whose local log was lost continues at `next`.
@@ -740,6 +747,14 @@ impl MetadataState {
                 self.producer_id_blocks
                     .insert(*broker, (start, self.producer_id_end));
             }
+            MetadataRecord::RemoteSegmentsMoved { segments } => {
+                for id in segments {
+                    if let Some((_, old)) = self.remote_segments.remove(id) {
+                        self.remote_index.remove(&index_key(&old));
+                    }
+                    self.remote_splits.remove(id);
+                }
+            }
             MetadataRecord::RemoteSplitAdded { split } => {
                 // A split outlives nothing: it is only kept while its segment is known.
                 if self.remote_segments.contains_key(&split.segment_id) {
@@ -803,6 +818,42 @@ mod tests {
             Some(DeleteSegmentStarted),
             "no way back from a deletion"
         );
+    }
+
+    #[test]
+    fn moved_remote_segments_leave_the_state_with_their_splits() {
+        let mut s = MetadataState::default();
+        s.apply(1, &updated(RemoteSegmentState::CopySegmentStarted));
+        s.apply(2, &updated(RemoteSegmentState::CopySegmentFinished));
+        let m = segment(RemoteSegmentState::CopySegmentFinished);
+        s.apply(
+            3,
+            &MetadataRecord::RemoteSplitAdded {
+                split: RemoteSplitMetadata {
+                    topic_id: m.topic_id,
+                    partition: 0,
+                    segment_id: m.segment_id,
+                    base_offset: 0,
+                    next_offset: 10,
+                    min_timestamp_ms: 1,
+                    max_timestamp_ms: 5,
+                    docs: 10,
+                    size_bytes: 1000,
+                    footer_bytes: 100,
+                },
+            },
+        );
+        assert!(s.holds_remote_segments_of(m.topic_id, 0));
+        assert_eq!(s.remote_splits_of(m.topic_id, 0).len(), 1);
+        s.apply(
+            4,
+            &MetadataRecord::RemoteSegmentsMoved {
+                segments: vec![m.segment_id, Uuid::from_u128(99)],
+            },
+        );
+        assert!(!s.holds_remote_segments_of(m.topic_id, 0));
+        assert!(s.remote_segments.is_empty() && s.remote_splits.is_empty());
+        assert_eq!(s.remote_range(m.topic_id, 0), None);
     }
 
     #[test]

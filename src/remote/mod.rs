@@ -9,6 +9,8 @@
 //! DELETE_SEGMENT_STARTED by a crash, or belonging to a deleted topic, is cleaned up by the next
 //! pass, so nothing in the bucket is orphaned. Only this module talks to the object store.
 
+pub mod metadata_topic;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -20,7 +22,7 @@ use uuid::Uuid;
 
 use crate::log::SealedSegment;
 use crate::log::batch::{BATCH_HEADER_LEN, BatchHeader, LOG_OVERHEAD};
-use crate::metadata::{MetadataRecord, MetadataStore};
+use crate::metadata::{MetadataRecord, RemoteSegmentStore};
 use crate::objects::{ObjectError, RemoteObjects, SplitFile, SplitForUpload, SplitUploads};
 use crate::replica::{Partition, RemoteTier, ReplicaManager, Topic};
 
@@ -113,7 +115,8 @@ type RemoteOffsetIndex = Arc<Vec<(u32, u32)>>;
 
 pub struct RemoteLogManager {
     objects: Arc<RemoteObjects>,
-    metadata: Arc<MetadataStore>,
+    /// Where the states of remote segments live (metadata log, or a cluster's internal topic).
+    segments: Arc<dyn RemoteSegmentStore>,
     replicas: Arc<ReplicaManager>,
     /// The search indexer, when search is on: a searchable segment goes up with its split.
     splits: Option<Arc<dyn SplitUploads>>,
@@ -133,14 +136,14 @@ pub struct RemoteRange {
 impl RemoteLogManager {
     pub fn new(
         objects: Arc<RemoteObjects>,
-        metadata: Arc<MetadataStore>,
+        segments: Arc<dyn RemoteSegmentStore>,
         replicas: Arc<ReplicaManager>,
         splits: Option<Arc<dyn SplitUploads>>,
         part_size: usize,
     ) -> Self {
         Self {
             objects,
-            metadata,
+            segments,
             replicas,
             splits,
             part_size,
@@ -192,8 +195,7 @@ impl RemoteLogManager {
     }
 
     pub fn segments(&self, topic_id: Uuid, partition: i32) -> Vec<RemoteLogSegmentMetadata> {
-        self.metadata
-            .read(|s| s.remote_segments_of(topic_id, partition))
+        self.segments.segments_of(topic_id, partition)
     }
 
     pub fn range(&self, topic_id: Uuid, partition: i32) -> Option<RemoteRange> {
@@ -205,7 +207,7 @@ impl RemoteLogManager {
     }
 
     async fn record(&self, topic: &str, m: &RemoteLogSegmentMetadata) -> Result<(), RemoteError> {
-        self.metadata
+        self.segments
             .append(vec![MetadataRecord::RemoteSegmentUpdated {
                 topic: topic.to_string(),
                 segment: m.clone(),
@@ -273,7 +275,7 @@ impl RemoteLogManager {
             topic: topic.name.clone(),
             segment: finished.clone(),
         });
-        self.metadata.append(records).await?;
+        self.segments.append(records).await?;
         TieringMetrics::add(&self.metrics.segments_uploaded, 1);
         TieringMetrics::add(&self.metrics.bytes_uploaded, seg.size);
         tracing::info!(
@@ -341,17 +343,18 @@ impl RemoteLogManager {
                 .and_then(|t| t.partition(m.partition))
                 .is_some_and(|p| p.is_leader())
         };
-        let leftovers: Vec<(String, RemoteLogSegmentMetadata)> = self.metadata.read(|s| {
-            s.remote_segments
-                .values()
-                .filter(|(_, m)| {
-                    !live.contains_key(&m.topic_id)
-                        || (m.state == RemoteSegmentState::CopySegmentStarted && leads(m))
-                        || m.state == RemoteSegmentState::DeleteSegmentStarted
-                })
-                .cloned()
-                .collect()
-        });
+        let leftovers: Vec<(String, RemoteLogSegmentMetadata)> = self
+            .segments
+            .all_own()
+            .into_iter()
+            .filter(|(_, m)| {
+                !live.contains_key(&m.topic_id)
+                    || (m.state == RemoteSegmentState::CopySegmentStarted
+                        && leads(m)
+                        && self.segments.ready(m.topic_id, m.partition))
+                    || m.state == RemoteSegmentState::DeleteSegmentStarted
+            })
+            .collect();
         for (topic, m) in leftovers {
             if let Err(e) = self.delete_segment(&topic, &m).await {
                 tracing::warn!(topic = %topic, segment = %m.segment_id, error = %e, "remote cleanup failed; will retry");
@@ -395,6 +398,11 @@ impl RemoteLogManager {
         p: &Arc<Partition>,
         now_ms: i64,
     ) -> Result<(), RemoteError> {
+        if !self.segments.ready(topic.id, p.index) {
+            // This broker has not read all of the partition's segment states yet (a cluster's
+            // broker just started, or they are being moved into the internal topic).
+            return Ok(());
+        }
         let remote = self.segments(topic.id, p.index);
         let copied: HashMap<i64, &RemoteLogSegmentMetadata> =
             remote.iter().map(|m| (m.base_offset, m)).collect();
@@ -583,10 +591,7 @@ impl RemoteLogManager {
         max_bytes: u32,
         at_least_one: bool,
     ) -> Result<Option<Bytes>, RemoteError> {
-        let Some(m) = self
-            .metadata
-            .read(|s| s.remote_segment_for(topic_id, partition, offset))
-        else {
+        let Some(m) = self.segments.segment_for(topic_id, partition, offset) else {
             return Ok(None);
         };
         let m = &m;
@@ -707,7 +712,18 @@ impl RemoteTier for RemoteLogManager {
         })
     }
 
+    fn range(&self, topic_id: Uuid, partition: i32) -> Option<(i64, i64)> {
+        self.segments.range(topic_id, partition)
+    }
+
+    /// `None` too while this broker has not read all of the partition's segment states: a
+    /// follower restarting above the remote tier must not start below its real end.
     fn next_offset(&self, topic_id: Uuid, partition: i32) -> Option<i64> {
-        self.range(topic_id, partition).map(|r| r.next)
+        if !self.segments.ready(topic_id, partition) {
+            return None;
+        }
+        self.segments
+            .range(topic_id, partition)
+            .map(|(_, next)| next)
     }
 }

@@ -12,14 +12,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::{
-    BrokerId, FetchRequest, FetchResponse, RequestHeader, ResponseHeader, TopicName,
-};
-use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
@@ -33,8 +29,6 @@ const FETCH_VERSION: i16 = 12;
 const MAX_WAIT_MS: i32 = 500;
 const MAX_BYTES: i32 = 64 << 20;
 const PARTITION_MAX_BYTES: i32 = 8 << 20;
-/// Answers larger than this end the connection.
-const MAX_FRAME: usize = 256 << 20;
 const BACKOFF: Duration = Duration::from_millis(200);
 
 /// One partition this broker follows, and in which leader epoch.
@@ -159,18 +153,11 @@ async fn fetch_from(
                 tokio::time::sleep(BACKOFF).await;
                 continue;
             };
-            match tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(&addr)).await {
-                Ok(Ok(s)) => {
-                    let _ = s.set_nodelay(true);
-                    conn = Some(s);
-                }
-                Ok(Err(e)) => {
+            match super::client::connect(&addr, Duration::from_secs(2)).await {
+                Ok(s) => conn = Some(s),
+                Err(e) => {
                     tracing::debug!(leader, %addr, error = %e, "replica fetcher cannot connect");
                     tokio::time::sleep(BACKOFF).await;
-                    continue;
-                }
-                Err(_) => {
-                    tracing::debug!(leader, %addr, "replica fetcher: connect timed out");
                     continue;
                 }
             }
@@ -218,7 +205,13 @@ async fn fetch_from(
         let request = build_request(me, &asked);
         let answer = tokio::time::timeout(
             Duration::from_millis(MAX_WAIT_MS as u64) + Duration::from_secs(10),
-            exchange(stream, correlation, &request),
+            super::client::exchange(
+                stream,
+                correlation,
+                FETCH_VERSION,
+                "chronik-replica",
+                &request,
+            ),
         )
         .await;
         let response = match answer {
@@ -289,57 +282,6 @@ fn build_request(me: i32, set: &[Followed]) -> FetchRequest {
                 })
                 .collect(),
         )
-}
-
-async fn exchange(
-    stream: &mut TcpStream,
-    correlation: i32,
-    request: &FetchRequest,
-) -> std::io::Result<FetchResponse> {
-    let header = RequestHeader::default()
-        .with_request_api_key(FetchRequest::KEY)
-        .with_request_api_version(FETCH_VERSION)
-        .with_correlation_id(correlation)
-        .with_client_id(Some(StrBytes::from_static_str("chronik-replica")));
-    let mut body = BytesMut::new();
-    header
-        .encode(&mut body, FetchRequest::header_version(FETCH_VERSION))
-        .map_err(std::io::Error::other)?;
-    request
-        .encode(&mut body, FETCH_VERSION)
-        .map_err(std::io::Error::other)?;
-    let mut frame = BytesMut::with_capacity(body.len() + 4);
-    frame.put_i32(body.len() as i32);
-    frame.put_slice(&body);
-    stream.write_all(&frame).await?;
-    let len = stream.read_i32().await?;
-    if len < 0 || len as usize > MAX_FRAME {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("fetch answer of {len} bytes"),
-        ));
-    }
-    let mut buf = vec![0u8; len as usize];
-    stream.read_exact(&mut buf).await?;
-    let mut buf = Bytes::from(buf);
-    let bad = |e: String| std::io::Error::new(std::io::ErrorKind::InvalidData, e);
-    let header = ResponseHeader::decode(&mut buf, FetchResponse::header_version(FETCH_VERSION))
-        .map_err(|e| bad(e.to_string()))?;
-    if header.correlation_id != correlation {
-        return Err(bad(format!(
-            "answer to request {} while waiting for {correlation}",
-            header.correlation_id
-        )));
-    }
-    let response =
-        FetchResponse::decode(&mut buf, FETCH_VERSION).map_err(|e| bad(e.to_string()))?;
-    if buf.has_remaining() {
-        return Err(bad(format!(
-            "{} bytes after the fetch answer",
-            buf.remaining()
-        )));
-    }
-    Ok(response)
 }
 
 /// Applies a leader's answer to the followed partitions; whether any of them made progress

@@ -10,9 +10,11 @@
 //! partitions; at start the log's state decides which topics exist. Partition logs live in
 //! `<data>/<topic>-<partition>/`.
 
+pub mod client;
 pub mod disk_space;
 pub mod epoch;
 pub mod fetcher;
+pub mod internal_log;
 pub mod partition;
 pub mod replication;
 pub mod throttle;
@@ -66,7 +68,12 @@ pub trait RemoteTier: Send + Sync {
     ) -> BoxFuture<'a, io::Result<Option<(i64, i64)>>>;
 
     /// One past the last offset in the remote tier, if it holds any.
-    fn next_offset(&self, topic_id: Uuid, partition: i32) -> Option<i64>;
+    fn next_offset(&self, topic_id: Uuid, partition: i32) -> Option<i64> {
+        self.range(topic_id, partition).map(|(_, next)| next)
+    }
+
+    /// The `[start, next)` offsets the remote tier holds of a partition, if any.
+    fn range(&self, topic_id: Uuid, partition: i32) -> Option<(i64, i64)>;
 }
 
 /// Where partitions find the remote tier once the broker has wired it in. Held weakly: the
@@ -185,7 +192,10 @@ impl ReplicaManager {
         for t in topics.values() {
             let id = t.id;
             let hosted = |p: i32| hosts(&placements, id, p, node);
-            let remote = |p: i32| self.metadata.read(|s| s.remote_range(id, p));
+            let remote = |p: i32| match self.tier.get() {
+                Some(tier) => tier.range(id, p),
+                None => self.metadata.read(|s| s.remote_range(id, p)),
+            };
             let configs = TopicConfigs(t.configs.clone());
             let log_config = configs
                 .resolve(&self.config.log)

@@ -469,6 +469,15 @@ impl Partition {
         }
     }
 
+    /// In-sync replicas caught up within `max_lag_ms` ([`ReplicaSet::caught_up_in_sync`]).
+    pub fn caught_up_in_sync(&self, max_lag_ms: i64, now_ms: i64) -> i64 {
+        if self.alone.load(Ordering::Acquire) {
+            1
+        } else {
+            self.replication().caught_up_in_sync(max_lag_ms, now_ms)
+        }
+    }
+
     /// The in-sync set change this leader should ask for now, if any (followers lagging more
     /// than `max_lag_ms` leave, caught-up ones join); marked pending until the metadata shows
     /// an answer.
@@ -778,8 +787,8 @@ impl Partition {
     pub fn last_tiered_offset(&self) -> i64 {
         self.tier
             .get()
-            .and_then(|r| r.next_offset(self.topic_id, self.index))
-            .map_or(-1, |next| next - 1)
+            .and_then(|r| r.range(self.topic_id, self.index))
+            .map_or(-1, |(_, next)| next - 1)
     }
 
     pub fn max_timestamp_offset(&self) -> std::io::Result<(i64, i64)> {

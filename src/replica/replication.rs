@@ -168,6 +168,26 @@ impl ReplicaSet {
         Some(hw)
     }
 
+    /// Members of the in-sync set that are caught up within `max_lag_ms` (the leader always):
+    /// what the in-sync set will be once the controller has dropped the laggards. An `acks=all`
+    /// append is refused below `min.insync.replicas` of these even while the controller cannot
+    /// be reached to shrink the set (two of three brokers down).
+    pub fn caught_up_in_sync(&self, max_lag_ms: i64, now_ms: i64) -> i64 {
+        if self.role != Role::Leader {
+            return self.isr.len() as i64;
+        }
+        self.isr
+            .iter()
+            .filter(|r| {
+                **r == self.me
+                    || self
+                        .progress
+                        .get(r)
+                        .is_some_and(|p| now_ms.saturating_sub(p.last_caught_up_ms) <= max_lag_ms)
+            })
+            .count() as i64
+    }
+
     /// The in-sync set to ask the controller for, if it should change: members not caught up
     /// for `max_lag_ms` leave; replicas at or above the high watermark that reached
     /// `epoch_start` (the current leader epoch's first offset) join.
@@ -247,6 +267,21 @@ mod tests {
         let mut s = leader_of(&[1, 2, 3], &[1, 2]);
         s.fetched(2, 12, 12, 1);
         assert_eq!(s.high_watermark(12), Some(12));
+    }
+
+    #[test]
+    fn followers_silent_past_the_lag_time_no_longer_count_as_in_sync() {
+        let mut s = leader_of(&[1, 2, 3], &[1, 2, 3]);
+        s.fetched(2, 10, 10, 1_000);
+        s.fetched(3, 10, 10, 1_000);
+        assert_eq!(s.caught_up_in_sync(500, 1_400), 3);
+        s.fetched(2, 10, 10, 1_600);
+        assert_eq!(s.caught_up_in_sync(500, 1_700), 2, "3 silent for 700 ms");
+        assert_eq!(
+            s.caught_up_in_sync(500, 2_200),
+            1,
+            "only the leader is left"
+        );
     }
 
     #[test]

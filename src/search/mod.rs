@@ -34,7 +34,7 @@ use uuid::Uuid;
 
 use crate::config::SearchConfig;
 use crate::log::ReadError;
-use crate::metadata::MetadataStore;
+use crate::metadata::RemoteSegmentStore;
 use crate::objects::{RemoteObjects, SplitFile, SplitForUpload, SplitUploads};
 use crate::replica::{Partition, ReplicaManager, Topic};
 use query::{BadRequest, QueryBuilder, SearchRequest, Sort, SortKey};
@@ -239,7 +239,8 @@ impl Placement {
 pub struct SearchManager {
     config: SearchConfig,
     replicas: Arc<ReplicaManager>,
-    metadata: Arc<MetadataStore>,
+    /// Where the remote segments' splits are recorded.
+    segments: Arc<dyn RemoteSegmentStore>,
     /// The remote tier's objects, for remote splits; `None` searches local data only.
     objects: Option<Arc<RemoteObjects>>,
     builder: QueryBuilder,
@@ -301,13 +302,13 @@ impl SearchManager {
     pub fn new(
         config: SearchConfig,
         replicas: Arc<ReplicaManager>,
-        metadata: Arc<MetadataStore>,
+        segments: Arc<dyn RemoteSegmentStore>,
         objects: Option<Arc<RemoteObjects>>,
     ) -> Self {
         let max_window = config.max_result_window as usize;
         Self {
             replicas,
-            metadata,
+            segments,
             objects,
             builder: QueryBuilder::new(Fields::new(), max_window),
             partitions: Mutex::new(HashMap::new()),
@@ -778,9 +779,7 @@ impl SearchManager {
             .iter()
             .map(|p| {
                 let hw = p.high_watermark();
-                let remote = self
-                    .metadata
-                    .read(|s| s.remote_splits_of(topic.id, p.index));
+                let remote = self.segments.splits_of(topic.id, p.index);
                 let (searchable, local, unread) = match self.existing(topic, p.index) {
                     Some(pi) => (
                         pi.searchable(hw),
@@ -909,9 +908,7 @@ impl SearchManager {
                     pruned += 1;
                 }
             }
-            let remote = self
-                .metadata
-                .read(|s| s.remote_splits_of(topic.id, p.index));
+            let remote = self.segments.splits_of(topic.id, p.index);
             for r in remote {
                 if splits.contains_key(&r.base_offset) || active_base == Some(r.base_offset) {
                     continue;

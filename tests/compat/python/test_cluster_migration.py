@@ -21,6 +21,11 @@ from reliability_lib import free_port, port_open, wait_until
 
 TOPIC = "legacy-orders"
 GROUP = "legacy-group"
+# A tiered topic: its older segments are only in the remote tier when the node joins a cluster,
+# and the states of those segments move from the metadata log into __remote_log_metadata.
+TIERED = "legacy-tiered"
+TIERED_RECORDS = 6000
+VALUE = 1000
 
 
 def run_single_node(data_dir, remote_dir):
@@ -29,6 +34,7 @@ def run_single_node(data_dir, remote_dir):
     env.update({
         "CHRONIK_HTTP_LISTEN": '""',
         "CHRONIK_TIERING_URL": f'"file://{remote_dir}"',
+        "CHRONIK_TIERING_INTERVAL_MS": "200",
         "RUST_LOG": "info",
     })
     log = open(Path(data_dir).parent / "single.log", "ab")
@@ -65,6 +71,35 @@ def read_all(bootstrap, partitions, group=None, timeout=30):
     return got
 
 
+def tiered_local_logs(data_dir):
+    return len(list((data_dir / f"{TIERED}-0").glob("*.log")))
+
+
+def produce_tiered(bootstrap, start, count):
+    p = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5, "log_level": 2})
+    for i in range(start, start + count):
+        p.produce(TIERED, value=f"t{i}".ljust(VALUE, ".").encode(), partition=0)
+        p.poll(0)
+    assert p.flush(60) == 0
+
+
+def read_tiered(bootstrap, want, timeout=60):
+    """(offset, value) of partition 0 from offset 0, until `want` records or the deadline."""
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"tiered-{time.monotonic_ns()}",
+                  "enable.auto.commit": False, "log_level": 2})
+    got = []
+    try:
+        c.assign([TopicPartition(TIERED, 0, 0)])
+        deadline = time.monotonic() + timeout
+        while len(got) < want and time.monotonic() < deadline:
+            m = c.poll(0.5)
+            if m is not None and not m.error():
+                got.append((m.offset(), m.value().decode().rstrip(".")))
+    finally:
+        c.close()
+    return got
+
+
 def test_a_single_node_directory_joins_a_cluster(tmp_path):
     node1_data = tmp_path / "node1" / "data"
     node1_data.mkdir(parents=True)
@@ -82,10 +117,18 @@ def test_a_single_node_directory_joins_a_cluster(tmp_path):
         c.commit(offsets=[TopicPartition(TOPIC, 0, 60), TopicPartition(TOPIC, 1, 70)],
                  asynchronous=False)
         c.close()
+        admin.create_topics([NewTopic(TIERED, 1, 1, config={
+            "remote.storage.enable": "true", "segment.bytes": str(1 << 20),
+            "local.retention.bytes": "1"})])[TIERED].result(20)
+        produce_tiered(bootstrap, 0, TIERED_RECORDS)
+        wait_until(lambda: tiered_local_logs(node1_data) == 1, 90, interval=0.5,
+                   what="the tiered topic down to its active segment on disk")
     finally:
         proc.terminate()
         proc.wait(20)
     assert proc.returncode == 0
+    remote_logs = len(list(remote.rglob("*.log")))
+    assert remote_logs >= 4, remote_logs
 
     cluster = Cluster(tmp_path, n=3, session_timeout_ms=3000)
     try:
@@ -126,6 +169,32 @@ def test_a_single_node_directory_joins_a_cluster(tmp_path):
         print(f"migration: topic {TOPIC} and group {GROUP} moved; {len(moved)} offsets "
               f"partition(s) took over offsets from the metadata log")
 
+        # The tiered topic's remote segments are read through the cluster, their states now
+        # in __remote_log_metadata (moved there by the leader of their metadata partition).
+        def moved_states():
+            return any("moved remote segment states from the metadata log into "
+                       "__remote_log_metadata" in n.log_text() for n in cluster.nodes)
+        wait_until(moved_states, 40, what="remote segment states moved into the internal topic")
+        topics = admin.list_topics(timeout=10).topics
+        assert "__remote_log_metadata" in topics
+        wait_until(lambda: topics[TIERED].partitions[0].leader == 1 or None, 30,
+                   what="node 1 leading the tiered topic")
+        got = read_tiered(boot, TIERED_RECORDS)
+        assert got == [(i, f"t{i}") for i in range(TIERED_RECORDS)], \
+            f"{len(got)} records read back, first wrong: " \
+            f"{next((g for i, g in enumerate(got) if g != (i, f't{i}')), None)}"
+        # New segments go up with their states in the topic, after the moved ones.
+        produce_tiered(boot, TIERED_RECORDS, 3000)
+        wait_until(lambda: len(list(remote.rglob("*.log"))) >= remote_logs + 2, 60, interval=0.5,
+                   what="segments written in the cluster copied to the remote tier")
+        wait_until(lambda: tiered_local_logs(node1_data) <= 2, 60, interval=0.5,
+                   what="their local copies deleted")
+        got = read_tiered(boot, TIERED_RECORDS + 3000)
+        assert got == [(i, f"t{i}") for i in range(TIERED_RECORDS + 3000)], len(got)
+        print(f"tiered topic: {remote_logs} remote segments moved in, "
+              f"{len(list(remote.rglob('*.log')))} after 3000 more records; "
+              f"{len(got)} records read back in order")
+
         # The cluster goes on with the moved topic.
         p = Producer({"bootstrap.servers": boot, "acks": "all"})
         for i in range(50):
@@ -141,5 +210,8 @@ def test_a_single_node_directory_joins_a_cluster(tmp_path):
         assert "moved this node's single-node metadata" not in last_run
         wait_until(lambda: len(read_all(boot, 2, timeout=10)) == 250, 40,
                    what="all records after the restart")
+        assert "moved remote segment states" not in last_run
+        got = read_tiered(boot, TIERED_RECORDS + 3000)
+        assert got == [(i, f"t{i}") for i in range(TIERED_RECORDS + 3000)], len(got)
     finally:
         cluster.stop()
