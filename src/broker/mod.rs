@@ -52,6 +52,9 @@ pub struct Broker {
     pub disk_space: DiskSpaceGuard,
     /// This node's voter of the controller quorum, in a cluster.
     pub controller: std::sync::OnceLock<Arc<crate::controller::Controller>>,
+    /// The admin HTTP address other brokers reach this one at (`host:port`), when the admin
+    /// port is on; advertised with the broker's registration.
+    pub http_advertised: std::sync::OnceLock<String>,
 }
 
 impl Broker {
@@ -168,6 +171,7 @@ impl Broker {
             metadata,
             config,
             controller: std::sync::OnceLock::new(),
+            http_advertised: std::sync::OnceLock::new(),
         }))
     }
 
