@@ -54,40 +54,42 @@ fn plan(
             reason,
         });
     };
-    for p in topic.partitions() {
-        if !wanted(p.index) {
+    for index in 0..topic.partition_count() {
+        if !wanted(index) {
             continue;
         }
         let full = Part {
-            partition: p.index,
+            partition: index,
             remote_only: false,
         };
-        if p.is_leader() {
+        let held = topic.partition(index);
+        if held.as_ref().is_some_and(|p| p.is_leader()) {
             plan.local.push(full);
             continue;
         }
         let (leader, http) = broker.metadata.read(|s| {
-            let leader = s.placement(topic.id, p.index).map(|pl| pl.leader);
+            let leader = s.placement(topic.id, index).map(|pl| pl.leader);
             let http = leader.and_then(|l| s.broker_http.get(&l).cloned());
             (leader, http)
         });
         match (leader, http) {
             // A single node: no placements, it holds every partition.
-            (None, _) => plan.local.push(full),
+            (None, _) if held.is_some() => plan.local.push(full),
+            (None, _) => continue,
             (Some(l), _) if l == broker.node_id => plan.local.push(full),
             (Some(l), _) if local_only => remote_only(
                 &mut plan,
-                p.index,
+                index,
                 l,
                 format!(
                     "broker {} does not lead it (broker {l} does)",
                     broker.node_id
                 ),
             ),
-            (Some(-1), _) => remote_only(&mut plan, p.index, -1, "it has no leader".into()),
+            (Some(-1), _) => remote_only(&mut plan, index, -1, "it has no leader".into()),
             (Some(l), None) => remote_only(
                 &mut plan,
-                p.index,
+                index,
                 l,
                 format!("its leader, broker {l}, advertised no admin HTTP address"),
             ),
@@ -96,7 +98,7 @@ fn plan(
                 .entry(l)
                 .or_insert_with(|| (addr, Vec::new()))
                 .1
-                .push(p.index),
+                .push(index),
         }
     }
     plan

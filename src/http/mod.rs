@@ -88,11 +88,15 @@ fn searchable_topic(
         .replicas
         .topic(name)
         .ok_or_else(|| SearchError::UnknownTopic(name.to_string()))?;
-    if !topic
-        .partitions()
-        .first()
-        .is_some_and(|p| p.log_config().search_enabled)
-    {
+    // A broker of a cluster may hold no partition of the topic: then its configs tell.
+    let enabled = match topic.partitions().first() {
+        Some(p) => p.log_config().search_enabled,
+        None => topic
+            .configs
+            .resolve(&broker.config.log)
+            .is_ok_and(|c| c.search_enabled),
+    };
+    if !enabled {
         return Err(SearchError::Disabled(name.to_string()));
     }
     Ok((search, topic))

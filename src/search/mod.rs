@@ -921,13 +921,16 @@ impl SearchManager {
             {
                 continue;
             }
-            let Some(p) = topic.partition(part.partition) else {
+            // A partition this broker does not hold is searched in the remote tier only.
+            let held = topic.partition(part.partition);
+            if held.is_none() && !part.remote_only {
                 continue;
-            };
-            let log_start = p.log_start_offset();
-            let remote = self.remote_splits(topic.id, p.index);
+            }
+            let index = part.partition;
+            let log_start = held.as_ref().map_or(i64::MIN, |p| p.log_start_offset());
+            let remote = self.remote_splits(topic.id, index);
             let remote_end = Self::remote_end(&remote);
-            let (active, splits) = match self.existing(topic, p.index) {
+            let (active, splits) = match self.existing(topic, index) {
                 Some(pi) if !part.remote_only => {
                     let v = pi.view();
                     (v.active.clone(), v.splits.clone())
@@ -960,7 +963,7 @@ impl SearchManager {
                     continue;
                 }
                 units.push(Unit {
-                    partition: p.index,
+                    partition: index,
                     searcher: s.searcher.clone(),
                     min_offset: (*base < min_offset).then_some(min_offset),
                 });
@@ -970,7 +973,7 @@ impl SearchManager {
                     pruned += 1;
                 } else {
                     units.push(Unit {
-                        partition: p.index,
+                        partition: index,
                         searcher,
                         min_offset: (pr.segment_base < local_from).then_some(local_from),
                     });
@@ -985,7 +988,7 @@ impl SearchManager {
                     continue;
                 }
                 let min_offset = (r.base_offset < log_start).then_some(log_start);
-                remote_pending.push((p.index, r, min_offset));
+                remote_pending.push((index, r, min_offset));
             }
         }
         // Opening a remote split and searching it wait on the object store far more than they
