@@ -146,6 +146,13 @@ def test_search_answers_for_the_whole_topic_from_every_broker(tmp_path):
             assert pages(n, 97) == want, f"search_after pages of broker {n.id}"
             a = search(n, {**QUERY, "from": 40, "size": 25})
             assert hits_of(a) == want[40:65] and a["total"] == len(want)
+        # By score: every broker gives the same hits with the same scores, in the same order.
+        # (item1200 is a color3 record too; item15 is not)
+        scored = {"query": {"match": {"value": "color3 item15 item1200"}}, "size": 50}
+        by_score = [search(n, scored) for n in cluster.nodes]
+        assert all(not a.get("partial") for a in by_score)
+        assert all(a["hits"] == by_score[0]["hits"] and a["total"] == len(want) + PARTITIONS
+                   for a in by_score), [a["total"] for a in by_score]
         counts = search(n2, {"query": {"match_all": {}}, "size": 0})
         assert counts["total"] == len(acked), counts
 
