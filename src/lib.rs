@@ -93,6 +93,11 @@ pub async fn serve_full(
         .await?;
     }
     let broker = Broker::open_with_metadata(config, bound, Some(cache), store, replicated)?;
+    if let Some(l) = &http {
+        let _ = broker
+            .http_advertised
+            .set(http_advertised(l.local_addr()?, &broker.advertised.0));
+    }
     let membership = match &controller {
         Some(c) => {
             let _ = broker.controller.set(c.clone());
@@ -304,19 +309,41 @@ impl Membership {
     }
 }
 
-/// Registers the broker (its id, advertised endpoint and rack) and returns its epoch.
+/// The admin HTTP address other brokers use: the bound one, with the advertised Kafka host in
+/// place of a wildcard address.
+fn http_advertised(bound: std::net::SocketAddr, advertised_host: &str) -> String {
+    if bound.ip().is_unspecified() {
+        let host = if advertised_host.contains(':') {
+            format!("[{advertised_host}]")
+        } else {
+            advertised_host.to_string()
+        };
+        format!("{host}:{}", bound.port())
+    } else {
+        bound.to_string()
+    }
+}
+
+/// Registers the broker (its id, advertised endpoint, rack and admin HTTP address) and returns
+/// its epoch.
 async fn register(broker: &Broker, c: &controller::Controller) -> std::io::Result<i64> {
     let rack = broker.config.cluster.rack.trim();
-    let index = c
-        .propose(vec![metadata::MetadataRecord::BrokerRegistered {
+    let incarnation = uuid::Uuid::new_v4();
+    let mut records = vec![metadata::MetadataRecord::BrokerRegistered {
+        id: broker.node_id,
+        incarnation,
+        host: broker.advertised.0.clone(),
+        port: broker.advertised.1,
+        rack: (!rack.is_empty()).then(|| rack.to_string()),
+    }];
+    if let Some(http) = broker.http_advertised.get() {
+        records.push(metadata::MetadataRecord::BrokerHttpAdvertised {
             id: broker.node_id,
-            incarnation: uuid::Uuid::new_v4(),
-            host: broker.advertised.0.clone(),
-            port: broker.advertised.1,
-            rack: (!rack.is_empty()).then(|| rack.to_string()),
-        }])
-        .await
-        .map_err(std::io::Error::other)?;
+            incarnation,
+            http: http.clone(),
+        });
+    }
+    let index = c.propose(records).await.map_err(std::io::Error::other)?;
     c.wait_applied(index, Duration::from_secs(30))
         .await
         .map_err(std::io::Error::other)?;

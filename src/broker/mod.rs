@@ -53,6 +53,9 @@ pub struct Broker {
     pub disk_space: DiskSpaceGuard,
     /// This node's voter of the controller quorum, in a cluster.
     pub controller: std::sync::OnceLock<Arc<crate::controller::Controller>>,
+    /// The admin HTTP address other brokers reach this one at (`host:port`), when the admin
+    /// port is on; advertised with the broker's registration.
+    pub http_advertised: std::sync::OnceLock<String>,
 }
 
 impl Broker {
@@ -190,6 +193,7 @@ impl Broker {
             metadata,
             config,
             controller: std::sync::OnceLock::new(),
+            http_advertised: std::sync::OnceLock::new(),
         }))
     }
 

@@ -195,6 +195,9 @@ pub struct SearchConfig {
     pub spill_after_records: u64,
     /// Largest `from + size` of one query.
     pub max_result_window: u64,
+    /// In a cluster, how long a query waits for the leaders of the partitions this broker does
+    /// not lead; partitions whose leader has not answered by then are listed as missing.
+    pub peer_timeout_ms: u64,
 }
 
 impl SearchConfig {
@@ -242,6 +245,7 @@ impl Default for SearchConfig {
             spill_cpus: Vec::new(),
             spill_after_records: 500_000,
             max_result_window: 10_000,
+            peer_timeout_ms: 5_000,
         }
     }
 }

@@ -3,6 +3,7 @@
 //! replayed, object store reachable when a topic is tiered). Each readiness check is named in the
 //! JSON body so an operator sees which one failed.
 
+mod cluster_search;
 mod metrics;
 
 use std::sync::Arc;
@@ -87,39 +88,42 @@ fn searchable_topic(
         .replicas
         .topic(name)
         .ok_or_else(|| SearchError::UnknownTopic(name.to_string()))?;
-    if !topic
-        .partitions()
-        .first()
-        .is_some_and(|p| p.log_config().search_enabled)
-    {
+    // A broker of a cluster may hold no partition of the topic: then its configs tell.
+    let enabled = match topic.partitions().first() {
+        Some(p) => p.log_config().search_enabled,
+        None => topic
+            .configs
+            .resolve(&broker.config.log)
+            .is_ok_and(|c| c.search_enabled),
+    };
+    if !enabled {
         return Err(SearchError::Disabled(name.to_string()));
     }
     Ok((search, topic))
 }
 
-async fn run_search(broker: Arc<Broker>, topic: String, body: serde_json::Value) -> Reply {
-    let (search, topic) = match searchable_topic(&broker, &topic) {
-        Ok(x) => x,
-        Err(e) => return search_error(e),
-    };
-    let req = match search.parse(&body) {
-        Ok(r) => r,
-        Err(e) => return search_error(e),
-    };
-    let handle = tokio::runtime::Handle::current();
-    let result = tokio::task::spawn_blocking(move || search.search(&topic, &req, &handle)).await;
-    match result {
-        Ok(Ok(v)) => (StatusCode::OK, Json(v)),
-        Ok(Err(e)) => search_error(e),
-        Err(e) => error_reply(StatusCode::INTERNAL_SERVER_ERROR, "internal", e),
+async fn run_search(
+    broker: Arc<Broker>,
+    topic: String,
+    body: serde_json::Value,
+    local_only: bool,
+) -> Reply {
+    match cluster_search::search(broker, topic, body, local_only).await {
+        Ok(v) => (StatusCode::OK, Json(v)),
+        Err(e) => search_error(e),
     }
 }
 
 async fn search_post(
     State(broker): State<Arc<Broker>>,
     Path(topic): Path<String>,
+    headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
 ) -> Reply {
+    // Another broker asking for the partitions this one leads.
+    let local_only = headers
+        .get(cluster_search::SCOPE_HEADER)
+        .is_some_and(|v| v.as_bytes() == b"local");
     let body: serde_json::Value = if body.iter().all(u8::is_ascii_whitespace) {
         serde_json::json!({})
     } else {
@@ -134,7 +138,7 @@ async fn search_post(
             }
         }
     };
-    run_search(broker, topic, body).await
+    run_search(broker, topic, body, local_only).await
 }
 
 async fn search_get(
@@ -179,7 +183,7 @@ async fn search_get(
             }
         }
     }
-    run_search(broker, topic, serde_json::Value::Object(body)).await
+    run_search(broker, topic, serde_json::Value::Object(body), false).await
 }
 
 async fn search_status(State(broker): State<Arc<Broker>>, Path(topic): Path<String>) -> Reply {

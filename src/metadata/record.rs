@@ -145,6 +145,15 @@ pub enum MetadataRecord {
     RemoteSegmentsMoved {
         segments: Vec<Uuid>,
     },
+    /// The admin HTTP address (`host:port`) of the broker registration `incarnation` of broker
+    /// `id`, proposed right after its `BrokerRegistered`: other brokers ask it for the part of a
+    /// search that only the partition's leader has. Its own variant (not a field of
+    /// `BrokerRegistered`) so that logs written before it keep decoding.
+    BrokerHttpAdvertised {
+        id: i32,
+        incarnation: Uuid,
+        http: String,
+    },
 }
 
 /// A partition reassignment in progress: while the replicas being added catch up, the partition
@@ -305,5 +314,43 @@ mod tests {
         let last = bad.len() - 1;
         bad[last] ^= 1;
         assert_eq!(decode_frame(&bad), Decoded::Torn);
+    }
+
+    #[test]
+    fn records_written_before_broker_http_addresses_still_decode() {
+        // postcard bytes of `BrokerRegistered { id: 2, incarnation: 0…01, host: "h", port: 9092,
+        // rack: None }` and `BrokerConfigsSet { broker: -1, configs: {} }` as logs hold them: the
+        // variant index, then the fields in order.
+        let mut registered = vec![12u8, 4, 16];
+        registered.extend_from_slice(&1u128.to_be_bytes());
+        registered.extend_from_slice(&[1, b'h', 0x88, 0x8e, 0x01, 0]);
+        let r: MetadataRecord = postcard::from_bytes(&registered).expect("decodes");
+        assert_eq!(
+            r,
+            MetadataRecord::BrokerRegistered {
+                id: 2,
+                incarnation: Uuid::from_u128(1),
+                host: "h".into(),
+                port: 9092,
+                rack: None,
+            }
+        );
+        let configs: MetadataRecord = postcard::from_bytes(&[19, 1, 0]).expect("decodes");
+        assert_eq!(
+            configs,
+            MetadataRecord::BrokerConfigsSet {
+                broker: -1,
+                configs: BTreeMap::new(),
+            }
+        );
+        // The new record comes after every older one.
+        let http = MetadataRecord::BrokerHttpAdvertised {
+            id: 2,
+            incarnation: Uuid::from_u128(1),
+            http: "h:1".into(),
+        };
+        let raw = postcard::to_stdvec(&http).unwrap();
+        assert_eq!(raw[0], 20);
+        assert_eq!(postcard::from_bytes::<MetadataRecord>(&raw).unwrap(), http);
     }
 }

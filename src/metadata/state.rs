@@ -56,6 +56,9 @@ pub struct MetadataState {
     pub reassignments: BTreeMap<Uuid, BTreeMap<i32, Reassignment>>,
     /// broker (-1: every broker's default) → its dynamic configs.
     pub broker_configs: BTreeMap<i32, BTreeMap<String, String>>,
+    /// broker → its admin HTTP address (`host:port`), as its latest registration advertised
+    /// it (see [`MetadataRecord::BrokerHttpAdvertised`]).
+    pub broker_http: BTreeMap<i32, String>,
     /// The index of the last record that changed topics, partitions or brokers: the replica
     /// layer reconciles its partitions with this state when it moves. Derived.
     #[serde(skip)]
@@ -104,6 +107,45 @@ pub struct BrokerState {
     pub rack: Option<String>,
     /// Fenced brokers lead nothing and are not listed to clients.
     pub fenced: bool,
+}
+
+/// The snapshot layout before brokers' admin HTTP addresses were kept.
+#[derive(Debug, Deserialize)]
+pub struct StateV7 {
+    last_index: u64,
+    topics: BTreeMap<String, TopicState>,
+    producer_id_end: i64,
+    offsets: BTreeMap<String, BTreeMap<(String, i32), CommittedOffset>>,
+    remote_segments: BTreeMap<Uuid, (String, RemoteLogSegmentMetadata)>,
+    remote_splits: BTreeMap<Uuid, RemoteSplitMetadata>,
+    group_protocol_types: BTreeMap<String, String>,
+    cluster_id: Option<String>,
+    brokers: BTreeMap<i32, BrokerState>,
+    placements: BTreeMap<Uuid, BTreeMap<i32, PartitionPlacement>>,
+    producer_id_blocks: BTreeMap<i32, (i64, i64)>,
+    reassignments: BTreeMap<Uuid, BTreeMap<i32, Reassignment>>,
+    broker_configs: BTreeMap<i32, BTreeMap<String, String>>,
+}
+
+impl From<StateV7> for MetadataState {
+    fn from(v: StateV7) -> Self {
+        Self {
+            last_index: v.last_index,
+            topics: v.topics,
+            producer_id_end: v.producer_id_end,
+            offsets: v.offsets,
+            remote_segments: v.remote_segments,
+            remote_splits: v.remote_splits,
+            group_protocol_types: v.group_protocol_types,
+            cluster_id: v.cluster_id,
+            brokers: v.brokers,
+            placements: v.placements,
+            producer_id_blocks: v.producer_id_blocks,
+            reassignments: v.reassignments,
+            broker_configs: v.broker_configs,
+            ..Default::default()
+        }
+    }
 }
 
 /// The snapshot layout before dynamic broker configs were kept.
@@ -297,6 +339,7 @@ impl MetadataState {
     pub fn decode_snapshot(body: &[u8]) -> Option<Self> {
         let mut state: Self = postcard::from_bytes(body)
             .ok()
+            .or_else(|| postcard::from_bytes::<StateV7>(body).ok().map(Into::into))
             .or_else(|| postcard::from_bytes::<StateV6>(body).ok().map(Into::into))
             .or_else(|| postcard::from_bytes::<StateV5>(body).ok().map(Into::into))
             .or_else(|| postcard::from_bytes::<StateV4>(body).ok().map(Into::into))
@@ -667,6 +710,8 @@ impl MetadataState {
                 );
                 if restarted {
                     self.leave_in_sync_sets(*id);
+                    // A new start advertises its own admin address (or none) after this record.
+                    self.broker_http.remove(id);
                 }
             }
             MetadataRecord::BrokerFenced { id, epoch, fenced } => {
@@ -711,6 +756,21 @@ impl MetadataState {
                     if of_topic.is_empty() {
                         self.reassignments.remove(id);
                     }
+                }
+            }
+            MetadataRecord::BrokerHttpAdvertised {
+                id,
+                incarnation,
+                http,
+            } => {
+                // Only for the registration it was proposed with: a late one of an earlier
+                // start does not replace what a newer start advertised.
+                if self
+                    .brokers
+                    .get(id)
+                    .is_some_and(|b| b.incarnation == *incarnation)
+                {
+                    self.broker_http.insert(*id, http.clone());
                 }
             }
             MetadataRecord::BrokerConfigsSet { broker, configs } => {
@@ -987,6 +1047,92 @@ mod tests {
         let state: MetadataState = postcard::from_bytes::<StateV1>(&raw).unwrap().into();
         assert_eq!(state.last_index, 7);
         assert_eq!(state.remote_segments.len(), 1);
+    }
+
+    #[test]
+    fn snapshots_from_before_broker_http_addresses_load_without_them() {
+        // The layout of StateV7, written with the field types it had.
+        #[derive(Serialize)]
+        struct Old {
+            last_index: u64,
+            topics: BTreeMap<String, TopicState>,
+            producer_id_end: i64,
+            offsets: BTreeMap<String, BTreeMap<(String, i32), CommittedOffset>>,
+            remote_segments: BTreeMap<Uuid, (String, RemoteLogSegmentMetadata)>,
+            remote_splits: BTreeMap<Uuid, RemoteSplitMetadata>,
+            group_protocol_types: BTreeMap<String, String>,
+            cluster_id: Option<String>,
+            brokers: BTreeMap<i32, BrokerState>,
+            placements: BTreeMap<Uuid, BTreeMap<i32, PartitionPlacement>>,
+            producer_id_blocks: BTreeMap<i32, (i64, i64)>,
+            reassignments: BTreeMap<Uuid, BTreeMap<i32, Reassignment>>,
+            broker_configs: BTreeMap<i32, BTreeMap<String, String>>,
+        }
+        let broker = BrokerState {
+            epoch: 3,
+            incarnation: Uuid::from_u128(5),
+            host: "127.0.0.1".into(),
+            port: 9092,
+            rack: None,
+            fenced: false,
+        };
+        let old = Old {
+            last_index: 12,
+            topics: BTreeMap::new(),
+            producer_id_end: 0,
+            offsets: BTreeMap::new(),
+            remote_segments: BTreeMap::new(),
+            remote_splits: BTreeMap::new(),
+            group_protocol_types: BTreeMap::new(),
+            cluster_id: Some("c".into()),
+            brokers: [(2, broker.clone())].into(),
+            placements: BTreeMap::new(),
+            producer_id_blocks: BTreeMap::new(),
+            reassignments: BTreeMap::new(),
+            broker_configs: [(-1, [("a".to_string(), "1".to_string())].into())].into(),
+        };
+        let raw = postcard::to_stdvec(&old).unwrap();
+        let state = MetadataState::decode_snapshot(&raw).expect("decodes");
+        assert_eq!(state.last_index, 12);
+        assert_eq!(state.brokers[&2], broker);
+        assert_eq!(state.broker_configs[&-1]["a"], "1");
+        assert!(state.broker_http.is_empty());
+        // And the current layout round-trips with them.
+        let mut now = state.clone();
+        now.broker_http.insert(2, "127.0.0.1:9644".into());
+        let back = MetadataState::decode_snapshot(&postcard::to_stdvec(&now).unwrap()).unwrap();
+        assert_eq!(back.broker_http[&2], "127.0.0.1:9644");
+    }
+
+    #[test]
+    fn a_broker_http_address_belongs_to_the_start_that_advertised_it() {
+        let mut s = MetadataState::default();
+        let register = |incarnation: u128| MetadataRecord::BrokerRegistered {
+            id: 1,
+            incarnation: Uuid::from_u128(incarnation),
+            host: "127.0.0.1".into(),
+            port: 9092,
+            rack: None,
+        };
+        let http = |incarnation: u128, addr: &str| MetadataRecord::BrokerHttpAdvertised {
+            id: 1,
+            incarnation: Uuid::from_u128(incarnation),
+            http: addr.into(),
+        };
+        s.apply(1, &register(1));
+        s.apply(2, &http(1, "127.0.0.1:9644"));
+        assert_eq!(s.broker_http[&1], "127.0.0.1:9644");
+        // The same start registering again keeps it.
+        s.apply(3, &register(1));
+        assert_eq!(s.broker_http[&1], "127.0.0.1:9644");
+        // A new start forgets it until it advertises its own; a late one of the old start is
+        // ignored.
+        s.apply(4, &register(2));
+        assert!(!s.broker_http.contains_key(&1));
+        s.apply(5, &http(1, "127.0.0.1:1"));
+        assert!(!s.broker_http.contains_key(&1));
+        s.apply(6, &http(2, "127.0.0.1:9645"));
+        assert_eq!(s.broker_http[&1], "127.0.0.1:9645");
     }
 
     #[test]

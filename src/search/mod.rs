@@ -37,6 +37,7 @@ use crate::log::ReadError;
 use crate::metadata::RemoteSegmentStore;
 use crate::objects::{RemoteObjects, SplitFile, SplitForUpload, SplitUploads};
 use crate::replica::{Partition, ReplicaManager, Topic};
+use chronik_tiering::RemoteSplitMetadata;
 use query::{BadRequest, QueryBuilder, SearchRequest, Sort, SortKey};
 use schema::Fields;
 use split::{LocalSplit, SplitDirectory, SplitInfo, SplitSource};
@@ -498,7 +499,8 @@ impl SearchManager {
                     .partition_dir(&topic.name, p.index)
                     .join("search");
                 let result = self.open_partition(&topic, p, &dir).and_then(|pi| {
-                    self.index_step(&pi, p, &config.search_fields)?;
+                    let remote_end = Self::remote_end(&self.remote_splits(topic.id, p.index));
+                    self.index_step(&pi, p, &config.search_fields, remote_end)?;
                     let hw = p.high_watermark();
                     unread += pi.unread.load(Relaxed).max(0) as u64;
                     lag += (hw - pi.searchable(hw)).max(0) as u64;
@@ -544,8 +546,21 @@ impl SearchManager {
         pi: &PartitionIndex,
         p: &Partition,
         json_paths: &[String],
+        remote_end: i64,
     ) -> io::Result<()> {
         let mut guard = pi.active.lock().unwrap_or_else(|e| e.into_inner());
+        // What the remote tier has indexed is not indexed again: a new leader starts at the
+        // remote end its predecessor reached, and so does a broker that led the partition
+        // before and lost it while the other leader moved on (queries take offsets below the
+        // remote end only from the remote splits).
+        let next = match guard.as_ref() {
+            Some(a) => a.progress.next_offset,
+            None => pi.view().searchable,
+        };
+        if next < remote_end {
+            tracing::info!(dir = %pi.dir.display(), from = next, to = remote_end, "search indexing continues at the remote tier's end");
+            self.skip_to(pi, &mut guard, remote_end)?;
+        }
         let mut budget = STEP_BYTES as u64 * 4;
         // The pass stopped at its budget with records left: the indexer is behind the log.
         let mut behind = false;
@@ -779,7 +794,7 @@ impl SearchManager {
             .iter()
             .map(|p| {
                 let hw = p.high_watermark();
-                let remote = self.segments.splits_of(topic.id, p.index);
+                let remote = self.remote_splits(topic.id, p.index);
                 let (searchable, local, unread) = match self.existing(topic, p.index) {
                     Some(pi) => (
                         pi.searchable(hw),
@@ -823,7 +838,26 @@ impl SearchManager {
             .map_err(SearchError::BadRequest)
     }
 
-    /// Runs a query. Blocking: remote splits are read with `handle.block_on`.
+    /// The search splits the remote tier holds of a partition, oldest first: the one place
+    /// that reads where their metadata is kept.
+    fn remote_splits(&self, topic_id: Uuid, partition: i32) -> Vec<RemoteSplitMetadata> {
+        self.segments.splits_of(topic_id, partition)
+    }
+
+    /// Every offset below this is covered by the partition's remote splits (`i64::MIN`: none).
+    /// The local index answers only for offsets from here on, so that a record is found in
+    /// exactly one place even when the local index began before the remote tier's end (a new
+    /// leader, or one that led before).
+    fn remote_end(remote: &[RemoteSplitMetadata]) -> i64 {
+        remote
+            .iter()
+            .map(|r| r.next_offset)
+            .max()
+            .unwrap_or(i64::MIN)
+    }
+
+    /// Runs a query over this broker's own view of the given partitions. Blocking: remote
+    /// splits are read with `handle.block_on`.
     pub fn search(
         &self,
         topic: &Topic,
@@ -831,31 +865,42 @@ impl SearchManager {
         handle: &tokio::runtime::Handle,
     ) -> Result<Value, SearchError> {
         let started = Instant::now();
-        let result = self.search_inner(topic, req, handle, started);
-        self.metrics.queries.fetch_add(1, Relaxed);
-        if result.is_err() {
-            self.metrics.query_errors.fetch_add(1, Relaxed);
-        }
-        let elapsed = started.elapsed();
-        crate::metrics::get()
-            .search_query_seconds
-            .observe(elapsed.as_secs_f64());
+        let parts: Vec<Part> = topic
+            .partitions()
+            .iter()
+            .map(|p| Part {
+                partition: p.index,
+                remote_only: false,
+            })
+            .collect();
+        let result = self
+            .collect(topic, req, handle, &parts)
+            .and_then(|c| self.answer(topic, req, c, Vec::new(), Vec::new(), started));
+        self.count_query(started, result.is_ok());
         result
     }
 
-    fn search_inner(
+    /// Counts a query (and its time) for `/metrics`.
+    pub fn count_query(&self, started: Instant, ok: bool) {
+        self.metrics.queries.fetch_add(1, Relaxed);
+        if !ok {
+            self.metrics.query_errors.fetch_add(1, Relaxed);
+        }
+        crate::metrics::get()
+            .search_query_seconds
+            .observe(started.elapsed().as_secs_f64());
+    }
+
+    /// The best `from + size` hits of `parts` (those `req.partitions` allows) on this broker:
+    /// each partition from its local index and its remote splits, or from its remote splits
+    /// only when `remote_only`. Documents are read later, for the page only.
+    pub fn collect(
         &self,
         topic: &Topic,
         req: &SearchRequest,
         handle: &tokio::runtime::Handle,
-        started: Instant,
-    ) -> Result<Value, SearchError> {
-        struct Unit {
-            partition: i32,
-            searcher: Searcher,
-            /// Records below the log start are gone for Kafka clients: filter them out.
-            min_offset: Option<i64>,
-        }
+        parts: &[Part],
+    ) -> Result<Collected, SearchError> {
         let overlaps = |min_ts: i64, max_ts: i64| {
             let (from, to) = req.time;
             // Unknown times (-1) are never pruned.
@@ -868,49 +913,74 @@ impl SearchManager {
         let mut remote_pending = Vec::new();
         let mut pruned = 0usize;
         let mut remote_units = 0usize;
-        for p in topic.partitions() {
+        for part in parts {
             if req
                 .partitions
                 .as_ref()
-                .is_some_and(|ps| !ps.contains(&p.index))
+                .is_some_and(|ps| !ps.contains(&part.partition))
             {
                 continue;
             }
-            let log_start = p.log_start_offset();
-            let (active, splits) = match self.existing(topic, p.index) {
-                Some(pi) => {
+            // A partition this broker does not hold is searched in the remote tier only.
+            let held = topic.partition(part.partition);
+            if held.is_none() && !part.remote_only {
+                continue;
+            }
+            let index = part.partition;
+            let log_start = held.as_ref().map_or(i64::MIN, |p| p.log_start_offset());
+            let remote = self.remote_splits(topic.id, index);
+            let remote_end = Self::remote_end(&remote);
+            let (active, splits) = match self.existing(topic, index) {
+                Some(pi) if !part.remote_only => {
                     let v = pi.view();
                     (v.active.clone(), v.splits.clone())
                 }
-                None => (None, BTreeMap::new()),
+                _ => (None, BTreeMap::new()),
             };
-            let active_base = active.as_ref().map(|(pr, _)| pr.segment_base);
+            // Local units answer from the remote end on; below it a local split stands in for
+            // the remote split of the same records (it is cheaper to read).
+            let local_from = log_start.max(remote_end);
+            let same_as_remote = |i: &SplitInfo| {
+                remote
+                    .iter()
+                    .any(|r| r.base_offset == i.base_offset && r.next_offset == i.next_offset)
+            };
+            let mut replaced = std::collections::HashSet::new();
             for (base, s) in &splits {
                 let i = &s.file.info;
-                if !overlaps(i.min_timestamp_ms, i.max_timestamp_ms) || i.next_offset <= log_start {
+                let min_offset = if i.next_offset <= remote_end {
+                    if !same_as_remote(i) {
+                        continue;
+                    }
+                    replaced.insert(*base);
+                    log_start
+                } else {
+                    local_from
+                };
+                if !overlaps(i.min_timestamp_ms, i.max_timestamp_ms) || i.next_offset <= min_offset
+                {
                     pruned += 1;
                     continue;
                 }
                 units.push(Unit {
-                    partition: p.index,
+                    partition: index,
                     searcher: s.searcher.clone(),
-                    min_offset: (*base < log_start).then_some(log_start),
+                    min_offset: (*base < min_offset).then_some(min_offset),
                 });
             }
             if let Some((pr, searcher)) = active {
-                if overlaps(pr.min_ts, pr.max_ts) {
-                    units.push(Unit {
-                        partition: p.index,
-                        searcher,
-                        min_offset: (pr.segment_base < log_start).then_some(log_start),
-                    });
-                } else {
+                if !overlaps(pr.min_ts, pr.max_ts) || pr.next_offset <= local_from {
                     pruned += 1;
+                } else {
+                    units.push(Unit {
+                        partition: index,
+                        searcher,
+                        min_offset: (pr.segment_base < local_from).then_some(local_from),
+                    });
                 }
             }
-            let remote = self.segments.splits_of(topic.id, p.index);
             for r in remote {
-                if splits.contains_key(&r.base_offset) || active_base == Some(r.base_offset) {
+                if replaced.contains(&r.base_offset) {
                     continue;
                 }
                 if !overlaps(r.min_timestamp_ms, r.max_timestamp_ms) || r.next_offset <= log_start {
@@ -918,7 +988,7 @@ impl SearchManager {
                     continue;
                 }
                 let min_offset = (r.base_offset < log_start).then_some(log_start);
-                remote_pending.push((p.index, r, min_offset));
+                remote_pending.push((index, r, min_offset));
             }
         }
         // Opening a remote split and searching it wait on the object store far more than they
@@ -1005,27 +1075,89 @@ impl SearchManager {
                 }
             }
         }
-        hits.sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap_or(std::cmp::Ordering::Equal));
-        let page: Vec<_> = hits.into_iter().skip(req.from).take(req.size).collect();
-        let docs = parallel_map(&page, threads, |(_key, _score, ui, addr)| {
-            units[*ui].searcher.doc::<TantivyDocument>(*addr)
+        Ok(Collected {
+            units,
+            hits,
+            total,
+            remote: remote_units,
+            pruned,
+            threads,
+        })
+    }
+
+    /// The answer to `req`: this broker's hits merged with those other brokers gave for the
+    /// partitions they lead, the page cut out, and the partitions no one answered for listed.
+    pub fn answer(
+        &self,
+        topic: &Topic,
+        req: &SearchRequest,
+        local: Collected,
+        peers: Vec<PeerAnswer>,
+        missing: Vec<Missing>,
+        started: Instant,
+    ) -> Result<Value, SearchError> {
+        enum Hit {
+            Local(f32, usize, DocAddress),
+            Peer(Value),
+        }
+        let Collected {
+            units,
+            hits,
+            mut total,
+            remote: mut remote_units,
+            mut pruned,
+            threads,
+        } = local;
+        let mut searched = units.len();
+        let mut all: Vec<(SortKey, Hit)> = hits
+            .into_iter()
+            .map(|(key, score, ui, addr)| (key, Hit::Local(score, ui, addr)))
+            .collect();
+        for peer in peers {
+            total += peer.total;
+            searched += peer.searched;
+            remote_units += peer.remote;
+            pruned += peer.pruned;
+            all.extend(peer.hits.into_iter().map(|(k, v)| (k, Hit::Peer(v))));
+        }
+        all.sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap_or(std::cmp::Ordering::Equal));
+        let page: Vec<Hit> = all
+            .into_iter()
+            .skip(req.from)
+            .take(req.size)
+            .map(|(_, h)| h)
+            .collect();
+        let docs = parallel_map(&page, threads, |h| match h {
+            Hit::Local(_, ui, addr) => Some(units[*ui].searcher.doc::<TantivyDocument>(*addr)),
+            Hit::Peer(_) => None,
         });
         let mut out = Vec::with_capacity(page.len());
-        for ((_key, score, ui, _addr), doc) in page.iter().zip(docs) {
-            let doc = doc.map_err(|e| SearchError::Unavailable(e.to_string()))?;
-            let unit = &units[*ui];
-            out.push(self.hit_json(&topic.name, unit.partition, &doc, req.sort, *score));
+        for (hit, doc) in page.into_iter().zip(docs) {
+            match (hit, doc) {
+                (Hit::Local(score, ui, _), Some(doc)) => {
+                    let doc = doc.map_err(|e| SearchError::Unavailable(e.to_string()))?;
+                    let unit = &units[ui];
+                    out.push(self.hit_json(&topic.name, unit.partition, &doc, req.sort, score));
+                }
+                (Hit::Peer(v), _) => out.push(v),
+                (Hit::Local(..), None) => unreachable!("a local hit's document is read"),
+            }
         }
-        Ok(json!({
+        let mut body = json!({
             "took_ms": started.elapsed().as_millis() as u64,
             "total": total,
             "splits": {
-                "searched": units.len(),
+                "searched": searched,
                 "remote": remote_units,
                 "pruned": pruned,
             },
             "hits": out,
-        }))
+        });
+        if !missing.is_empty() {
+            body["partial"] = json!(true);
+            body["missing"] = serde_json::to_value(&missing).unwrap_or_default();
+        }
+        Ok(body)
     }
 
     fn hit_json(
@@ -1139,6 +1271,73 @@ impl SearchManager {
             }
         }
     }
+}
+
+/// One partition of a query and how this broker answers for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Part {
+    pub partition: i32,
+    /// Only its remote splits: its leader, which has the rest, did not answer.
+    pub remote_only: bool,
+}
+
+/// A searched unit: one split or active index of one partition.
+struct Unit {
+    partition: i32,
+    searcher: Searcher,
+    /// Records below this (the log start, or the remote end for a local index) are not
+    /// answered from this unit.
+    min_offset: Option<i64>,
+}
+
+/// This broker's best hits of a query, before the page is cut out and documents are read.
+pub struct Collected {
+    units: Vec<Unit>,
+    hits: Vec<(SortKey, f32, usize, DocAddress)>,
+    total: u64,
+    remote: usize,
+    pruned: usize,
+    threads: usize,
+}
+
+impl Collected {
+    /// Adds another collection of the same query (other partitions).
+    pub fn extend(&mut self, other: Collected) {
+        let shift = self.units.len();
+        self.units.extend(other.units);
+        self.hits.extend(
+            other
+                .hits
+                .into_iter()
+                .map(|(k, s, ui, a)| (k, s, ui + shift, a)),
+        );
+        self.total += other.total;
+        self.remote += other.remote;
+        self.pruned += other.pruned;
+        self.threads = self.threads.max(other.threads);
+    }
+}
+
+/// What the leader of some partitions answered for them (their best `from + size` hits).
+pub struct PeerAnswer {
+    pub total: u64,
+    pub searched: usize,
+    pub remote: usize,
+    pub pruned: usize,
+    /// Each hit as the leader rendered it, with its sort key.
+    pub hits: Vec<(SortKey, Value)>,
+}
+
+/// A partition whose hits are not all in an answer, and why.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Missing {
+    pub partition: i32,
+    /// The broker that leads it (-1: none).
+    pub leader: i32,
+    /// `true`: its records in the remote tier were searched, only those its leader holds
+    /// locally are missing; `false`: none of its records were searched.
+    pub remote_searched: bool,
+    pub reason: String,
 }
 
 /// How many segments of one size class the active index collects before merging them.

@@ -90,7 +90,7 @@ impl SortKey {
     }
 
     /// The key from a hit's `sort` array as returned to the client.
-    fn from_values(sort: Sort, values: &[Value]) -> Result<Self, BadRequest> {
+    pub fn from_values(sort: Sort, values: &[Value]) -> Result<Self, BadRequest> {
         let int = |i: usize| {
             values
                 .get(i)

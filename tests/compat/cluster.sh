@@ -9,8 +9,9 @@
 # test time from tests/compat/java-checker (test_replication_faults_java.py), and real clients
 # and Kafka's tools on three brokers (test_cluster_clients.py), a broker-only node beside three
 # voters (test_cluster_broker_only.py), kafka-reassign-partitions moving partitions onto it
-# under load (test_cluster_reassign.py), and followers rebuilt from the remote tier
-# (test_cluster_tiered_rebuild.py).
+# under load (test_cluster_reassign.py), followers rebuilt from the remote tier
+# (test_cluster_tiered_rebuild.py), and the search API of every broker answering for the whole
+# topic, with a leader hung and after one is killed (test_cluster_search.py).
 # Starts its own nodes (CHRONIK_BIN_PATH=path/to/chronik); does not
 # use $BOOTSTRAP.
 #
@@ -34,4 +35,4 @@ cd "$HERE/python" && timeout "${CLUSTER_TIMEOUT_S:-1500}" "$CACHE/venv/bin/pytho
     -p no:cacheprovider test_controller_quorum.py test_cluster_brokers.py test_cluster_faults.py \
     test_replication_faults.py test_replication_faults_java.py test_cluster_clients.py \
     test_cluster_leadership.py test_cluster_migration.py test_cluster_broker_only.py \
-    test_cluster_reassign.py test_cluster_tiered_rebuild.py "$@"
+    test_cluster_reassign.py test_cluster_tiered_rebuild.py test_cluster_search.py "$@"
