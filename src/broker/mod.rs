@@ -139,6 +139,7 @@ impl Broker {
                 metadata.clone(),
                 replicas.clone(),
                 config.cluster.remote_log_metadata_partitions,
+                config.cluster.voters.len().clamp(1, 3),
                 overrides,
             ));
             topic.start();

@@ -65,6 +65,9 @@ pub struct RemoteLogMetadataTopic {
     metadata: Arc<MetadataStore>,
     replicas: Arc<ReplicaManager>,
     partitions: i32,
+    /// Live brokers to wait for before the topic is made only to move old states in (the
+    /// voters, up to 3): a cluster that is still forming would give it fewer replicas.
+    forming_brokers: usize,
     /// Addresses to reach brokers at instead of what they registered.
     overrides: BTreeMap<i32, String>,
     view: RwLock<MetadataState>,
@@ -81,12 +84,14 @@ impl RemoteLogMetadataTopic {
         metadata: Arc<MetadataStore>,
         replicas: Arc<ReplicaManager>,
         partitions: i32,
+        forming_brokers: usize,
         overrides: BTreeMap<i32, String>,
     ) -> Self {
         Self {
             metadata,
             replicas,
             partitions,
+            forming_brokers,
             overrides,
             view: RwLock::new(MetadataState::default()),
             progress: Mutex::new(HashMap::new()),
@@ -153,7 +158,14 @@ impl RemoteLogMetadataTopic {
 
     async fn tick(&self, weak: &Weak<Self>) {
         let Some((id, count)) = self.topic() else {
-            if self.metadata.read(|s| !s.remote_segments.is_empty())
+            let (old_states, live) = self.metadata.read(|s| {
+                (
+                    !s.remote_segments.is_empty(),
+                    crate::metadata::placement::live_brokers(s).len(),
+                )
+            });
+            if old_states
+                && live >= self.forming_brokers
                 && let Err(e) = self.ensure_topic().await
             {
                 tracing::debug!(error = %e, "cannot make {REMOTE_LOG_METADATA_TOPIC} yet");
