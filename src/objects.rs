@@ -170,7 +170,8 @@ impl RemoteObjects {
             let store = self.store.clone();
             let key = key.clone();
             let span = index * cs..((index + 1) * cs).min(size);
-            async move { store.get_range(&key, span).await }
+            // Large chunks go into sealed memory files, so fetches `sendfile` them.
+            async move { store.get_range(&key, span).await.map(crate::shm::share) }
         };
         let parts = futures::future::try_join_all((first..=last).map(|index| {
             if self

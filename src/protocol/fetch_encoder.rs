@@ -174,12 +174,12 @@ pub fn encode(correlation_id: i32, version: i16, out: &FetchOut) -> Response {
                 total += p.records.len();
                 match &p.records {
                     RecordsOut::Empty => {}
-                    RecordsOut::Memory(parts) => chunks.extend(
-                        parts
-                            .iter()
-                            .filter(|b| !b.is_empty())
-                            .map(|b| Chunk::Bytes(b.clone())),
-                    ),
+                    // A slice of a chunk in a memory file goes by `sendfile` too.
+                    RecordsOut::Memory(parts) => {
+                        chunks.extend(parts.iter().filter(|b| !b.is_empty()).map(|b| {
+                            crate::shm::file_region(b).map_or(Chunk::Bytes(b.clone()), Chunk::File)
+                        }))
+                    }
                     RecordsOut::File(region) => chunks.push(Chunk::File(region.clone())),
                 }
             }
