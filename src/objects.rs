@@ -133,7 +133,7 @@ impl RemoteObjects {
         chunk_bytes: u64,
     ) -> Result<Bytes, ObjectError> {
         let parts = self
-            .object_range_parts(key, id, size, range, read_ahead, chunk_bytes)
+            .ranged(key, id, size, range, read_ahead, chunk_bytes, false)
             .await?;
         if parts.len() <= 1 {
             return Ok(parts.into_iter().next().unwrap_or_default());
@@ -147,6 +147,8 @@ impl RemoteObjects {
 
     /// [`RemoteObjects::object_range`] without joining: the range as slices of the cached
     /// chunks it spans, in order (one piece per chunk, none empty), so that nothing is copied.
+    /// For objects whose bytes go out in fetch responses (`.log`): chunks it fetches are kept
+    /// in memory files ([`crate::shm`]) so responses `sendfile` them.
     pub async fn object_range_parts(
         &self,
         key: &ObjectPath,
@@ -155,6 +157,21 @@ impl RemoteObjects {
         range: std::ops::Range<u64>,
         read_ahead: bool,
         chunk_bytes: u64,
+    ) -> Result<Vec<Bytes>, ObjectError> {
+        self.ranged(key, id, size, range, read_ahead, chunk_bytes, true)
+            .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn ranged(
+        &self,
+        key: &ObjectPath,
+        id: Uuid,
+        size: u64,
+        range: std::ops::Range<u64>,
+        read_ahead: bool,
+        chunk_bytes: u64,
+        share: bool,
     ) -> Result<Vec<Bytes>, ObjectError> {
         let Some(cache) = &self.cache else {
             let b = self.store.get_range(key, range).await?;
@@ -170,8 +187,14 @@ impl RemoteObjects {
             let store = self.store.clone();
             let key = key.clone();
             let span = index * cs..((index + 1) * cs).min(size);
-            // Large chunks go into sealed memory files, so fetches `sendfile` them.
-            async move { store.get_range(&key, span).await.map(crate::shm::share) }
+            async move {
+                let chunk = store.get_range(&key, span).await?;
+                Ok::<_, chronik_tiering::object_store::Error>(if share {
+                    crate::shm::share(chunk)
+                } else {
+                    chunk
+                })
+            }
         };
         let parts = futures::future::try_join_all((first..=last).map(|index| {
             if self

@@ -24,8 +24,8 @@ use nix::sys::mman::{MapFlags, ProtFlags, mmap, munmap};
 
 use crate::log::FileRegion;
 
-/// Smaller chunks are not worth a file (and would cost many descriptors).
-pub const MIN_SHARED_BYTES: usize = 1 << 20;
+/// Smaller chunks are not worth a file (four system calls each).
+pub const MIN_SHARED_BYTES: usize = 64 << 10;
 /// Memory files alive at once, at most (each is a descriptor; 4 GiB of 4 MiB chunks).
 const MAX_SHARED: usize = 1024;
 
@@ -169,7 +169,7 @@ mod tests {
 
         // Heap bytes and small chunks are not file ranges.
         assert!(file_region(&Bytes::from(data.clone())).is_none());
-        let small = share(Bytes::from(vec![1u8; 1000]));
+        let small = share(Bytes::from(vec![1u8; MIN_SHARED_BYTES - 1]));
         assert!(file_region(&small).is_none());
 
         // The file stays readable through a region after the chunk itself is gone.
