@@ -25,7 +25,7 @@ use nix::sys::mman::{MapFlags, ProtFlags, mmap, munmap};
 use crate::log::FileRegion;
 
 /// Smaller chunks are not worth a file (four system calls each).
-pub const MIN_SHARED_BYTES: usize = 64 << 10;
+pub const MIN_SHARED_BYTES: usize = 16 << 10;
 /// Memory files alive at once, at most (each is a descriptor; 4 GiB of 4 MiB chunks).
 const MAX_SHARED: usize = 1024;
 
