@@ -459,6 +459,25 @@ mod tests {
     }
 
     #[test]
+    fn slices_of_shared_chunks_are_sent_as_file_ranges() {
+        let data: Vec<u8> = (0..(256 << 10)).map(|i| (i % 253) as u8).collect();
+        let shared = crate::shm::share(Bytes::from(data.clone()));
+        let out = sample(false, vec![Some(shared.slice(100..200_000))]);
+        let resp = encode(5, 16, &out);
+        let regions: Vec<_> = resp
+            .chunks
+            .iter()
+            .filter_map(|c| match c {
+                Chunk::File(r) => Some(r),
+                Chunk::Bytes(_) => None,
+            })
+            .collect();
+        assert_eq!(regions.len(), 1);
+        assert_eq!((regions[0].position, regions[0].len), (100, 199_900));
+        assert_eq!(resp.len(), reference(5, 16, &out).len());
+    }
+
+    #[test]
     fn file_regions_become_separate_chunks_with_the_right_size() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("f");
