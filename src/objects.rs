@@ -132,11 +132,53 @@ impl RemoteObjects {
         read_ahead: bool,
         chunk_bytes: u64,
     ) -> Result<Bytes, ObjectError> {
+        let parts = self
+            .ranged(key, id, size, range, read_ahead, chunk_bytes, false)
+            .await?;
+        if parts.len() <= 1 {
+            return Ok(parts.into_iter().next().unwrap_or_default());
+        }
+        let mut out = bytes::BytesMut::with_capacity(parts_len(&parts));
+        for p in &parts {
+            out.extend_from_slice(p);
+        }
+        Ok(out.freeze())
+    }
+
+    /// [`RemoteObjects::object_range`] without joining: the range as slices of the cached
+    /// chunks it spans, in order (one piece per chunk, none empty), so that nothing is copied.
+    /// For objects whose bytes go out in fetch responses (`.log`): chunks it fetches are kept
+    /// in memory files ([`crate::shm`]) so responses `sendfile` them.
+    pub async fn object_range_parts(
+        &self,
+        key: &ObjectPath,
+        id: Uuid,
+        size: u64,
+        range: std::ops::Range<u64>,
+        read_ahead: bool,
+        chunk_bytes: u64,
+    ) -> Result<Vec<Bytes>, ObjectError> {
+        self.ranged(key, id, size, range, read_ahead, chunk_bytes, true)
+            .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn ranged(
+        &self,
+        key: &ObjectPath,
+        id: Uuid,
+        size: u64,
+        range: std::ops::Range<u64>,
+        read_ahead: bool,
+        chunk_bytes: u64,
+        share: bool,
+    ) -> Result<Vec<Bytes>, ObjectError> {
         let Some(cache) = &self.cache else {
-            return Ok(self.store.get_range(key, range).await?);
+            let b = self.store.get_range(key, range).await?;
+            return Ok(if b.is_empty() { Vec::new() } else { vec![b] });
         };
         if range.is_empty() {
-            return Ok(Bytes::new());
+            return Ok(Vec::new());
         }
         let cs = (cache.chunk_bytes() as u64).min(chunk_bytes).max(1);
         let first = range.start / cs;
@@ -145,7 +187,14 @@ impl RemoteObjects {
             let store = self.store.clone();
             let key = key.clone();
             let span = index * cs..((index + 1) * cs).min(size);
-            async move { store.get_range(&key, span).await }
+            async move {
+                let chunk = store.get_range(&key, span).await?;
+                Ok::<_, chronik_tiering::object_store::Error>(if share {
+                    crate::shm::share(chunk)
+                } else {
+                    chunk
+                })
+            }
         };
         let parts = futures::future::try_join_all((first..=last).map(|index| {
             if self
@@ -181,21 +230,86 @@ impl RemoteObjects {
         }
         let offset = (range.start - first * cs) as usize;
         let len = (range.end - range.start) as usize;
-        if parts.len() == 1 {
-            let p = &parts[0];
-            let end = (offset + len).min(p.len());
-            return Ok(p.slice(offset.min(end)..end));
-        }
-        let mut out = bytes::BytesMut::with_capacity(len);
-        let mut skip = offset;
+        let mut out = Vec::with_capacity(parts.len());
+        let (mut skip, mut room) = (offset, len);
         for p in &parts {
             let take_from = skip.min(p.len());
             skip -= take_from;
-            let room = len - out.len();
-            let slice = &p[take_from..p.len().min(take_from + room)];
-            out.extend_from_slice(slice);
+            let take = (p.len() - take_from).min(room);
+            room -= take;
+            if take > 0 {
+                out.push(p.slice(take_from..take_from + take));
+            }
         }
-        Ok(out.freeze())
+        Ok(out)
+    }
+}
+
+/// Bytes in `parts`.
+pub fn parts_len(parts: &[Bytes]) -> usize {
+    parts.iter().map(Bytes::len).sum()
+}
+
+/// Copies `buf.len()` bytes of `parts` from `at` into `buf`; false if `parts` ends before.
+pub fn parts_read_at(parts: &[Bytes], mut at: usize, buf: &mut [u8]) -> bool {
+    let mut filled = 0;
+    for p in parts {
+        if filled == buf.len() {
+            break;
+        }
+        if at >= p.len() {
+            at -= p.len();
+            continue;
+        }
+        let n = (p.len() - at).min(buf.len() - filled);
+        buf[filled..filled + n].copy_from_slice(&p[at..at + n]);
+        filled += n;
+        at = 0;
+    }
+    filled == buf.len()
+}
+
+/// Bytes `range` of `parts`, as slices of them (nothing copied, no empty piece).
+pub fn parts_slice(parts: &[Bytes], range: std::ops::Range<usize>) -> Vec<Bytes> {
+    let mut out = Vec::new();
+    let mut base = 0;
+    for p in parts {
+        let (start, end) = (base, base + p.len());
+        base = end;
+        let (a, b) = (range.start.max(start), range.end.min(end));
+        if a < b {
+            out.push(p.slice(a - start..b - start));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parts_read_and_slice_across_pieces() {
+        let parts = vec![
+            Bytes::from_static(b"0123"),
+            Bytes::from_static(b"45"),
+            Bytes::from_static(b"6789"),
+        ];
+        assert_eq!(parts_len(&parts), 10);
+        let mut buf = [0u8; 5];
+        assert!(parts_read_at(&parts, 2, &mut buf));
+        assert_eq!(&buf, b"23456");
+        assert!(parts_read_at(&parts, 5, &mut buf));
+        assert_eq!(&buf, b"56789");
+        assert!(!parts_read_at(&parts, 6, &mut buf));
+        let joined = |v: Vec<Bytes>| v.concat();
+        assert_eq!(joined(parts_slice(&parts, 3..7)), b"3456");
+        assert_eq!(parts_slice(&parts, 3..7).len(), 3);
+        assert_eq!(joined(parts_slice(&parts, 0..10)), b"0123456789");
+        assert!(parts_slice(&parts, 4..4).is_empty());
+        assert_eq!(parts_slice(&parts, 4..6), vec![Bytes::from_static(b"45")]);
+        // The pieces are the caller's memory, not copies.
+        assert_eq!(parts_slice(&parts, 6..8)[0].as_ptr(), parts[2].as_ptr());
     }
 }
 

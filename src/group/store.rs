@@ -372,7 +372,7 @@ async fn read_partition(p: &Partition) -> io::Result<(MetadataState, u64)> {
         };
         let bytes = match fetched.records {
             Records::None => break,
-            Records::Memory(b) => b,
+            Records::Memory(parts) => Bytes::from(parts.concat()),
             Records::File(r) => {
                 let mut buf = vec![0u8; r.len as usize];
                 r.file.read_exact_at(&mut buf, r.position)?;

@@ -199,12 +199,50 @@ async fn serve_connection<S: Service>(
 }
 
 async fn write_response(stream: &mut TcpStream, resp: Response) -> std::io::Result<()> {
+    // Runs of in-memory chunks (headers, and records read from the remote tier) go out with one
+    // `writev` each instead of a `write` per chunk; file ranges by `sendfile`.
+    let mut run: Vec<Bytes> = Vec::new();
     for chunk in resp.chunks {
         match chunk {
-            Chunk::Bytes(b) => stream.write_all(&b).await?,
-            Chunk::File(region) => sendfile::send_region(stream, &region).await?,
+            Chunk::Bytes(b) => run.push(b),
+            Chunk::File(region) => {
+                write_all_vectored(stream, &mut run).await?;
+                sendfile::send_region(stream, &region).await?;
+            }
         }
     }
+    write_all_vectored(stream, &mut run).await
+}
+
+/// Writes every byte of `bufs` (and empties it), as few `writev` calls as the socket allows.
+async fn write_all_vectored(stream: &mut TcpStream, bufs: &mut Vec<Bytes>) -> std::io::Result<()> {
+    use bytes::Buf;
+    let mut first = 0;
+    while first < bufs.len() {
+        if bufs[first].is_empty() {
+            first += 1;
+            continue;
+        }
+        let slices: Vec<std::io::IoSlice<'_>> = bufs[first..]
+            .iter()
+            .take(64)
+            .map(|b| std::io::IoSlice::new(b))
+            .collect();
+        let mut n = stream.write_vectored(&slices).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        while n > 0 {
+            let b = &mut bufs[first];
+            let k = n.min(b.len());
+            b.advance(k);
+            n -= k;
+            if b.is_empty() {
+                first += 1;
+            }
+        }
+    }
+    bufs.clear();
     Ok(())
 }
 

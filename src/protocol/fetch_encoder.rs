@@ -17,7 +17,8 @@ pub enum RecordsOut {
     /// No data: encoded as an empty record set, as Kafka does.
     Empty,
     File(FileRegion),
-    Memory(Bytes),
+    /// Record data in memory, in pieces sent one after another (e.g. slices of cached chunks).
+    Memory(Vec<Bytes>),
 }
 
 impl RecordsOut {
@@ -25,7 +26,7 @@ impl RecordsOut {
         match self {
             RecordsOut::Empty => 0,
             RecordsOut::File(f) => f.len as usize,
-            RecordsOut::Memory(b) => b.len(),
+            RecordsOut::Memory(parts) => parts.iter().map(Bytes::len).sum(),
         }
     }
 
@@ -164,15 +165,22 @@ pub fn encode(correlation_id: i32, version: i16, out: &FetchOut) -> Response {
             } else {
                 buf.put_i32(len as i32);
             }
-            match &p.records {
-                RecordsOut::Empty => {}
-                RecordsOut::Memory(b) => buf.put_slice(b),
-                RecordsOut::File(region) => {
-                    let head = buf.split().freeze();
-                    total += head.len();
-                    chunks.push(Chunk::Bytes(head));
-                    total += region.len as usize;
-                    chunks.push(Chunk::File(region.clone()));
+            // Record data is never copied: a file range goes by `sendfile`, bytes from the
+            // remote tier (slices of cached chunks) are written from where they are.
+            if !p.records.is_empty() {
+                let head = buf.split().freeze();
+                total += head.len();
+                chunks.push(Chunk::Bytes(head));
+                total += p.records.len();
+                match &p.records {
+                    RecordsOut::Empty => {}
+                    // A slice of a chunk in a memory file goes by `sendfile` too.
+                    RecordsOut::Memory(parts) => {
+                        chunks.extend(parts.iter().filter(|b| !b.is_empty()).map(|b| {
+                            crate::shm::file_region(b).map_or(Chunk::Bytes(b.clone()), Chunk::File)
+                        }))
+                    }
+                    RecordsOut::File(region) => chunks.push(Chunk::File(region.clone())),
                 }
             }
             if flexible {
@@ -224,7 +232,8 @@ pub fn encode(correlation_id: i32, version: i16, out: &FetchOut) -> Response {
     }
     total += buf.len();
     chunks.push(Chunk::Bytes(buf.freeze()));
-    // Patch the frame size into the first chunk.
+    // Patch the frame size into the first chunk, which is always headers (small: record data
+    // follows a header chunk of its own).
     let size = (total - 4) as i32;
     if let Some(Chunk::Bytes(first)) = chunks.first_mut() {
         let mut patched = BytesMut::from(&first[..]);
@@ -263,7 +272,7 @@ mod tests {
                         last_stable_offset: 100 + i as i64,
                         log_start_offset: i as i64,
                         read_committed,
-                        records: r.map_or(RecordsOut::Empty, RecordsOut::Memory),
+                        records: r.map_or(RecordsOut::Empty, |b| RecordsOut::Memory(vec![b])),
                         diverging_epoch: None,
                         current_leader: None,
                     })
@@ -297,7 +306,7 @@ mod tests {
                                     })
                                     .with_preferred_read_replica((-1).into())
                                     .with_records(Some(match &p.records {
-                                        RecordsOut::Memory(b) => b.clone(),
+                                        RecordsOut::Memory(parts) => Bytes::from(parts.concat()),
                                         _ => Bytes::new(),
                                     }))
                                     .with_diverging_epoch(p.diverging_epoch.map_or_else(
@@ -413,6 +422,59 @@ mod tests {
                 "version {version}"
             );
         }
+    }
+
+    #[test]
+    fn memory_records_are_sent_from_where_they_are_not_copied() {
+        let records = Bytes::from(vec![7u8; 1 << 20]);
+        let out = sample(false, vec![Some(records.clone())]);
+        let resp = encode(1, 16, &out);
+        let shared = resp
+            .chunks
+            .iter()
+            .filter(|c| matches!(c, Chunk::Bytes(b) if b.as_ptr() == records.as_ptr()))
+            .count();
+        assert_eq!(shared, 1, "the records chunk is the caller's buffer");
+        let Chunk::Bytes(first) = &resp.chunks[0] else {
+            panic!("first chunk holds the header")
+        };
+        assert!(first.len() < 256, "headers only: {}", first.len());
+        assert_eq!(flatten(&resp), reference(1, 16, &out));
+
+        // Records in several pieces (a range across cached chunks) are sent piece by piece.
+        let mut out = sample(false, vec![None, None]);
+        out.topics[0].partitions[0].records = RecordsOut::Memory(vec![
+            Bytes::from_static(b"01234"),
+            Bytes::new(),
+            Bytes::from_static(b"56789"),
+        ]);
+        for version in 4..=17 {
+            let resp = encode(3, version, &out);
+            assert_eq!(
+                flatten(&resp),
+                reference(3, version, &out),
+                "version {version}"
+            );
+        }
+    }
+
+    #[test]
+    fn slices_of_shared_chunks_are_sent_as_file_ranges() {
+        let data: Vec<u8> = (0..(256 << 10)).map(|i| (i % 253) as u8).collect();
+        let shared = crate::shm::share(Bytes::from(data.clone()));
+        let out = sample(false, vec![Some(shared.slice(100..200_000))]);
+        let resp = encode(5, 16, &out);
+        let regions: Vec<_> = resp
+            .chunks
+            .iter()
+            .filter_map(|c| match c {
+                Chunk::File(r) => Some(r),
+                Chunk::Bytes(_) => None,
+            })
+            .collect();
+        assert_eq!(regions.len(), 1);
+        assert_eq!((regions[0].position, regions[0].len), (100, 199_900));
+        assert_eq!(resp.len(), reference(5, 16, &out).len());
     }
 
     #[test]

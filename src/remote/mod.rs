@@ -23,7 +23,10 @@ use uuid::Uuid;
 use crate::log::SealedSegment;
 use crate::log::batch::{BATCH_HEADER_LEN, BatchHeader, LOG_OVERHEAD};
 use crate::metadata::{MetadataRecord, RemoteSegmentStore};
-use crate::objects::{ObjectError, RemoteObjects, SplitFile, SplitForUpload, SplitUploads};
+use crate::objects::{
+    ObjectError, RemoteObjects, SplitFile, SplitForUpload, SplitUploads, parts_len, parts_read_at,
+    parts_slice,
+};
 use crate::replica::{Partition, RemoteTier, ReplicaManager, Topic};
 
 /// Object kinds of one segment.
@@ -170,16 +173,17 @@ impl RemoteLogManager {
     }
 
     /// Bytes `range` of a remote `.log` object, through the chunk cache, with the chunk after
-    /// the last one read fetched ahead for sequential consumers.
+    /// the last one read fetched ahead for sequential consumers: as slices of the cached
+    /// chunks, never copied.
     async fn log_range(
         &self,
         key: &ObjectPath,
         m: &RemoteLogSegmentMetadata,
         range: std::ops::Range<u64>,
-    ) -> Result<Bytes, RemoteError> {
+    ) -> Result<Vec<Bytes>, RemoteError> {
         Ok(self
             .objects
-            .object_range(
+            .object_range_parts(
                 key,
                 m.segment_id,
                 m.segment_size_bytes,
@@ -557,13 +561,13 @@ impl RemoteLogManager {
             }
             let mut offset = m.base_offset;
             while offset <= m.end_offset {
-                let Some(bytes) = self
+                let Some(parts) = self
                     .read(topic, topic_id, partition, offset, 1 << 20, true)
                     .await?
                 else {
                     break;
                 };
-                let mut buf = bytes.clone();
+                let mut buf = Bytes::from(parts.concat());
                 let sets = kafka_protocol::records::RecordBatchDecoder::decode_all(&mut buf)
                     .map_err(|e| RemoteError::Corrupt(m.segment_id, e.to_string()))?;
                 for r in sets.iter().flat_map(|s| s.records.iter()) {
@@ -581,7 +585,9 @@ impl RemoteLogManager {
     }
 
     /// Reads whole batches at `offset` from the remote tier, as a local read would return them:
-    /// at most `max_bytes`, but at least one batch when `at_least_one`.
+    /// at most `max_bytes`, but at least one batch when `at_least_one`. The batches come as
+    /// slices of the cached chunks they span (in order; joined they are the batches), so a
+    /// fetch copies none of their bytes.
     pub async fn read(
         &self,
         topic: &str,
@@ -590,7 +596,7 @@ impl RemoteLogManager {
         offset: i64,
         max_bytes: u32,
         at_least_one: bool,
-    ) -> Result<Option<Bytes>, RemoteError> {
+    ) -> Result<Option<Vec<Bytes>>, RemoteError> {
         let Some(m) = self.segments.segment_for(topic_id, partition, offset) else {
             return Ok(None);
         };
@@ -609,24 +615,27 @@ impl RemoteLogManager {
         let mut window = self
             .log_range(&log_key, m, start..(start + want).min(size))
             .await?;
+        let mut window_len = parts_len(&window);
         let corrupt = |why: &str| RemoteError::Corrupt(m.segment_id, why.to_string());
+        let mut header = [0u8; BATCH_HEADER_LEN];
         // Skip batches that end before `offset`.
         let first = loop {
             if pos >= size {
                 return Ok(None);
             }
             let at = (pos - window_start) as usize;
-            if window.len() < at + BATCH_HEADER_LEN {
+            if !parts_read_at(&window, at, &mut header) {
                 window_start = pos;
                 window = self
                     .log_range(&log_key, m, pos..(pos + want).min(size))
                     .await?;
-                if window.len() < BATCH_HEADER_LEN {
+                window_len = parts_len(&window);
+                if window_len < BATCH_HEADER_LEN {
                     return Err(corrupt("truncated batch header"));
                 }
                 continue;
             }
-            let h = BatchHeader::parse(&window[at..]).map_err(|e| corrupt(&e.to_string()))?;
+            let h = BatchHeader::parse(&header).map_err(|e| corrupt(&e.to_string()))?;
             if h.last_offset() >= offset {
                 break h;
             }
@@ -638,33 +647,33 @@ impl RemoteLogManager {
             return Ok(None);
         }
         // Extend over following batches that fit, using what the window already holds.
+        let mut overhead = [0u8; LOG_OVERHEAD];
         loop {
             let at = (end - window_start) as usize;
-            if end >= size || window.len() < at + LOG_OVERHEAD {
+            if end >= size || !parts_read_at(&window, at, &mut overhead) {
                 break;
             }
-            let len = i32::from_be_bytes([
-                window[at + 8],
-                window[at + 9],
-                window[at + 10],
-                window[at + 11],
-            ]);
+            let len = i32::from_be_bytes([overhead[8], overhead[9], overhead[10], overhead[11]]);
             let next_end = end + LOG_OVERHEAD as u64 + len.max(0) as u64;
             if next_end - read_start > max_bytes as u64 || next_end > size {
                 break;
             }
             end = next_end;
         }
-        let window_end = window_start + window.len() as u64;
+        let window_end = window_start + window_len as u64;
         let out = if read_start >= window_start && end <= window_end {
             let a = (read_start - window_start) as usize;
             let b = (end - window_start) as usize;
-            window.slice(a..b)
+            parts_slice(&window, a..b)
         } else {
             self.log_range(&log_key, m, read_start..end).await?
         };
+        let out_len = parts_len(&out) as u64;
+        if out_len != end - read_start {
+            return Err(corrupt("remote object shorter than its batches"));
+        }
         TieringMetrics::add(&self.metrics.remote_reads, 1);
-        TieringMetrics::add(&self.metrics.remote_read_bytes, out.len() as u64);
+        TieringMetrics::add(&self.metrics.remote_read_bytes, out_len);
         Ok(Some(out))
     }
 }
@@ -679,7 +688,7 @@ impl RemoteTier for RemoteLogManager {
         offset: i64,
         max_bytes: u32,
         at_least_one: bool,
-    ) -> BoxFuture<'a, std::io::Result<Option<Bytes>>> {
+    ) -> BoxFuture<'a, std::io::Result<Option<Vec<Bytes>>>> {
         Box::pin(async move {
             RemoteLogManager::read(
                 self,

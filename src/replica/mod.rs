@@ -46,7 +46,8 @@ pub use topic::{Topic, TopicError};
 /// Reads of the remote tier, as partitions need them. Implemented by the remote log manager,
 /// which sits above this layer.
 pub trait RemoteTier: Send + Sync {
-    /// Whole batches at `offset` (at most `max_bytes`, at least one when `at_least_one`).
+    /// Whole batches at `offset` (at most `max_bytes`, at least one when `at_least_one`), as
+    /// pieces in order (slices of cached chunks; joined, they are the batches).
     fn read<'a>(
         &'a self,
         topic: &'a str,
@@ -55,7 +56,7 @@ pub trait RemoteTier: Send + Sync {
         offset: i64,
         max_bytes: u32,
         at_least_one: bool,
-    ) -> BoxFuture<'a, io::Result<Option<Bytes>>>;
+    ) -> BoxFuture<'a, io::Result<Option<Vec<Bytes>>>>;
 
     /// The first remote record at or after `timestamp` below offset `below`.
     fn offset_for_timestamp<'a>(

@@ -113,8 +113,8 @@ pub enum Records {
     None,
     /// Whole batches of a local segment, sent with `sendfile`.
     File(FileRegion),
-    /// Whole batches read from the remote tier.
-    Memory(Bytes),
+    /// Whole batches read from the remote tier, in pieces (slices of cached chunks, in order).
+    Memory(Vec<Bytes>),
 }
 
 impl Records {
@@ -122,7 +122,7 @@ impl Records {
         match self {
             Records::None => 0,
             Records::File(r) => r.len as usize,
-            Records::Memory(b) => b.len(),
+            Records::Memory(parts) => parts.iter().map(Bytes::len).sum(),
         }
     }
 
