@@ -343,14 +343,18 @@ mod tests {
                 configs: BTreeMap::new(),
             }
         );
-        // The new record comes after every older one.
+        // The new records come after every older one.
+        let moved = MetadataRecord::RemoteSegmentsMoved {
+            segments: Vec::new(),
+        };
+        assert_eq!(postcard::to_stdvec(&moved).unwrap()[0], 20);
         let http = MetadataRecord::BrokerHttpAdvertised {
             id: 2,
             incarnation: Uuid::from_u128(1),
             http: "h:1".into(),
         };
         let raw = postcard::to_stdvec(&http).unwrap();
-        assert_eq!(raw[0], 20);
+        assert_eq!(raw[0], 21);
         assert_eq!(postcard::from_bytes::<MetadataRecord>(&raw).unwrap(), http);
     }
 }
