@@ -6,7 +6,7 @@
 //! manager copies segments and asks a [`SplitUploads`] (search) whether a split must go with
 //! them; search reads remote splits through [`RemoteObjects::object_range`].
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -35,6 +35,12 @@ pub struct RemoteObjects {
     cache: Option<ChunkCache>,
     /// Chunks fetched ahead and not yet read (bounded), to measure read-ahead usefulness.
     prefetched: Mutex<HashSet<ChunkKey>>,
+    /// Chunks being read ahead now: a reader's next fetches while one is under way (several per
+    /// chunk) do not start it again.
+    reading_ahead: Arc<Mutex<HashSet<ChunkKey>>>,
+    /// Bytes responses carried from each `.log` chunk in ordinary memory, by chunk and
+    /// allocation (bounded): see [`RemoteObjects::sent`].
+    heap_sent: Mutex<HashMap<(ChunkKey, usize), u64>>,
     readahead_issued: AtomicU64,
     readahead_used: AtomicU64,
 }
@@ -49,6 +55,8 @@ impl RemoteObjects {
             cluster,
             cache,
             prefetched: Mutex::new(HashSet::new()),
+            reading_ahead: Arc::default(),
+            heap_sent: Mutex::new(HashMap::new()),
             readahead_issued: AtomicU64::new(0),
             readahead_used: AtomicU64::new(0),
         }
@@ -147,8 +155,10 @@ impl RemoteObjects {
 
     /// [`RemoteObjects::object_range`] without joining: the range as slices of the cached
     /// chunks it spans, in order (one piece per chunk, none empty), so that nothing is copied.
-    /// For objects whose bytes go out in fetch responses (`.log`): chunks it fetches are kept
-    /// in memory files ([`crate::shm`]) so responses `sendfile` them.
+    /// For objects whose bytes go out in fetch responses (`.log`): chunks fetched from the store
+    /// go into memory files ([`crate::shm`]) as they arrive, so responses `sendfile` them (the
+    /// fetched buffer is freed at once and reused for the next chunk); chunks the cache holds in
+    /// ordinary memory move there once read again (see [`RemoteObjects::sent`]).
     pub async fn object_range_parts(
         &self,
         key: &ObjectPath,
@@ -160,6 +170,56 @@ impl RemoteObjects {
     ) -> Result<Vec<Bytes>, ObjectError> {
         self.ranged(key, id, size, range, read_ahead, chunk_bytes, true)
             .await
+    }
+
+    /// Notes that a fetch response carries bytes `range` of the `.log` object cached under
+    /// `id` (in chunks of the cache's size), straight from the cache's memory.
+    ///
+    /// A chunk in ordinary memory (read back from the disk tier, or put into the cache after an
+    /// upload) is copied into the socket by every fetch that sends it; a memory file
+    /// ([`crate::shm`]) goes by `sendfile` but costs a few plain copies to make. So such a
+    /// chunk moves into one, replacing the memory tier's copy, once responses have carried more
+    /// than its size from that copy: a chunk read again moves, one streamed through the cache
+    /// once (read from disk, sent, evicted) never does. Counted per allocation, so a chunk
+    /// evicted and read back from the disk tier starts again from nothing.
+    pub fn sent(&self, id: Uuid, range: std::ops::Range<u64>) {
+        let Some(cache) = &self.cache else { return };
+        let cs = cache.chunk_bytes() as u64;
+        let mut at = range.start;
+        while at < range.end {
+            let index = at / cs;
+            let end = ((index + 1) * cs).min(range.end);
+            self.count_sent(cache, cache_chunk_key(id, index), end - at);
+            at = end;
+        }
+    }
+
+    fn count_sent(&self, cache: &ChunkCache, key: ChunkKey, n: u64) {
+        let Some(chunk) = cache.memory_peek(&key) else {
+            return;
+        };
+        if chunk.len() < crate::shm::MIN_SHARED_BYTES || crate::shm::file_region(&chunk).is_some() {
+            return;
+        }
+        let id = (key, chunk.as_ptr() as usize);
+        {
+            let mut sent = self.heap_sent.lock().unwrap_or_else(|e| e.into_inner());
+            if sent.len() >= 4096 {
+                sent.clear();
+            }
+            let total = sent.entry(id).or_insert(0);
+            *total += n;
+            if *total <= chunk.len() as u64 {
+                return;
+            }
+            sent.remove(&id);
+        }
+        let shared = crate::shm::share(chunk);
+        if crate::shm::file_region(&shared).is_some()
+            && let Err(e) = cache.replace_in_memory(key, shared)
+        {
+            tracing::debug!(error = %e, "a chunk in a memory file did not replace its heap copy");
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -211,21 +271,35 @@ impl RemoteObjects {
         let next = last + 1;
         // Also when the next chunk is on the disk tier: loading it into memory ahead of the
         // reader keeps a disk read off the consumer's path.
-        if read_ahead && next * cs < size && !cache.in_memory(&cache_chunk_key(id, next)) {
+        let ahead_key = cache_chunk_key(id, next);
+        if read_ahead
+            && next * cs < size
+            && !cache.in_memory(&ahead_key)
+            && self
+                .reading_ahead
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(ahead_key)
+        {
             {
                 let mut p = self.prefetched.lock().unwrap_or_else(|e| e.into_inner());
                 if p.len() >= 4096 {
                     p.clear();
                 }
-                p.insert(cache_chunk_key(id, next));
+                p.insert(ahead_key);
             }
             self.readahead_issued.fetch_add(1, Relaxed);
             let cache = cache.clone();
             let ahead = fetch_chunk(next);
+            let reading_ahead = self.reading_ahead.clone();
             tokio::spawn(async move {
-                if let Err(e) = cache.get_or_fetch(cache_chunk_key(id, next), ahead).await {
+                if let Err(e) = cache.get_or_fetch(ahead_key, ahead).await {
                     tracing::debug!(segment = %id, chunk = next, error = %e, "read-ahead failed");
                 }
+                reading_ahead
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&ahead_key);
             });
         }
         let offset = (range.start - first * cs) as usize;
@@ -287,6 +361,93 @@ pub fn parts_slice(parts: &[Bytes], range: std::ops::Range<usize>) -> Vec<Bytes>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A `.log` chunk the cache holds in ordinary memory moves into a memory file once responses
+    /// have carried more than its size from it, and stays there; one read through once does
+    /// not move. Chunks fetched from the store are in memory files from the start.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_chunk_sent_again_moves_into_a_memory_file_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = ChunkCache::open(chronik_cache::CacheConfig {
+            memory_bytes: 1 << 20,
+            disk_bytes: 8 << 20,
+            dir: dir.path().join("cache"),
+            chunk_bytes: 64 << 10,
+        })
+        .await
+        .unwrap();
+        let data: Vec<u8> = (0..(128 << 10)).map(|i| (i % 253) as u8).collect();
+        let key = ObjectPath::from("t/0/x.log");
+        let store: Arc<dyn ObjectStore> =
+            Arc::new(chronik_tiering::object_store::memory::InMemory::new());
+        store
+            .put(&key, Bytes::from(data.clone()).into())
+            .await
+            .unwrap();
+        let objects = RemoteObjects::new(store, "c".into(), Some(cache.clone()));
+        let id = Uuid::new_v4();
+        let size = data.len() as u64;
+        // In ordinary memory, as after an upload or a read from the disk tier.
+        for (index, c) in data.chunks(64 << 10).enumerate() {
+            cache
+                .insert(cache_chunk_key(id, index as u64), Bytes::copy_from_slice(c))
+                .unwrap();
+        }
+        let read = |r: std::ops::Range<u64>| {
+            let objects = &objects;
+            let key = &key;
+            let data = &data;
+            async move {
+                let parts = objects
+                    .object_range_parts(key, id, size, r.clone(), false, u64::MAX)
+                    .await
+                    .unwrap();
+                assert_eq!(parts.concat(), &data[r.start as usize..r.end as usize]);
+                objects.sent(id, r);
+                parts
+            }
+        };
+
+        // Chunk 0 sent once, in pieces: it stays in ordinary memory.
+        for start in (0..(64 << 10)).step_by(16 << 10) {
+            let parts = read(start..start + (16 << 10)).await;
+            assert!(crate::shm::file_region(&parts[0]).is_none());
+        }
+        // Sent again: past its size it moves, and the next reads are slices of that file.
+        let parts = read(100..40_000).await;
+        assert!(crate::shm::file_region(&parts[0]).is_none());
+        let parts = read(100..40_000).await;
+        let region = crate::shm::file_region(&parts[0]).expect("sent from a memory file");
+        assert_eq!(region.position, 100);
+        let again = read(0..70_000).await;
+        assert_eq!(
+            again[0].as_ptr(),
+            parts[0].as_ptr().wrapping_sub(100),
+            "moved once"
+        );
+        // Chunk 1 has carried only 4,464 bytes: still ordinary memory.
+        assert!(crate::shm::file_region(&again[1]).is_none());
+
+        // A chunk fetched from the store goes into a memory file as it arrives.
+        let fetched = objects
+            .object_range_parts(&key, Uuid::new_v4(), size, 10..20, false, u64::MAX)
+            .await
+            .unwrap();
+        assert_eq!(fetched.concat(), &data[10..20]);
+        assert!(crate::shm::file_region(&fetched[0]).is_some());
+
+        // Other objects (search splits, indexes) are read as they are, never moved.
+        let other = Uuid::new_v4();
+        for _ in 0..3 {
+            let plain = objects
+                .object_range(&key, other, size, 0..60_000, false, u64::MAX)
+                .await
+                .unwrap();
+            assert_eq!(&plain[..], &data[..60_000]);
+            assert!(crate::shm::file_region(&plain).is_none());
+        }
+        cache.close().await.unwrap();
+    }
 
     #[test]
     fn parts_read_and_slice_across_pieces() {

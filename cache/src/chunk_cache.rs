@@ -256,6 +256,21 @@ impl ChunkCache {
         Ok(())
     }
 
+    /// Replaces the memory tier's copy of a chunk with `chunk`: the same bytes in another form
+    /// (e.g. in a memory file the broker can send without copying). The disk tier is not
+    /// written again; a chunk larger than the chunk size is refused.
+    pub fn replace_in_memory(&self, key: ChunkKey, chunk: Bytes) -> Result<(), CacheError> {
+        if chunk.len() > self.chunk_bytes {
+            return Err(CacheError::ChunkTooLarge {
+                key,
+                len: chunk.len(),
+                max: self.chunk_bytes,
+            });
+        }
+        self.inner.memory().insert(key, chunk);
+        Ok(())
+    }
+
     /// Forgets a chunk in both tiers (e.g. its segment was deleted remotely).
     ///
     /// foyer serves chunks whose disk write is still queued from that queue, and its delete
@@ -271,6 +286,12 @@ impl ChunkCache {
     /// disk write is still queued; use it as a hint only.
     pub fn contains(&self, key: &ChunkKey) -> bool {
         self.inner.contains(key)
+    }
+
+    /// The chunk if the memory tier holds it now; never reads the disk tier. Not counted as a
+    /// hit or a miss.
+    pub fn memory_peek(&self, key: &ChunkKey) -> Option<Bytes> {
+        self.inner.memory().get(key).map(|e| e.value().clone())
     }
 
     /// Whether the memory tier holds the chunk now.
@@ -549,6 +570,39 @@ mod tests {
         let stats = cache.stats();
         assert_eq!(stats.disk_hits, 2);
         assert_eq!(stats.fetches, 0);
+        cache.close().await.unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_chunk_read_back_from_disk_can_be_replaced_in_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = ChunkKey::new([9; 16], 0);
+        {
+            let cache = ChunkCache::open(config(dir.path())).await.unwrap();
+            cache.insert(key, chunk(5, 50_000)).unwrap();
+            cache.close().await.unwrap();
+        }
+        let cache = ChunkCache::open(config(dir.path())).await.unwrap();
+        let from_disk = cache
+            .get_or_fetch(key, async { Err::<Bytes, _>(RemoteDown) })
+            .await
+            .unwrap();
+        assert_eq!(cache.stats().disk_hits, 1);
+        // The same bytes in another allocation replace the memory tier's copy.
+        let other = Bytes::from(from_disk.to_vec());
+        cache.replace_in_memory(key, other.clone()).unwrap();
+        let got = cache
+            .get_or_fetch(key, async { Err::<Bytes, _>(RemoteDown) })
+            .await
+            .unwrap();
+        assert_eq!(got.as_ptr(), other.as_ptr());
+        assert_eq!(cache.stats().memory_hits, 1);
+        // Never larger than a chunk.
+        let too_big = chunk(1, cache.chunk_bytes() + 1);
+        assert!(matches!(
+            cache.replace_in_memory(key, too_big),
+            Err(CacheError::ChunkTooLarge { .. })
+        ));
         cache.close().await.unwrap();
     }
 

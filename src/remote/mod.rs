@@ -561,8 +561,8 @@ impl RemoteLogManager {
             }
             let mut offset = m.base_offset;
             while offset <= m.end_offset {
-                let Some(parts) = self
-                    .read(topic, topic_id, partition, offset, 1 << 20, true)
+                let Some((parts, _, _)) = self
+                    .read_batches(topic, topic_id, partition, offset, 1 << 20, true)
                     .await?
                 else {
                     break;
@@ -587,8 +587,9 @@ impl RemoteLogManager {
     /// Reads whole batches at `offset` from the remote tier, as a local read would return them:
     /// at most `max_bytes`, but at least one batch when `at_least_one`. The batches come as
     /// slices of the cached chunks they span (in order; joined they are the batches), so a
-    /// fetch copies none of their bytes.
-    pub async fn read(
+    /// fetch copies none of their bytes; with them the segment and the byte range of its
+    /// `.log` object they are.
+    async fn read_batches(
         &self,
         topic: &str,
         topic_id: Uuid,
@@ -596,7 +597,7 @@ impl RemoteLogManager {
         offset: i64,
         max_bytes: u32,
         at_least_one: bool,
-    ) -> Result<Option<Vec<Bytes>>, RemoteError> {
+    ) -> Result<Option<(Vec<Bytes>, Uuid, std::ops::Range<u64>)>, RemoteError> {
         let Some(m) = self.segments.segment_for(topic_id, partition, offset) else {
             return Ok(None);
         };
@@ -674,7 +675,27 @@ impl RemoteLogManager {
         }
         TieringMetrics::add(&self.metrics.remote_reads, 1);
         TieringMetrics::add(&self.metrics.remote_read_bytes, out_len);
-        Ok(Some(out))
+        Ok(Some((out, m.segment_id, read_start..end)))
+    }
+
+    /// [`RemoteLogManager::read_batches`] for a fetch response: the chunk cache learns what
+    /// the response carries (see [`RemoteObjects::sent`]).
+    pub async fn read(
+        &self,
+        topic: &str,
+        topic_id: Uuid,
+        partition: i32,
+        offset: i64,
+        max_bytes: u32,
+        at_least_one: bool,
+    ) -> Result<Option<Vec<Bytes>>, RemoteError> {
+        let read = self
+            .read_batches(topic, topic_id, partition, offset, max_bytes, at_least_one)
+            .await?;
+        Ok(read.map(|(parts, segment, range)| {
+            self.objects.sent(segment, range);
+            parts
+        }))
     }
 }
 

@@ -2,16 +2,19 @@
 # Warm remote read vs local read with a franz-go consumer (issue 18): one broker, the remote tier
 # on file://, the same data in a tiered topic (remote-only once tiered) and in a plain topic;
 # the remote range is read once to warm the chunk cache, then ROUNDS rounds each time the warm
-# remote read and the local read back to back. Prints MB/s of each and their ratio. Bench-only,
-# loopback only, not part of CI. See docs/performance.md, "Remote reads with franz-go".
+# remote read and the local read back to back (which goes first alternates), each read PASSES
+# times. Prints MB/s of each and their ratio, then the broker's side alone: plain Fetch requests
+# one after the other, without a consumer's work. Bench-only, loopback only, not part of CI. See
+# docs/performance.md, "Remote reads with franz-go".
 #
-#   tests/bench/remote_warm.sh                       1000 MB, 5 rounds (~2 min)
+#   tests/bench/remote_warm.sh                       1000 MB, 7 rounds of 3 passes (~3 min)
 #   MB=200 ROUNDS=2 tests/bench/remote_warm.sh       smoke run
 #
 # Environment (defaults in brackets):
 #   CHRONIK_BIN_PATH [$CARGO_TARGET_DIR/release/chronik]   the broker binary (not built here)
 #   MB [1000] RECORD_SIZE [1024]    MB (10^6 bytes) of record values per topic, record size
-#   ROUNDS [5]                      timed rounds (remote warm, then local, in each)
+#   ROUNDS [7]                      timed rounds (remote warm and local, in turn first)
+#   PASSES [3]                      reads of the whole range per timed read (a client each)
 #   SEGMENT_BYTES [67108864]        segment.bytes of both topics
 #   CACHE_MEMORY_BYTES [2147483648] CACHE_DISK_BYTES [4294967296] CACHE_CHUNK_BYTES [4194304]
 #   PORT [39092]                    Kafka listener on 127.0.0.1 (the admin HTTP port is off)
@@ -27,7 +30,8 @@ ROOT=$(cd "$HERE/../.." && pwd)
 BIN=${CHRONIK_BIN_PATH:-${CARGO_TARGET_DIR:-$HOME/.cache/chronik-target}/release/chronik}
 MB=${MB:-1000}
 RECORD_SIZE=${RECORD_SIZE:-1024}
-ROUNDS=${ROUNDS:-5}
+ROUNDS=${ROUNDS:-7}
+PASSES=${PASSES:-3}
 SEGMENT_BYTES=${SEGMENT_BYTES:-67108864}
 PORT=${PORT:-39092}
 DIR=${BENCH_DIR:-/var/tmp/chronik-remote-warm}
@@ -80,7 +84,7 @@ client() { "${PIN_LOAD[@]}" "$CLIENT" "$@" -brokers "$B"; }
 # The broker's CPU time (user + system) in clock ticks.
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$BROKER_PID/stat"; }
 TICKS=$(getconf CLK_TCK)
-# "MB/s broker-CPU-s-per-GB" of one timed read: consume TOPIC.
+# "MB/s broker-CPU-s-per-GB" of one timed read: consume TOPIC (PASSES times, or $3).
 timed() {
   local c0 c1 out perf_pid=
   if [[ -n ${2:-} ]]; then
@@ -89,7 +93,7 @@ timed() {
     sleep 0.5
   fi
   c0=$(cpu_ticks)
-  out=$(client consume -topic "$1" -from 0 -to "$END")
+  out=$(client consume -topic "$1" -from 0 -to "$END" -passes "${3:-$PASSES}")
   c1=$(cpu_ticks)
   if [[ -n $perf_pid ]]; then kill -INT "$perf_pid"; wait "$perf_pid" || true; fi
   python3 -c '
@@ -122,7 +126,7 @@ END=$((10#$(basename "${logs[0]}" .log)))
 REMOTE_BYTES=$(du -sb "$DIR/data/remote" | cut -f1)
 echo "remote-only after $((SECONDS - t0)) s: offsets [0, $END) in the remote tier ($REMOTE_BYTES bytes under data/remote)"
 
-read -r a ca <<<"$(timed "$REMOTE")"
+read -r a ca <<<"$(timed "$REMOTE" "" 1)"
 echo "remote cold (fills the cache; the file:// objects are in the page cache): $a MB/s, broker $ca CPU s/GB"
 sleep 2 # let the disk tier's writes of the cold read finish
 
@@ -132,8 +136,14 @@ ratios=()
 for r in $(seq "$ROUNDS"); do
   p1= p2=
   if [[ ${PERF:-0} == 1 && $r == 1 ]]; then p1=remote p2=local; fi
-  read -r a ca <<<"$(timed "$REMOTE" "$p1")"
-  read -r b cb <<<"$(timed "$LOCAL" "$p2")"
+  # Whichever goes second may find the machine warmer or busier: they take turns.
+  if ((r % 2)); then
+    read -r a ca <<<"$(timed "$REMOTE" "$p1")"
+    read -r b cb <<<"$(timed "$LOCAL" "$p2")"
+  else
+    read -r b cb <<<"$(timed "$LOCAL" "$p2")"
+    read -r a ca <<<"$(timed "$REMOTE" "$p1")"
+  fi
   ratio=$(python3 -c "print(f'{$a/$b:.2f}')")
   ratios+=("$ratio")
   printf '%-6s %12s %8s %12s %8s %8s\n' "$r" "$a" "$ca" "$b" "$cb" "$ratio"
@@ -143,4 +153,8 @@ import statistics, sys
 r = [float(x) for x in sys.argv[1:]]
 print(f"ratio remote warm / local: median {statistics.median(r):.2f}, min {min(r):.2f}, max {max(r):.2f} over {len(r)} rounds")
 PY
+echo "the broker alone: 1 MiB Fetch requests one after the other (no consumer work), 3 reads each"
+for t in "$REMOTE" "$LOCAL" "$REMOTE" "$LOCAL" "$REMOTE" "$LOCAL"; do
+  printf '%-10s %s\n' "$t" "$(client fetch -topic "$t" -from 0 -to "$END")"
+done
 grep -ci "remote read failed\|panicked" "$DIR/broker.log" | sed 's/^/broker log errors: /' || true

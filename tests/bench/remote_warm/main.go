@@ -4,18 +4,23 @@
 //
 //	remote_warm create  -brokers B -topic T [-config k=v,...]
 //	remote_warm produce -brokers B -topic T -mb N -size S
-//	remote_warm consume -brokers B -topic T -from F -to E
+//	remote_warm consume -brokers B -topic T -from F -to E [-passes N]
+//	remote_warm fetch   -brokers B -topic T -from F -to E
 //
 // consume prints one JSON line: records, payload bytes, seconds (from the first record to the
-// last), MB/s (10^6 bytes of record values per second).
+// last, summed over the passes), MB/s (10^6 bytes of record values per second). fetch prints
+// the broker's side alone: plain Fetch requests one after the other, their count, MB/s of
+// record batches and latency percentiles.
 package main
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -23,6 +28,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 func die(format string, args ...any) {
@@ -32,7 +38,7 @@ func die(format string, args ...any) {
 
 func main() {
 	if len(os.Args) < 2 {
-		die("usage: remote_warm create|produce|consume [flags]")
+		die("usage: remote_warm create|produce|consume|fetch [flags]")
 	}
 	cmd := os.Args[1]
 	fs := flag.NewFlagSet(cmd, flag.ExitOnError)
@@ -43,6 +49,7 @@ func main() {
 	size := fs.Int("size", 1024, "record value size in bytes")
 	from := fs.Int64("from", 0, "first offset to consume")
 	to := fs.Int64("to", 0, "consume until this offset (exclusive)")
+	passes := fs.Int("passes", 1, "consume: read [from, to) this many times, a new client each time")
 	timeout := fs.Duration("timeout", 300*time.Second, "give up after this long")
 	_ = fs.Parse(os.Args[2:])
 	if *topic == "" {
@@ -57,7 +64,21 @@ func main() {
 	case "produce":
 		produce(ctx, *brokers, *topic, *mb, *size)
 	case "consume":
-		consume(ctx, *brokers, *topic, *from, *to)
+		var records, bytes int64
+		var secs float64
+		for i := 0; i < *passes; i++ {
+			r, b, s := consume(ctx, *brokers, *topic, *from, *to)
+			records, bytes, secs = records+r, bytes+b, secs+s
+		}
+		out, _ := json.Marshal(map[string]any{
+			"records": records,
+			"bytes":   bytes,
+			"seconds": secs,
+			"mb_s":    float64(bytes) / 1e6 / secs,
+		})
+		fmt.Println(string(out))
+	case "fetch":
+		fetchLatency(ctx, *brokers, *topic, *from, *to)
 	default:
 		die("unknown command %q", cmd)
 	}
@@ -129,7 +150,10 @@ func produce(ctx context.Context, brokers, topic string, mb, size int) {
 	fmt.Printf("{\"records\":%d,\"seconds\":%.3f,\"mb_s\":%.1f}\n", n, secs, float64(n*size)/1e6/secs)
 }
 
-func consume(ctx context.Context, brokers, topic string, from, to int64) {
+// consume reads [from, to) of partition 0 once and returns the records and value bytes read,
+// and the seconds from the first fetched records to the last (connecting, metadata and the first
+// fetch are not timed, nor counted).
+func consume(ctx context.Context, brokers, topic string, from, to int64) (int64, int64, float64) {
 	cl, err := kgo.NewClient(
 		kgo.SeedBrokers(brokers),
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{
@@ -168,14 +192,81 @@ func consume(ctx context.Context, brokers, topic string, from, to int64) {
 			skipRecords, skipBytes = records, bytes
 		}
 	}
-	secs := time.Since(first).Seconds()
-	records -= skipRecords
-	bytes -= skipBytes
+	return records - skipRecords, bytes - skipBytes, time.Since(first).Seconds()
+}
+
+// fetchLatency reads [from, to) of partition 0 with plain Fetch requests, one at a time, each
+// asking for 1 MiB of the partition (the consumer's default), and prints the time each took
+// from request to decoded response: the broker's side of a read, without a consumer's work.
+func fetchLatency(ctx context.Context, brokers, topic string, from, to int64) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers))
+	if err != nil {
+		die("client: %v", err)
+	}
+	defer cl.Close()
+	md := kmsg.NewPtrMetadataRequest()
+	mt := kmsg.NewMetadataRequestTopic()
+	mt.Topic = &topic
+	md.Topics = append(md.Topics, mt)
+	mr, err := md.RequestWith(ctx, cl)
+	if err != nil || len(mr.Topics) != 1 || mr.Topics[0].ErrorCode != 0 {
+		die("metadata of %s: %v", topic, err)
+	}
+	id := mr.Topics[0].TopicID
+	var lats []time.Duration
+	var total int64
+	start := time.Now()
+	for off := from; off < to; {
+		req := kmsg.NewPtrFetchRequest()
+		req.Version = 13
+		req.MaxWaitMillis = 500
+		req.MinBytes = 1
+		req.MaxBytes = 50 << 20
+		rt := kmsg.NewFetchRequestTopic()
+		rt.TopicID = id
+		rp := kmsg.NewFetchRequestTopicPartition()
+		rp.FetchOffset = off
+		rp.PartitionMaxBytes = 1 << 20
+		rp.CurrentLeaderEpoch = -1
+		rp.LogStartOffset = -1
+		rt.Partitions = append(rt.Partitions, rp)
+		req.Topics = append(req.Topics, rt)
+		t0 := time.Now()
+		resp, err := req.RequestWith(ctx, cl)
+		if err != nil {
+			die("fetch at %d: %v", off, err)
+		}
+		lats = append(lats, time.Since(t0))
+		p := resp.Topics[0].Partitions[0]
+		if p.ErrorCode != 0 {
+			die("fetch at %d: error code %d", off, p.ErrorCode)
+		}
+		total += int64(len(p.RecordBatches))
+		// The next offset: one past the last batch's last offset.
+		next := off
+		for b := p.RecordBatches; len(b) >= 61; {
+			n := 12 + int(int32(binary.BigEndian.Uint32(b[8:12])))
+			if n > len(b) {
+				break
+			}
+			next = int64(binary.BigEndian.Uint64(b[0:8])) + int64(int32(binary.BigEndian.Uint32(b[23:27]))) + 1
+			b = b[n:]
+		}
+		if next == off {
+			die("fetch at %d returned no whole batch", off)
+		}
+		off = next
+	}
+	secs := time.Since(start).Seconds()
+	sort.Slice(lats, func(i, j int) bool { return lats[i] < lats[j] })
+	pct := func(q float64) float64 { return float64(lats[int(q*float64(len(lats)-1))].Microseconds()) / 1000 }
 	out, _ := json.Marshal(map[string]any{
-		"records": records,
-		"bytes":   bytes,
-		"seconds": secs,
-		"mb_s":    float64(bytes) / 1e6 / secs,
+		"fetches": len(lats),
+		"bytes":   total,
+		"mb_s":    float64(total) / 1e6 / secs,
+		"p50_ms":  pct(0.5),
+		"p90_ms":  pct(0.9),
+		"p99_ms":  pct(0.99),
 	})
 	fmt.Println(string(out))
 }
