@@ -282,12 +282,12 @@ pub async fn handle(
 /// `replica_lag_time_max_ms` do not count, even before the controller drops them (it may be
 /// out of reach).
 fn in_sync_count(broker: &Broker, partition: &Partition, topic: Uuid, index: i32) -> i64 {
-    let local = partition.isr_count();
+    // Never more than the partition's in-sync set; one look at it (a lock, unless alone).
+    let max_lag = broker.config.cluster.replica_lag_time_max_ms as i64;
+    let local = partition.caught_up_in_sync(max_lag, crate::util::now_ms());
     if local <= 1 {
         return local;
     }
-    let max_lag = broker.config.cluster.replica_lag_time_max_ms as i64;
-    let local = local.min(partition.caught_up_in_sync(max_lag, crate::util::now_ms()));
     broker
         .metadata
         .read(|s| {
