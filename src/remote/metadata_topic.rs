@@ -52,6 +52,8 @@ const PRODUCE_TIMEOUT_MS: i32 = 10_000;
 const BACKOFF: Duration = Duration::from_millis(100);
 /// How often the topic is looked for, readers started and old states moved in.
 const TICK: Duration = Duration::from_millis(500);
+/// How long a reader waits before it asks again for a batch it could not decode.
+const DAMAGED_RETRY: Duration = Duration::from_secs(5);
 
 /// How far this broker has read one metadata partition.
 #[derive(Debug, Default, Clone, Copy)]
@@ -313,8 +315,9 @@ impl RemoteLogMetadataTopic {
         }
     }
 
-    /// Applies what a reader fetched; called by the readers only.
-    fn apply_fetched(&self, k: i32, records: &bytes::Bytes, high_watermark: i64) {
+    /// Applies what a reader fetched; called by the readers only. `false`: a batch could not
+    /// be decoded, and the reader stays where it is.
+    fn apply_fetched(&self, k: i32, records: &bytes::Bytes, high_watermark: i64) -> bool {
         let from = self.progress_of(k).next;
         let next = {
             let mut view = self.view.write().unwrap_or_else(|e| e.into_inner());
@@ -323,8 +326,8 @@ impl RemoteLogMetadataTopic {
             }) {
                 Ok(next) => next,
                 Err(e) => {
-                    tracing::warn!(partition = k, error = %e, "damaged batch in {REMOTE_LOG_METADATA_TOPIC}");
-                    return;
+                    tracing::error!(partition = k, offset = from, error = %e, "damaged batch in {REMOTE_LOG_METADATA_TOPIC}; reading it again later");
+                    return false;
                 }
             }
         };
@@ -337,6 +340,7 @@ impl RemoteLogMetadataTopic {
             }
         }
         self.advanced.send_modify(|n| *n += 1);
+        true
     }
 
     /// Copies the states the metadata log still holds of user partitions that map to metadata
@@ -600,7 +604,14 @@ async fn read_partition(weak: Weak<RemoteLogMetadataTopic>, k: i32) {
         match ResponseError::try_from_code(pd.error_code) {
             None => {
                 let records = pd.records.clone().unwrap_or_default();
-                this.apply_fetched(k, &records, pd.high_watermark);
+                if !this.apply_fetched(k, &records, pd.high_watermark) {
+                    // Its states are not skipped (the partitions they belong to stay not ready
+                    // to decide); asked again from the same offset, perhaps of a new leader,
+                    // without spinning on it.
+                    drop(this);
+                    conn = None;
+                    tokio::time::sleep(DAMAGED_RETRY).await;
+                }
             }
             Some(ResponseError::OffsetOutOfRange) if next < pd.log_start_offset => {
                 // The records are kept forever; an operator cut the partition's log.
@@ -679,6 +690,35 @@ mod tests {
             );
         }
         assert!(states_leading_to(DeleteSegmentFinished).is_empty());
+    }
+
+    /// A batch that cannot be decoded is not skipped: the reader stays at its offset (and is
+    /// not caught up) until it reads good records there.
+    #[test]
+    fn a_damaged_batch_holds_the_reader_where_it_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = crate::Config {
+            data_dir: dir.path().to_path_buf(),
+            ..Default::default()
+        };
+        let (metadata, _) = MetadataStore::open(&dir.path().join("meta"), 50).unwrap();
+        let metadata = Arc::new(metadata);
+        let replicas = Arc::new(ReplicaManager::open(&config, metadata.clone()).unwrap());
+        let topic = RemoteLogMetadataTopic::new(metadata, replicas, 10, 3, BTreeMap::new());
+        let records = vec![MetadataRecord::RemoteSegmentUpdated {
+            topic: "t".into(),
+            segment: segment(7, 0, RemoteSegmentState::CopySegmentStarted),
+        }];
+        let good = internal_log::encode(b"k", &records, 0).expect("encode");
+        let mut damaged = good.to_vec();
+        let last = damaged.len() - 1;
+        damaged[last] ^= 0xff; // the CRC no longer matches
+        assert!(!topic.apply_fetched(4, &bytes::Bytes::from(damaged), 1));
+        assert_eq!(topic.progress_of(4).next, 0);
+        assert!(!topic.progress_of(4).caught_up);
+        assert!(topic.apply_fetched(4, &good, 1));
+        assert_eq!(topic.progress_of(4).next, 1);
+        assert!(topic.progress_of(4).caught_up);
     }
 
     #[test]
