@@ -68,7 +68,10 @@ class Node:
         needle = "broker ready" if self.is_broker else "controller quorum ready"
 
         def ready():
-            assert self.proc.poll() is None, f"node {self.id} exited; see {self.log_path}"
+            if self.proc.poll() is not None:
+                tail = "\n".join(self.log_text().rsplit("=== start at", 1)[-1].splitlines()[-15:])
+                raise AssertionError(f"node {self.id} exited ({self.proc.returncode}); "
+                                     f"the end of {self.log_path}:\n{tail}")
             return needle in self.log_text().rsplit("=== start at", 1)[-1]
         wait_until(ready, timeout, what=f"node {self.id} ready")
         if self.is_broker:

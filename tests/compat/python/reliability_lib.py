@@ -22,15 +22,11 @@ from confluent_kafka.admin import AdminClient
 from kafka import KafkaAdminClient
 from kafka import TopicPartition as KpTopicPartition
 from kafka.admin import OffsetSpec as KpOffsetSpec
+from ports import free_port
 
 BUCKET = "chronik"
 RUN_ID = f"{time.strftime('%Y%m%d%H%M%S', time.gmtime())}-{''.join(random.choices(string.ascii_lowercase, k=5))}"
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def port_open(port):

@@ -24,16 +24,12 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
+from ports import free_port
 
 KIB = 1024
 CONNECTIONS = int(os.environ.get("ABUSE_CONNECTIONS", "10000"))
 HTTP_CONNECTIONS = int(os.environ.get("ABUSE_HTTP_CONNECTIONS", "5000"))
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def rss_kib(pid):

@@ -22,16 +22,12 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
+from ports import free_port
 
 HERE = Path(__file__).resolve().parent
 KAFKA_SH = HERE.parent.parent / "kafka" / "kafka.sh"
 PARTITIONS = 3
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def port_open(port):
