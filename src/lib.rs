@@ -19,6 +19,7 @@ pub mod protocol;
 pub mod remote;
 pub mod replica;
 pub mod search;
+pub mod security;
 pub mod shm;
 pub mod txn;
 pub mod util;
