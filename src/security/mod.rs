@@ -7,3 +7,4 @@
 
 pub mod plain;
 pub mod sasl;
+pub mod scram;

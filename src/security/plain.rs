@@ -248,15 +248,23 @@ mod tests {
                 lifetime_ms: None
             }
         );
-        assert!(matches!(s.step(b"\0alice\0alice-secret"), Err(SaslError::IllegalState(_))));
+        assert!(matches!(
+            s.step(b"\0alice\0alice-secret"),
+            Err(SaslError::IllegalState(_))
+        ));
     }
 
     #[test]
     fn authzid_equal_to_user_is_accepted() {
         let mut s = server();
-        assert!(matches!(s.step(b"bob\0bob\0b:o:b"), Ok(SaslStep::Done { user, .. }) if user == "bob"));
+        assert!(
+            matches!(s.step(b"bob\0bob\0b:o:b"), Ok(SaslStep::Done { user, .. }) if user == "bob")
+        );
         let mut s = server();
-        assert_eq!(s.step(b"alice\0bob\0b:o:b"), Err(SaslError::AuthorizationIdMismatch));
+        assert_eq!(
+            s.step(b"alice\0bob\0b:o:b"),
+            Err(SaslError::AuthorizationIdMismatch)
+        );
     }
 
     #[test]
@@ -294,7 +302,10 @@ mod tests {
         assert_eq!(PlainUsers::parse(":pw").unwrap_err().0, 1);
         assert_eq!(PlainUsers::parse("a:").unwrap_err().0, 1);
         assert_eq!(PlainUsers::parse("a b:pw").unwrap_err().0, 1);
-        assert_eq!(PlainUsers::parse("a:1\n#\na:2").unwrap_err(), (3, "user listed twice"));
+        assert_eq!(
+            PlainUsers::parse("a:1\n#\na:2").unwrap_err(),
+            (3, "user listed twice")
+        );
     }
 
     #[test]
@@ -306,7 +317,11 @@ mod tests {
         assert!(matches!(err, PlainUsersError::Line { line: 2, .. }));
         assert!(err.to_string().contains("line 2"));
         std::fs::write(&path, "alice:x\n").expect("write");
-        assert!(PlainUsers::from_file(&path).expect("load").check("alice", "x"));
+        assert!(
+            PlainUsers::from_file(&path)
+                .expect("load")
+                .check("alice", "x")
+        );
         assert!(matches!(
             PlainUsers::from_file(dir.path().join("missing")),
             Err(PlainUsersError::Io { .. })
