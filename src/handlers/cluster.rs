@@ -37,41 +37,70 @@ pub struct Leadership {
     pub offline: Vec<i32>,
 }
 
-/// Every live broker, this one first when it is live.
-pub fn live_brokers(broker: &Broker) -> Vec<Endpoint> {
+/// The address of `listener` among `endpoints`, else `fallback` (the registered inter-broker
+/// address: a broker registered before it advertised its listeners).
+fn listener_address(
+    endpoints: Option<&Vec<crate::metadata::ListenerEndpoint>>,
+    listener: &str,
+    fallback: (&str, i32),
+) -> (String, i32) {
+    endpoints
+        .and_then(|all| all.iter().find(|e| e.name == listener))
+        .map(|e| (e.host.clone(), e.port))
+        .unwrap_or_else(|| (fallback.0.to_string(), fallback.1))
+}
+
+/// Every live broker, this one first when it is live, with the address of `listener` (the
+/// listener the asking client came in on).
+pub fn live_brokers(broker: &Broker, listener: &str) -> Vec<Endpoint> {
     if !broker.replicas.is_clustered() {
         let rack = broker.config.cluster.rack.trim();
+        let (host, port) = listener_address(
+            broker.listeners.get(),
+            listener,
+            (&broker.advertised.0, broker.advertised.1),
+        );
         return vec![Endpoint {
             id: broker.node_id,
-            host: broker.advertised.0.clone(),
-            port: broker.advertised.1,
+            host,
+            port,
             rack: (!rack.is_empty()).then(|| rack.to_string()),
         }];
     }
     broker.metadata.read(|s| {
         placement::live_brokers(s)
             .into_iter()
-            .map(|(id, b)| Endpoint {
-                id,
-                host: b.host.clone(),
-                port: b.port,
-                rack: b.rack.clone(),
+            .map(|(id, b)| {
+                let (host, port) =
+                    listener_address(s.broker_listeners.get(&id), listener, (&b.host, b.port));
+                Endpoint {
+                    id,
+                    host,
+                    port,
+                    rack: b.rack.clone(),
+                }
             })
             .collect()
     })
 }
 
-/// The endpoint of broker `id`, live or not.
-pub fn endpoint(broker: &Broker, id: i32) -> Option<Endpoint> {
+/// The endpoint of broker `id` on `listener`, live or not.
+pub fn endpoint(broker: &Broker, id: i32, listener: &str) -> Option<Endpoint> {
     if !broker.replicas.is_clustered() {
-        return live_brokers(broker).into_iter().find(|e| e.id == id);
+        return live_brokers(broker, listener)
+            .into_iter()
+            .find(|e| e.id == id);
     }
     broker.metadata.read(|s| {
-        s.brokers.get(&id).map(|b| Endpoint {
-            id,
-            host: b.host.clone(),
-            port: b.port,
-            rack: b.rack.clone(),
+        s.brokers.get(&id).map(|b| {
+            let (host, port) =
+                listener_address(s.broker_listeners.get(&id), listener, (&b.host, b.port));
+            Endpoint {
+                id,
+                host,
+                port,
+                rack: b.rack.clone(),
+            }
         })
     })
 }
@@ -129,9 +158,18 @@ pub fn leadership(
 
 /// Where a client should go for a partition this broker does not lead: the leader's id and
 /// epoch (-1, -1 when unknown) and its endpoint (KIP-951).
-pub fn current_leader(broker: &Broker, id: Uuid, index: i32) -> (i32, i32, Option<Endpoint>) {
+pub fn current_leader(
+    broker: &Broker,
+    id: Uuid,
+    index: i32,
+    listener: &str,
+) -> (i32, i32, Option<Endpoint>) {
     match leadership(broker, id, index, None) {
-        Some(l) if l.leader >= 0 => (l.leader, l.leader_epoch, endpoint(broker, l.leader)),
+        Some(l) if l.leader >= 0 => (
+            l.leader,
+            l.leader_epoch,
+            endpoint(broker, l.leader, listener),
+        ),
         Some(l) => (-1, l.leader_epoch, None),
         None => (-1, -1, None),
     }
@@ -148,10 +186,10 @@ pub fn led_elsewhere(local: Option<&Partition>, index: i32, count: i32) -> bool 
 
 /// Where group `group` is coordinated: the leader of its `__consumer_offsets` partition (made
 /// on first use, placed across the live brokers). A single node coordinates every group.
-pub async fn coordinator_of(broker: &Broker, group: &str) -> Result<Endpoint, i16> {
+pub async fn coordinator_of(broker: &Broker, group: &str, listener: &str) -> Result<Endpoint, i16> {
     use kafka_protocol::error::ResponseError;
     if !broker.replicas.is_clustered() {
-        return live_brokers(broker)
+        return live_brokers(broker, listener)
             .into_iter()
             .next()
             .ok_or(ResponseError::CoordinatorNotAvailable.code());
@@ -167,7 +205,10 @@ pub async fn coordinator_of(broker: &Broker, group: &str) -> Result<Endpoint, i1
                 placement::OFFSETS_TOPIC,
                 broker.config.cluster.offsets_partitions,
                 // Committed offsets live in it: as many replicas as there are brokers, up to 3.
-                live_brokers(broker).len().clamp(1, 3) as i16,
+                broker
+                    .metadata
+                    .read(|s| placement::live_brokers(s).len())
+                    .clamp(1, 3) as i16,
                 Default::default(),
                 false,
             )
@@ -193,7 +234,7 @@ pub async fn coordinator_of(broker: &Broker, group: &str) -> Result<Endpoint, i1
     });
     match leader {
         Some(l) if l >= 0 => {
-            endpoint(broker, l).ok_or(ResponseError::CoordinatorNotAvailable.code())
+            endpoint(broker, l, listener).ok_or(ResponseError::CoordinatorNotAvailable.code())
         }
         _ => Err(ResponseError::CoordinatorNotAvailable.code()),
     }

@@ -8,8 +8,8 @@
 //! answers unsupported versions with a v0 `UNSUPPORTED_VERSION` response so clients can
 //! negotiate (KIP-511). Handlers never see raw bytes except record data.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
@@ -19,7 +19,7 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::Decodable;
 
 use crate::broker::Broker;
-use crate::network::Service;
+use crate::network::{ConnectionInfo, ListenerContext, Service};
 use crate::protocol::{ProtocolError, RequestContext, Response, encode_response};
 
 /// The APIs this broker serves and the versions it advertises. Nothing is listed that does not
@@ -56,6 +56,9 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeGroups, 0, 5),
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::OffsetDelete, 0, 0),
+    // v0 (raw tokens after the handshake) is not served: clients since Kafka 1.0 use v1.
+    (ApiKey::SaslHandshake, 1, 1),
+    (ApiKey::SaslAuthenticate, 0, 2),
 ];
 
 pub fn supported_range(api: ApiKey) -> Option<(i16, i16)> {
@@ -65,18 +68,40 @@ pub fn supported_range(api: ApiKey) -> Option<(i16, i16)> {
         .map(|&(_, lo, hi)| (lo, hi))
 }
 
-/// What the broker knows of one connection across its requests. Today its peer; the principal
-/// and the SASL exchange of authenticated listeners belong here too.
-#[derive(Debug, Clone)]
+/// The principal of connections that did not authenticate.
+pub const ANONYMOUS: &str = "User:ANONYMOUS";
+
+/// What the broker knows of one connection across its requests: its peer, its listener, who
+/// it is, and where its SASL exchange stands.
 pub struct Session {
     /// `/ip` of the client, as Kafka reports it in group descriptions.
     pub client_host: String,
+    pub listener: Arc<ListenerContext>,
+    /// `User:name`; `User:ANONYMOUS` until a SASL listener's connection authenticates.
+    pub principal: Arc<str>,
+    /// Whether requests beyond ApiVersions and the SASL exchange are served (always, on
+    /// listeners without SASL).
+    pub authenticated: bool,
+    /// The mechanism the connection chose (kept for re-authentication).
+    pub mechanism: Option<String>,
+    pub exchange: Option<super::sasl::Exchange>,
+    /// When the authenticated session ends unless the client re-authenticates.
+    pub expires: Option<Instant>,
+    /// The connection is closed after the response just written.
+    pub closing: bool,
 }
 
 impl Session {
-    pub fn new(peer: SocketAddr) -> Self {
+    pub fn new(conn: &ConnectionInfo, principal: Arc<str>) -> Self {
         Self {
-            client_host: format!("/{}", peer.ip()),
+            client_host: format!("/{}", conn.peer.ip()),
+            authenticated: !conn.listener.protocol.uses_sasl(),
+            listener: conn.listener.clone(),
+            principal,
+            mechanism: None,
+            exchange: None,
+            expires: None,
+            closing: false,
         }
     }
 }
@@ -95,8 +120,12 @@ impl Dispatcher {
 impl Service for Dispatcher {
     type Session = Session;
 
-    fn open(&self, peer: SocketAddr) -> Session {
-        Session::new(peer)
+    fn open(&self, conn: &ConnectionInfo) -> Session {
+        Session::new(conn, self.broker.principal_of(conn))
+    }
+
+    fn closing(&self, session: &Session) -> bool {
+        session.closing
     }
 
     fn call<'a>(
@@ -135,6 +164,16 @@ pub async fn handle_frame(
     let api_key = i16::from_be_bytes([frame[0], frame[1]]);
     let version = i16::from_be_bytes([frame[2], frame[3]]);
     let api = ApiKey::try_from(api_key).map_err(|_| ProtocolError::UnknownApiKey(api_key))?;
+    let sasl_api = matches!(
+        api,
+        ApiKey::ApiVersions | ApiKey::SaslHandshake | ApiKey::SaslAuthenticate
+    );
+    if !session.authenticated && !sasl_api {
+        return Err(ProtocolError::Unauthenticated(api));
+    }
+    if session.expires.is_some_and(|e| Instant::now() >= e) && !sasl_api {
+        return Err(ProtocolError::SessionExpired(api));
+    }
     let supported = supported_range(api);
     let in_range = supported.is_some_and(|(lo, hi)| version >= lo && version <= hi);
     if api == ApiKey::ApiVersions && !in_range {
@@ -148,6 +187,8 @@ pub async fn handle_frame(
                 correlation_id,
                 client_id: None,
                 client_host: client_host.to_string(),
+                listener: session.listener.name.clone(),
+                principal: session.principal.clone(),
             },
             &resp,
         )
@@ -169,9 +210,23 @@ pub async fn handle_frame(
         correlation_id: header.correlation_id,
         client_id: header.client_id.map(|c| c.to_string()),
         client_host: client_host.to_string(),
+        listener: session.listener.name.clone(),
+        principal: session.principal.clone(),
     };
     let started = std::time::Instant::now();
-    let result = route(broker, &ctx, frame).await;
+    let result = match api {
+        ApiKey::SaslHandshake => {
+            let req = SaslHandshakeRequest::decode(&mut frame, version).map_err(malformed)?;
+            let resp = super::sasl::handshake(broker, session, req);
+            encode_response(&ctx, &resp).map(Some)
+        }
+        ApiKey::SaslAuthenticate => {
+            let req = SaslAuthenticateRequest::decode(&mut frame, version).map_err(malformed)?;
+            let resp = super::sasl::authenticate(broker, session, req);
+            encode_response(&ctx, &resp).map(Some)
+        }
+        _ => route(broker, &ctx, frame).await,
+    };
     let elapsed = started.elapsed();
     // Long polls wait on purpose; any other request this slow is worth a line that names it.
     if api != ApiKey::Fetch

@@ -105,7 +105,7 @@ pub async fn handle(
             let mut current_leader = None;
             if elsewhere && let Some(t) = &topic {
                 let (leader, epoch, at) =
-                    super::cluster::current_leader(broker, t.id, fp.partition);
+                    super::cluster::current_leader(broker, t.id, fp.partition, &ctx.listener);
                 current_leader = Some((leader, epoch));
                 if let Some(e) = at
                     && !endpoints.iter().any(|n| n.node_id == e.id)

@@ -41,7 +41,7 @@ pub async fn find_coordinator(
                 msg("group id must not be empty"),
             ))
         } else {
-            cluster::coordinator_of(broker, key.as_str())
+            cluster::coordinator_of(broker, key.as_str(), &ctx.listener)
                 .await
                 .map_err(|c| (c, msg("the group's coordinator is not available")))
         };

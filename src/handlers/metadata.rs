@@ -62,7 +62,7 @@ pub async fn handle(
     ctx: &RequestContext,
     req: MetadataRequest,
 ) -> MetadataResponse {
-    let brokers = cluster::live_brokers(broker)
+    let brokers = cluster::live_brokers(broker, &ctx.listener)
         .into_iter()
         .map(|e| {
             MetadataResponseBroker::default()
@@ -137,10 +137,10 @@ pub async fn handle(
 
 pub async fn describe_cluster(
     broker: &Arc<Broker>,
-    _ctx: &RequestContext,
+    ctx: &RequestContext,
     req: DescribeClusterRequest,
 ) -> DescribeClusterResponse {
-    let brokers = cluster::live_brokers(broker)
+    let brokers = cluster::live_brokers(broker, &ctx.listener)
         .into_iter()
         .map(|e| {
             DescribeClusterBroker::default()

@@ -11,6 +11,7 @@ pub mod metadata;
 pub mod offsets;
 pub mod produce;
 pub mod reassign;
+pub mod sasl;
 pub mod topics;
 
 use kafka_protocol::error::ResponseError;

@@ -118,7 +118,8 @@ pub async fn handle(
             };
             let local = topic.partition(index);
             if cluster::led_elsewhere(local.as_deref(), index, topic.partition_count()) {
-                let (leader, epoch, at) = cluster::current_leader(broker, topic.id, index);
+                let (leader, epoch, at) =
+                    cluster::current_leader(broker, topic.id, index, &ctx.listener);
                 if let Some(e) = at
                     && !endpoints.iter().any(|n: &NodeEndpoint| n.node_id.0 == e.id)
                 {

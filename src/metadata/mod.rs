@@ -22,7 +22,7 @@ use std::sync::{Arc, RwLock};
 
 use futures::future::BoxFuture;
 
-pub use record::{MetadataRecord, PartitionPlacement};
+pub use record::{ListenerEndpoint, MetadataRecord, PartitionPlacement, StoredScramCredential};
 pub use remote_segments::RemoteSegmentStore;
 pub use state::{BrokerState, CommittedOffset, MetadataState, TopicState};
 pub use wal::ReplayReport;

@@ -154,6 +154,41 @@ pub enum MetadataRecord {
         incarnation: Uuid,
         http: String,
     },
+    /// Every Kafka listener of the broker registration `incarnation` of broker `id`, proposed
+    /// right after its `BrokerRegistered`: clients are told the address of the listener their
+    /// request came in on.
+    BrokerListenersAdvertised {
+        id: i32,
+        incarnation: Uuid,
+        listeners: Vec<ListenerEndpoint>,
+    },
+    /// The SCRAM credential of `user` for `mechanism` (`SCRAM-SHA-256`, `SCRAM-SHA-512`):
+    /// set, replaced, or removed with `None`.
+    ScramCredentialSet {
+        user: String,
+        mechanism: String,
+        credential: Option<StoredScramCredential>,
+    },
+}
+
+/// A broker's Kafka listener as clients are told about it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListenerEndpoint {
+    pub name: String,
+    /// `PLAINTEXT`, `SSL`, `SASL_PLAINTEXT` or `SASL_SSL`.
+    pub protocol: String,
+    pub host: String,
+    pub port: i32,
+}
+
+/// A salted SCRAM credential (RFC 5802): what the broker needs to check a proof, never the
+/// password.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredScramCredential {
+    pub salt: Vec<u8>,
+    pub iterations: u32,
+    pub stored_key: Vec<u8>,
+    pub server_key: Vec<u8>,
 }
 
 /// A partition reassignment in progress: while the replicas being added catch up, the partition
@@ -356,5 +391,27 @@ mod tests {
         let raw = postcard::to_stdvec(&http).unwrap();
         assert_eq!(raw[0], 21);
         assert_eq!(postcard::from_bytes::<MetadataRecord>(&raw).unwrap(), http);
+        let listeners = MetadataRecord::BrokerListenersAdvertised {
+            id: 2,
+            incarnation: Uuid::from_u128(1),
+            listeners: vec![ListenerEndpoint {
+                name: "SASL_SSL".into(),
+                protocol: "SASL_SSL".into(),
+                host: "h".into(),
+                port: 9093,
+            }],
+        };
+        let raw = postcard::to_stdvec(&listeners).unwrap();
+        assert_eq!(raw[0], 22);
+        assert_eq!(
+            postcard::from_bytes::<MetadataRecord>(&raw).unwrap(),
+            listeners
+        );
+        let scram = MetadataRecord::ScramCredentialSet {
+            user: "alice".into(),
+            mechanism: "SCRAM-SHA-256".into(),
+            credential: None,
+        };
+        assert_eq!(postcard::to_stdvec(&scram).unwrap()[0], 23);
     }
 }

@@ -9,7 +9,10 @@ use uuid::Uuid;
 
 use chronik_tiering::{RemoteLogSegmentMetadata, RemoteSegmentState, RemoteSplitMetadata};
 
-use super::record::{MetadataRecord, PartitionPlacement, PlacementV1, Reassignment};
+use super::record::{
+    ListenerEndpoint, MetadataRecord, PartitionPlacement, PlacementV1, Reassignment,
+    StoredScramCredential,
+};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopicState {
@@ -59,6 +62,11 @@ pub struct MetadataState {
     /// broker → its admin HTTP address (`host:port`), as its latest registration advertised
     /// it (see [`MetadataRecord::BrokerHttpAdvertised`]).
     pub broker_http: BTreeMap<i32, String>,
+    /// broker → its Kafka listeners, as its latest registration advertised them (see
+    /// [`MetadataRecord::BrokerListenersAdvertised`]).
+    pub broker_listeners: BTreeMap<i32, Vec<ListenerEndpoint>>,
+    /// user → mechanism → its SCRAM credential.
+    pub scram_credentials: BTreeMap<String, BTreeMap<String, StoredScramCredential>>,
     /// The index of the last record that changed topics, partitions or brokers: the replica
     /// layer reconciles its partitions with this state when it moves. Derived.
     #[serde(skip)]
@@ -107,6 +115,47 @@ pub struct BrokerState {
     pub rack: Option<String>,
     /// Fenced brokers lead nothing and are not listed to clients.
     pub fenced: bool,
+}
+
+/// The snapshot layout before brokers' listeners and SCRAM credentials were kept.
+#[derive(Debug, Deserialize)]
+pub struct StateV8 {
+    last_index: u64,
+    topics: BTreeMap<String, TopicState>,
+    producer_id_end: i64,
+    offsets: BTreeMap<String, BTreeMap<(String, i32), CommittedOffset>>,
+    remote_segments: BTreeMap<Uuid, (String, RemoteLogSegmentMetadata)>,
+    remote_splits: BTreeMap<Uuid, RemoteSplitMetadata>,
+    group_protocol_types: BTreeMap<String, String>,
+    cluster_id: Option<String>,
+    brokers: BTreeMap<i32, BrokerState>,
+    placements: BTreeMap<Uuid, BTreeMap<i32, PartitionPlacement>>,
+    producer_id_blocks: BTreeMap<i32, (i64, i64)>,
+    reassignments: BTreeMap<Uuid, BTreeMap<i32, Reassignment>>,
+    broker_configs: BTreeMap<i32, BTreeMap<String, String>>,
+    broker_http: BTreeMap<i32, String>,
+}
+
+impl From<StateV8> for MetadataState {
+    fn from(v: StateV8) -> Self {
+        Self {
+            last_index: v.last_index,
+            topics: v.topics,
+            producer_id_end: v.producer_id_end,
+            offsets: v.offsets,
+            remote_segments: v.remote_segments,
+            remote_splits: v.remote_splits,
+            group_protocol_types: v.group_protocol_types,
+            cluster_id: v.cluster_id,
+            brokers: v.brokers,
+            placements: v.placements,
+            producer_id_blocks: v.producer_id_blocks,
+            reassignments: v.reassignments,
+            broker_configs: v.broker_configs,
+            broker_http: v.broker_http,
+            ..Default::default()
+        }
+    }
 }
 
 /// The snapshot layout before brokers' admin HTTP addresses were kept.
@@ -339,6 +388,7 @@ impl MetadataState {
     pub fn decode_snapshot(body: &[u8]) -> Option<Self> {
         let mut state: Self = postcard::from_bytes(body)
             .ok()
+            .or_else(|| postcard::from_bytes::<StateV8>(body).ok().map(Into::into))
             .or_else(|| postcard::from_bytes::<StateV7>(body).ok().map(Into::into))
             .or_else(|| postcard::from_bytes::<StateV6>(body).ok().map(Into::into))
             .or_else(|| postcard::from_bytes::<StateV5>(body).ok().map(Into::into))
@@ -710,8 +760,9 @@ impl MetadataState {
                 );
                 if restarted {
                     self.leave_in_sync_sets(*id);
-                    // A new start advertises its own admin address (or none) after this record.
+                    // A new start advertises its own addresses (or none) after this record.
                     self.broker_http.remove(id);
+                    self.broker_listeners.remove(id);
                 }
             }
             MetadataRecord::BrokerFenced { id, epoch, fenced } => {
@@ -773,6 +824,39 @@ impl MetadataState {
                     self.broker_http.insert(*id, http.clone());
                 }
             }
+            MetadataRecord::BrokerListenersAdvertised {
+                id,
+                incarnation,
+                listeners,
+            } => {
+                if self
+                    .brokers
+                    .get(id)
+                    .is_some_and(|b| b.incarnation == *incarnation)
+                {
+                    self.broker_listeners.insert(*id, listeners.clone());
+                }
+            }
+            MetadataRecord::ScramCredentialSet {
+                user,
+                mechanism,
+                credential,
+            } => match credential {
+                Some(c) => {
+                    self.scram_credentials
+                        .entry(user.clone())
+                        .or_default()
+                        .insert(mechanism.clone(), c.clone());
+                }
+                None => {
+                    if let Some(of_user) = self.scram_credentials.get_mut(user) {
+                        of_user.remove(mechanism);
+                        if of_user.is_empty() {
+                            self.scram_credentials.remove(user);
+                        }
+                    }
+                }
+            },
             MetadataRecord::BrokerConfigsSet { broker, configs } => {
                 if configs.is_empty() {
                     self.broker_configs.remove(broker);
@@ -1102,6 +1186,70 @@ mod tests {
         now.broker_http.insert(2, "127.0.0.1:9644".into());
         let back = MetadataState::decode_snapshot(&postcard::to_stdvec(&now).unwrap()).unwrap();
         assert_eq!(back.broker_http[&2], "127.0.0.1:9644");
+    }
+
+    #[test]
+    fn snapshots_from_before_listeners_and_scram_credentials_load_without_them() {
+        // The layout of StateV8: the current one without its last two fields.
+        let mut state = MetadataState {
+            last_index: 30,
+            cluster_id: Some("c".into()),
+            ..Default::default()
+        };
+        state.broker_http.insert(1, "127.0.0.1:9644".into());
+        let mut raw = postcard::to_stdvec(&state).unwrap();
+        // Both new maps are empty: one zero length byte each at the end.
+        assert_eq!(&raw[raw.len() - 2..], &[0, 0]);
+        raw.truncate(raw.len() - 2);
+        let old = MetadataState::decode_snapshot(&raw).expect("decodes");
+        assert_eq!(old.last_index, 30);
+        assert_eq!(old.broker_http[&1], "127.0.0.1:9644");
+        // The current layout keeps them.
+        state
+            .scram_credentials
+            .entry("alice".into())
+            .or_default()
+            .insert(
+                "SCRAM-SHA-256".into(),
+                StoredScramCredential {
+                    salt: vec![1],
+                    iterations: 4096,
+                    stored_key: vec![2],
+                    server_key: vec![3],
+                },
+            );
+        let back = MetadataState::decode_snapshot(&postcard::to_stdvec(&state).unwrap()).unwrap();
+        assert_eq!(back.scram_credentials, state.scram_credentials);
+    }
+
+    #[test]
+    fn scram_credentials_are_set_replaced_and_removed() {
+        let mut s = MetadataState::default();
+        let set = |iterations| MetadataRecord::ScramCredentialSet {
+            user: "alice".into(),
+            mechanism: "SCRAM-SHA-512".into(),
+            credential: Some(StoredScramCredential {
+                salt: vec![9],
+                iterations,
+                stored_key: vec![1],
+                server_key: vec![2],
+            }),
+        };
+        s.apply(1, &set(4096));
+        s.apply(2, &set(8192));
+        assert_eq!(
+            s.scram_credentials["alice"]["SCRAM-SHA-512"].iterations,
+            8192
+        );
+        s.apply(
+            3,
+            &MetadataRecord::ScramCredentialSet {
+                user: "alice".into(),
+                mechanism: "SCRAM-SHA-512".into(),
+                credential: None,
+            },
+        );
+        assert!(s.scram_credentials.is_empty());
     }
 
     #[test]

@@ -59,6 +59,14 @@ pub enum ProtocolError {
         version: i16,
         reason: String,
     },
+    /// A request other than ApiVersions and the SASL exchange on a SASL listener before the
+    /// connection authenticated.
+    #[error("{0:?} before SASL authentication")]
+    Unauthenticated(ApiKey),
+    /// A request after the authenticated session's lifetime ran out without re-authentication
+    /// (KIP-368).
+    #[error("{0:?} after the SASL session expired; the client did not re-authenticate")]
+    SessionExpired(ApiKey),
 }
 
 /// The identity of a request, for responses and logs.
@@ -70,6 +78,10 @@ pub struct RequestContext {
     pub client_id: Option<String>,
     /// `/ip` of the client, as Kafka reports it in group descriptions.
     pub client_host: String,
+    /// The name of the listener the request came in on.
+    pub listener: std::sync::Arc<str>,
+    /// Who sent it: `User:name`, `User:ANONYMOUS` on listeners without authentication.
+    pub principal: std::sync::Arc<str>,
 }
 
 /// Encodes a response with its header into one frame.
