@@ -5,6 +5,7 @@
 //! on an mTLS listener, or `User:ANONYMOUS`. The authorizer decides each request with Kafka's ACL
 //! model; quotas throttle by user and client id. See docs/security.md.
 
+pub mod oauth;
 pub mod plain;
 pub mod sasl;
 pub mod scram;
