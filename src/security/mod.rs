@@ -6,6 +6,7 @@
 //! model; quotas throttle by user and client id. See docs/security.md.
 
 pub mod credentials;
+pub mod oauth;
 pub mod plain;
 pub mod sasl;
 pub mod scram;

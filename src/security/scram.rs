@@ -449,7 +449,7 @@ fn is_attribute(s: &str) -> bool {
 }
 
 /// Decodes an RFC 5802 saslname: `=2C` is `,`, `=3D` is `=`, any other `=` is an error.
-fn decode_saslname(s: &str) -> Option<String> {
+pub(crate) fn decode_saslname(s: &str) -> Option<String> {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     while let Some(pos) = rest.find('=') {
