@@ -6,3 +6,4 @@
 //! model; quotas throttle by user and client id. See docs/security.md.
 
 pub mod acl;
+pub mod principal;
