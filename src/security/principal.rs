@@ -68,20 +68,13 @@ fn keyword(oid: &str) -> Option<&'static str> {
     })
 }
 
-/// The text of a universal string value of the types Java prints as text (UTF8String,
-/// PrintableString, T61String, IA5String, GeneralString, BMPString); `None` for others.
+/// The text of a value of the string types Java prints as text (UTF8String, PrintableString,
+/// T61String, IA5String, GeneralString, BMPString); `None` for other types. Like Java, the
+/// content bytes are decoded as UTF-8 whatever the type (invalid bytes become U+FFFD), so a
+/// BMPString or a non-ASCII T61String prints as Kafka would print it, oddities included.
 fn decode_string(tag: u32, data: &[u8]) -> Option<String> {
     match tag {
-        12 => Some(String::from_utf8_lossy(data).into_owned()),
-        // One byte per character (ASCII for the well-formed ones; Latin-1 otherwise).
-        19 | 20 | 22 | 27 => Some(data.iter().map(|&b| char::from(b)).collect()),
-        30 => {
-            let units: Vec<u16> = data
-                .chunks(2)
-                .map(|c| u16::from_be_bytes([c[0], c.get(1).copied().unwrap_or(0)]))
-                .collect();
-            Some(String::from_utf16_lossy(&units))
-        }
+        12 | 19 | 20 | 22 | 27 | 30 => Some(String::from_utf8_lossy(data).into_owned()),
         _ => None,
     }
 }
@@ -411,6 +404,7 @@ mod tests {
             "simple.der" => include_bytes!("testdata/simple.der").to_vec(),
             "special.der" => include_bytes!("testdata/special.der").to_vec(),
             "edges.der" => include_bytes!("testdata/edges.der").to_vec(),
+            "legacy-strings.der" => include_bytes!("testdata/legacy-strings.der").to_vec(),
             _ => Vec::new(),
         }
     }
@@ -427,6 +421,11 @@ mod tests {
                  OU=eng\\+ops,O=Acme\\, Inc.,DC=example,DC=com",
             ),
             ("edges.der", "ST=Zürich,L=\\ spaced\\ \\ ,CN=\\#lead"),
+            // A BMPString and a T61String: Java decodes their bytes as UTF-8 anyway.
+            (
+                "legacy-strings.der",
+                "O=\u{3}\u{fffd}\\00m\\00e\\00g\\00a,CN=caf\u{fffd}",
+            ),
         ];
         for (file, want) in cases {
             assert_eq!(subject_dn(&fixture(file)).as_deref(), Ok(want), "{file}");
@@ -456,7 +455,7 @@ mod tests {
         assert_eq!(h.len(), 2 * (2 + 2 + 200));
         assert_eq!(
             decode_string(30, &[0, b'h', 0x00, 0xe9]).as_deref(),
-            Some("hé")
+            Some("\0h\0\u{fffd}")
         );
         assert_eq!(decode_string(4, b"x"), None);
     }
