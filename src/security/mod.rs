@@ -5,8 +5,10 @@
 //! on an mTLS listener, or `User:ANONYMOUS`. The authorizer decides each request with Kafka's ACL
 //! model; quotas throttle by user and client id. See docs/security.md.
 
+pub mod acl;
 pub mod credentials;
 pub mod oauth;
 pub mod plain;
+pub mod principal;
 pub mod sasl;
 pub mod scram;
