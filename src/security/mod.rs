@@ -4,3 +4,5 @@
 //! ends up with a principal (`User:name`): from its SASL exchange, from its client certificate
 //! on an mTLS listener, or `User:ANONYMOUS`. The authorizer decides each request with Kafka's ACL
 //! model; quotas throttle by user and client id. See docs/security.md.
+
+pub mod quota;
