@@ -1296,3 +1296,833 @@ pub fn throttle_ms(rate: f64, limit: f64, span_ms: u64) -> u64 {
     // `as` saturates: an infinite or huge value becomes u64::MAX, never a panic.
     t.round() as u64
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(n: &str) -> Option<EntityName> {
+        Some(EntityName::Specific(n.to_string()))
+    }
+
+    fn dflt() -> Option<EntityName> {
+        Some(EntityName::Default)
+    }
+
+    fn entity(u: Option<EntityName>, c: Option<EntityName>) -> ClientQuotaEntity {
+        ClientQuotaEntity::new(u, c)
+    }
+
+    fn set(configs: &mut QuotaConfigs, e: &ClientQuotaEntity, key: QuotaKey, v: f64) {
+        configs
+            .alter(e, &[QuotaOp::set(key.name(), v)])
+            .expect("valid alteration");
+    }
+
+    fn manager_with(configs: &QuotaConfigs) -> (QuotaManager, Instant) {
+        let m = QuotaManager::default();
+        m.update(configs);
+        (m, Instant::now())
+    }
+
+    fn at(t0: Instant, ms: u64) -> Instant {
+        t0 + Duration::from_millis(ms)
+    }
+
+    // ---- entities and validation ----
+
+    #[test]
+    fn entity_from_wire_accepts_user_client_and_defaults() {
+        let e = ClientQuotaEntity::from_wire([("user", Some("alice")), ("client-id", None)])
+            .expect("valid");
+        assert_eq!(e, entity(user("alice"), dflt()));
+        assert_eq!(e.to_string(), "/users/alice/clients/<default>");
+        assert_eq!(
+            e.to_wire(),
+            vec![("user", Some("alice")), ("client-id", None)]
+        );
+        let e = ClientQuotaEntity::from_wire([("client-id", Some("c1"))]).expect("valid");
+        assert_eq!(e, entity(None, user("c1")));
+        assert_eq!(e.to_string(), "/clients/c1");
+    }
+
+    #[test]
+    fn entity_from_wire_refuses_bad_entities() {
+        let cases: Vec<Vec<(&str, Option<&str>)>> = vec![
+            vec![],
+            vec![("user", Some("a")), ("user", Some("b"))],
+            vec![("client-id", None), ("client-id", None)],
+            vec![("group", Some("g"))],
+            vec![("ip", Some("10.0.0.1"))],
+            vec![("user", Some(""))],
+            vec![("user", Some("a")), ("client-id", Some(""))],
+        ];
+        for c in cases {
+            let err = ClientQuotaEntity::from_wire(c.clone()).expect_err("invalid");
+            assert_eq!(err.code, INVALID_REQUEST, "{c:?}: {err}");
+            assert!(!err.message.is_empty());
+        }
+        assert!(ClientQuotaEntity::default().validate().is_err());
+    }
+
+    #[test]
+    fn quota_keys_parse_and_values_validate() {
+        for k in QuotaKey::ALL {
+            assert_eq!(QuotaKey::parse(k.name()), Some(k));
+        }
+        assert_eq!(QuotaKey::parse("connection_creation_rate"), None);
+        let pb = QuotaKey::ProducerByteRate;
+        assert!(pb.validate_value(1024.0).is_ok());
+        assert!(pb.validate_value(1_024.000_000_1).is_ok());
+        for bad in [0.0, -1.0, 1.5, f64::NAN, f64::INFINITY, 1e30] {
+            let err = pb.validate_value(bad).expect_err("invalid");
+            assert_eq!(err.code, INVALID_REQUEST, "{bad}");
+        }
+        let rp = QuotaKey::RequestPercentage;
+        assert!(rp.validate_value(0.5).is_ok());
+        assert!(rp.validate_value(0.0).is_err());
+        assert!(rp.validate_value(-3.0).is_err());
+        assert!(QuotaKey::ControllerMutationRate.validate_value(2.5).is_ok());
+        assert!(QuotaKey::ConsumerByteRate.validate_value(0.25).is_err());
+    }
+
+    #[test]
+    fn alter_sets_removes_and_reports_changes() {
+        let mut c = QuotaConfigs::new();
+        let e = entity(user("alice"), None);
+        let changes = c
+            .alter(
+                &e,
+                &[
+                    QuotaOp::set("producer_byte_rate", 1000.0),
+                    QuotaOp::set("controller_mutation_rate", 2.5),
+                ],
+            )
+            .expect("valid");
+        assert_eq!(changes.len(), 2);
+        assert_eq!(c.get(&e).map(|m| m.len()), Some(2));
+
+        // Same value again and removal of an absent key change nothing.
+        let changes = c
+            .alter(
+                &e,
+                &[
+                    QuotaOp::set("producer_byte_rate", 1000.0),
+                    QuotaOp::remove("consumer_byte_rate"),
+                ],
+            )
+            .expect("valid");
+        assert!(changes.is_empty());
+
+        let changes = c
+            .alter(&e, &[QuotaOp::remove("producer_byte_rate")])
+            .expect("valid");
+        assert_eq!(
+            changes,
+            vec![QuotaChange {
+                entity: e.clone(),
+                key: QuotaKey::ProducerByteRate,
+                value: None
+            }]
+        );
+        c.alter(&e, &[QuotaOp::remove("controller_mutation_rate")])
+            .expect("valid");
+        // An entity whose last key is removed is gone.
+        assert!(c.get(&e).is_none());
+        assert!(c.is_empty());
+    }
+
+    #[test]
+    fn alter_is_all_or_nothing_and_refuses_bad_ops() {
+        let mut c = QuotaConfigs::new();
+        let e = entity(user("alice"), user("c1"));
+        let bad_ops: Vec<Vec<QuotaOp>> = vec![
+            vec![QuotaOp::set("bogus_rate", 1.0)],
+            vec![QuotaOp::remove("bogus_rate")],
+            vec![QuotaOp::set("producer_byte_rate", 0.0)],
+            vec![QuotaOp::set("producer_byte_rate", -5.0)],
+            vec![QuotaOp::set("consumer_byte_rate", 10.5)],
+            vec![QuotaOp::set("request_percentage", f64::NAN)],
+            vec![
+                QuotaOp::set("producer_byte_rate", 10.0),
+                QuotaOp::remove("producer_byte_rate"),
+            ],
+            vec![
+                QuotaOp::set("producer_byte_rate", 10.0),
+                QuotaOp::set("consumer_byte_rate", -1.0),
+            ],
+        ];
+        for ops in bad_ops {
+            let err = c.alter(&e, &ops).expect_err("invalid");
+            assert_eq!(err.code, INVALID_REQUEST, "{ops:?}");
+            assert!(c.is_empty(), "{ops:?} changed the configs");
+        }
+        let err = c
+            .alter(
+                &ClientQuotaEntity::default(),
+                &[QuotaOp::set("producer_byte_rate", 1.0)],
+            )
+            .expect_err("no components");
+        assert_eq!(err.code, INVALID_REQUEST);
+        let err = c
+            .alter(
+                &entity(user(""), None),
+                &[QuotaOp::set("producer_byte_rate", 1.0)],
+            )
+            .expect_err("empty name");
+        assert_eq!(err.code, INVALID_REQUEST);
+    }
+
+    #[test]
+    fn plan_alter_does_not_mutate_and_apply_replays() {
+        let mut c = QuotaConfigs::new();
+        let e = entity(None, dflt());
+        let changes = c
+            .plan_alter(&e, &[QuotaOp::set("request_percentage", 25.0)])
+            .expect("valid");
+        assert!(c.is_empty());
+        let mut replica = QuotaConfigs::new();
+        for ch in &changes {
+            c.apply(ch);
+            replica.apply(ch);
+        }
+        assert_eq!(c, replica);
+        assert_eq!(
+            c.get(&e).and_then(|m| m.get(&QuotaKey::RequestPercentage)),
+            Some(&25.0)
+        );
+        // Replay ignores values no alteration could have produced.
+        replica.apply(&QuotaChange {
+            entity: e.clone(),
+            key: QuotaKey::ProducerByteRate,
+            value: Some(f64::NAN),
+        });
+        assert_eq!(c, replica);
+    }
+
+    #[test]
+    fn configs_round_trip_through_json_and_postcard() {
+        let mut c = QuotaConfigs::new();
+        set(
+            &mut c,
+            &entity(user("alice"), dflt()),
+            QuotaKey::ProducerByteRate,
+            1e6,
+        );
+        set(
+            &mut c,
+            &entity(dflt(), None),
+            QuotaKey::RequestPercentage,
+            12.5,
+        );
+        set(
+            &mut c,
+            &entity(None, user("c1")),
+            QuotaKey::ConsumerByteRate,
+            42.0,
+        );
+        let json = serde_json::to_string(&c).expect("json");
+        assert!(json.contains("producer_byte_rate"), "{json}");
+        let back: QuotaConfigs = serde_json::from_str(&json).expect("json back");
+        assert_eq!(back, c);
+        let bytes = postcard::to_allocvec(&c).expect("postcard");
+        let back: QuotaConfigs = postcard::from_bytes(&bytes).expect("postcard back");
+        assert_eq!(back, c);
+    }
+
+    // ---- describe filters ----
+
+    fn filter_fixture() -> QuotaConfigs {
+        let mut c = QuotaConfigs::new();
+        for e in [
+            entity(user("alice"), None),
+            entity(dflt(), None),
+            entity(None, user("c1")),
+            entity(None, dflt()),
+            entity(user("alice"), user("c1")),
+            entity(user("alice"), dflt()),
+            entity(dflt(), dflt()),
+        ] {
+            set(&mut c, &e, QuotaKey::ProducerByteRate, 100.0);
+        }
+        c
+    }
+
+    fn describe(
+        c: &QuotaConfigs,
+        components: &[(&str, i8, Option<&str>)],
+        strict: bool,
+    ) -> Result<Vec<ClientQuotaEntity>, QuotaError> {
+        let f = ClientQuotaFilter::from_wire(components.iter().copied(), strict)?;
+        Ok(c.describe(&f).into_iter().map(|(e, _)| e).collect())
+    }
+
+    fn sorted(mut v: Vec<ClientQuotaEntity>) -> Vec<ClientQuotaEntity> {
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn describe_without_components() {
+        let c = filter_fixture();
+        assert_eq!(describe(&c, &[], false).expect("ok").len(), 7);
+        assert!(describe(&c, &[], true).expect("ok").is_empty());
+    }
+
+    #[test]
+    fn describe_exact_matches() {
+        let c = filter_fixture();
+        let got = describe(&c, &[("user", MATCH_TYPE_EXACT, Some("alice"))], false).expect("ok");
+        assert_eq!(
+            sorted(got),
+            sorted(vec![
+                entity(user("alice"), None),
+                entity(user("alice"), user("c1")),
+                entity(user("alice"), dflt()),
+            ])
+        );
+        let got = describe(&c, &[("user", MATCH_TYPE_EXACT, Some("alice"))], true).expect("ok");
+        assert_eq!(got, vec![entity(user("alice"), None)]);
+        let got = describe(
+            &c,
+            &[
+                ("user", MATCH_TYPE_EXACT, Some("alice")),
+                ("client-id", MATCH_TYPE_EXACT, Some("c1")),
+            ],
+            true,
+        )
+        .expect("ok");
+        assert_eq!(got, vec![entity(user("alice"), user("c1"))]);
+        assert!(
+            describe(&c, &[("user", MATCH_TYPE_EXACT, Some("bob"))], false)
+                .expect("ok")
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn describe_default_matches() {
+        let c = filter_fixture();
+        let got = describe(&c, &[("user", MATCH_TYPE_DEFAULT, None)], false).expect("ok");
+        assert_eq!(
+            sorted(got),
+            sorted(vec![entity(dflt(), None), entity(dflt(), dflt())])
+        );
+        let got = describe(&c, &[("user", MATCH_TYPE_DEFAULT, None)], true).expect("ok");
+        assert_eq!(got, vec![entity(dflt(), None)]);
+        // Default user with an exact client: not stored.
+        assert!(
+            describe(
+                &c,
+                &[
+                    ("user", MATCH_TYPE_DEFAULT, None),
+                    ("client-id", MATCH_TYPE_EXACT, Some("c1")),
+                ],
+                false,
+            )
+            .expect("ok")
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn describe_specified_matches_any_name_including_default() {
+        let c = filter_fixture();
+        let got = describe(&c, &[("user", MATCH_TYPE_SPECIFIED, None)], false).expect("ok");
+        assert_eq!(got.len(), 5);
+        assert!(got.iter().all(|e| e.user.is_some()));
+        let got = describe(&c, &[("user", MATCH_TYPE_SPECIFIED, None)], true).expect("ok");
+        assert_eq!(
+            sorted(got),
+            sorted(vec![entity(user("alice"), None), entity(dflt(), None)])
+        );
+        let got = describe(
+            &c,
+            &[
+                ("user", MATCH_TYPE_SPECIFIED, None),
+                ("client-id", MATCH_TYPE_SPECIFIED, None),
+            ],
+            true,
+        )
+        .expect("ok");
+        assert_eq!(
+            sorted(got),
+            sorted(vec![
+                entity(user("alice"), user("c1")),
+                entity(user("alice"), dflt()),
+                entity(dflt(), dflt()),
+            ])
+        );
+        let got = describe(
+            &c,
+            &[
+                ("client-id", MATCH_TYPE_SPECIFIED, None),
+                ("user", MATCH_TYPE_EXACT, Some("alice")),
+            ],
+            false,
+        )
+        .expect("ok");
+        assert_eq!(got.len(), 2);
+    }
+
+    #[test]
+    fn describe_ip_component_matches_nothing() {
+        let c = filter_fixture();
+        assert!(
+            describe(&c, &[("ip", MATCH_TYPE_SPECIFIED, None)], false)
+                .expect("ok")
+                .is_empty()
+        );
+        assert!(
+            describe(&c, &[("ip", MATCH_TYPE_DEFAULT, None)], true)
+                .expect("ok")
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn describe_filter_validation() {
+        let c = filter_fixture();
+        type Case<'a> = (Vec<(&'a str, i8, Option<&'a str>)>, i16);
+        let cases: Vec<Case> = vec![
+            (vec![("", MATCH_TYPE_SPECIFIED, None)], INVALID_REQUEST),
+            (
+                vec![
+                    ("user", MATCH_TYPE_SPECIFIED, None),
+                    ("user", MATCH_TYPE_DEFAULT, None),
+                ],
+                INVALID_REQUEST,
+            ),
+            (
+                vec![("group", MATCH_TYPE_SPECIFIED, None)],
+                UNSUPPORTED_VERSION,
+            ),
+            (vec![("user", MATCH_TYPE_EXACT, None)], INVALID_REQUEST),
+            (
+                vec![("user", MATCH_TYPE_DEFAULT, Some("a"))],
+                INVALID_REQUEST,
+            ),
+            (
+                vec![("user", MATCH_TYPE_SPECIFIED, Some("a"))],
+                INVALID_REQUEST,
+            ),
+            (vec![("user", 7, None)], INVALID_REQUEST),
+            (vec![("user", -1, Some("a"))], INVALID_REQUEST),
+            (
+                vec![
+                    ("ip", MATCH_TYPE_SPECIFIED, None),
+                    ("client-id", MATCH_TYPE_DEFAULT, None),
+                ],
+                INVALID_REQUEST,
+            ),
+        ];
+        for (components, code) in cases {
+            let err = describe(&c, &components, false).expect_err("invalid filter");
+            assert_eq!(err.code, code, "{components:?}: {err}");
+        }
+    }
+
+    // ---- precedence ----
+
+    const LEVEL_CLIENT: &str = "c1";
+
+    #[test]
+    fn precedence_walks_all_eight_levels() {
+        let mut c = QuotaConfigs::new();
+        for (i, level) in QuotaLevel::ORDER.into_iter().enumerate() {
+            set(
+                &mut c,
+                &level.entity("alice", LEVEL_CLIENT),
+                QuotaKey::ProducerByteRate,
+                (i + 1) as f64,
+            );
+        }
+        let m = QuotaManager::default();
+        for (i, level) in QuotaLevel::ORDER.into_iter().enumerate() {
+            m.update(&c);
+            let got = c
+                .resolve(QuotaKey::ProducerByteRate, "alice", LEVEL_CLIENT)
+                .expect("a level applies");
+            assert_eq!(got.level, level);
+            assert_eq!(got.limit, (i + 1) as f64);
+            assert_eq!(got.entity, level.entity("alice", LEVEL_CLIENT));
+            let (u, cl) = match level.scope() {
+                SensorScope::UserAndClient => (Some("alice"), Some(LEVEL_CLIENT)),
+                SensorScope::User => (Some("alice"), None),
+                SensorScope::Client => (None, Some(LEVEL_CLIENT)),
+            };
+            assert_eq!(got.sensor.user.as_deref(), u, "{level:?}");
+            assert_eq!(got.sensor.client_id.as_deref(), cl, "{level:?}");
+            // The manager's index agrees with the configs.
+            assert_eq!(
+                m.resolve(QuotaKey::ProducerByteRate, "alice", LEVEL_CLIENT),
+                Some(got.clone())
+            );
+            // Other keys are unaffected.
+            assert!(
+                c.resolve(QuotaKey::ConsumerByteRate, "alice", LEVEL_CLIENT)
+                    .is_none()
+            );
+            c.alter(&got.entity, &[QuotaOp::remove("producer_byte_rate")])
+                .expect("valid");
+        }
+        m.update(&c);
+        assert!(
+            c.resolve(QuotaKey::ProducerByteRate, "alice", LEVEL_CLIENT)
+                .is_none()
+        );
+        assert!(
+            m.resolve(QuotaKey::ProducerByteRate, "alice", LEVEL_CLIENT)
+                .is_none()
+        );
+        assert!(!m.is_enabled(QuotaKey::ProducerByteRate));
+    }
+
+    #[test]
+    fn precedence_is_per_key_and_per_name() {
+        let mut c = QuotaConfigs::new();
+        set(
+            &mut c,
+            &entity(user("alice"), None),
+            QuotaKey::ProducerByteRate,
+            10.0,
+        );
+        set(
+            &mut c,
+            &entity(None, user("c1")),
+            QuotaKey::ConsumerByteRate,
+            20.0,
+        );
+        set(
+            &mut c,
+            &entity(None, user("c1")),
+            QuotaKey::ProducerByteRate,
+            30.0,
+        );
+        let r = c
+            .resolve(QuotaKey::ProducerByteRate, "alice", "c1")
+            .expect("q");
+        assert_eq!((r.level, r.limit), (QuotaLevel::User, 10.0));
+        let r = c
+            .resolve(QuotaKey::ConsumerByteRate, "alice", "c1")
+            .expect("q");
+        assert_eq!((r.level, r.limit), (QuotaLevel::Client, 20.0));
+        let r = c
+            .resolve(QuotaKey::ProducerByteRate, "bob", "c1")
+            .expect("q");
+        assert_eq!((r.level, r.limit), (QuotaLevel::Client, 30.0));
+        assert!(c.resolve(QuotaKey::ProducerByteRate, "bob", "c2").is_none());
+        // An empty client id only matches default-client levels.
+        set(
+            &mut c,
+            &entity(None, dflt()),
+            QuotaKey::RequestPercentage,
+            5.0,
+        );
+        let r = c
+            .resolve(QuotaKey::RequestPercentage, "bob", "")
+            .expect("q");
+        assert_eq!(r.level, QuotaLevel::DefaultClient);
+        assert_eq!(r.sensor.client_id.as_deref(), Some(""));
+    }
+
+    #[test]
+    fn default_user_quota_gives_each_user_a_sensor() {
+        let mut c = QuotaConfigs::new();
+        set(
+            &mut c,
+            &entity(dflt(), None),
+            QuotaKey::ProducerByteRate,
+            1000.0,
+        );
+        let (m, t0) = manager_with(&c);
+        let a = m
+            .sensor_key(QuotaKey::ProducerByteRate, "alice", "c1")
+            .expect("q");
+        let b = m
+            .sensor_key(QuotaKey::ProducerByteRate, "bob", "c1")
+            .expect("q");
+        assert_ne!(a, b);
+        // Alice's client ids share her sensor at a user-level quota.
+        assert_eq!(
+            m.sensor_key(QuotaKey::ProducerByteRate, "alice", "c2"),
+            Some(a.clone())
+        );
+        assert!(m.record(&a, 20_000.0, t0) > 0);
+        assert_eq!(m.record(&b, 100.0, t0), 0);
+        assert!(m.record(&a, 1.0, at(t0, 1)) > 0);
+    }
+
+    #[test]
+    fn client_quota_is_shared_by_users_of_the_client() {
+        let mut c = QuotaConfigs::new();
+        set(
+            &mut c,
+            &entity(None, dflt()),
+            QuotaKey::ProducerByteRate,
+            1000.0,
+        );
+        let (m, t0) = manager_with(&c);
+        let a = m
+            .sensor_key(QuotaKey::ProducerByteRate, "alice", "app")
+            .expect("q");
+        let b = m
+            .sensor_key(QuotaKey::ProducerByteRate, "bob", "app")
+            .expect("q");
+        assert_eq!(a, b);
+        assert_eq!(m.record(&a, 9_000.0, t0), 0);
+        assert!(m.record(&b, 9_000.0, t0) > 0);
+        let other = m
+            .sensor_key(QuotaKey::ProducerByteRate, "bob", "other")
+            .expect("q");
+        assert_eq!(m.record(&other, 9_000.0, t0), 0);
+    }
+
+    // ---- rates and throttle math ----
+
+    fn producer_quota(limit: f64) -> QuotaConfigs {
+        let mut c = QuotaConfigs::new();
+        set(
+            &mut c,
+            &entity(None, dflt()),
+            QuotaKey::ProducerByteRate,
+            limit,
+        );
+        c
+    }
+
+    #[test]
+    fn throttle_formula() {
+        assert_eq!(throttle_ms(2000.0, 1000.0, 10_000), 10_000);
+        assert_eq!(throttle_ms(1500.0, 1000.0, 11_000), 5_500);
+        assert_eq!(throttle_ms(1000.0, 1000.0, 10_000), 0);
+        assert_eq!(throttle_ms(10.0, 1000.0, 10_000), 0);
+        assert_eq!(throttle_ms(f64::NAN, 1000.0, 10_000), 0);
+        assert_eq!(throttle_ms(10.0, 0.0, 10_000), 0);
+        assert_eq!(throttle_ms(f64::INFINITY, 1.0, 10_000), u64::MAX);
+    }
+
+    #[test]
+    fn first_burst_is_measured_over_padded_windows() {
+        let (m, t0) = manager_with(&producer_quota(1000.0));
+        let s = m
+            .sensor_key(QuotaKey::ProducerByteRate, "u", "c")
+            .expect("q");
+        // 5 000 bytes over a padded span of 10 s is 500 B/s: within quota.
+        assert_eq!(m.record(&s, 5_000.0, t0), 0);
+        // 20 000 bytes over 10 s is 2 000 B/s: one more 10 s span brings it back to 1 000.
+        assert_eq!(m.record(&s, 15_000.0, t0), 10_000);
+    }
+
+    #[test]
+    fn producer_at_twice_its_quota_is_throttled_about_one_quota_window() {
+        let (m, t0) = manager_with(&producer_quota(1000.0));
+        let mut last = 0;
+        for i in 0..300u64 {
+            // 200 bytes every 100 ms = 2 000 B/s.
+            last = m.record_usage(QuotaKey::ProducerByteRate, "u", "c", 200.0, at(t0, i * 100));
+        }
+        // Rate ~2 000 over a span of 10-11 s: (2000 - 1000) / 1000 × span.
+        assert!((9_500..=11_500).contains(&last), "throttle {last}");
+        let s = m
+            .sensor_key(QuotaKey::ProducerByteRate, "u", "c")
+            .expect("q");
+        let rate = m.observed_rate(&s, at(t0, 29_900)).expect("sensor");
+        assert!((1_900.0..=2_100.0).contains(&rate), "rate {rate}");
+    }
+
+    #[test]
+    fn producer_under_quota_is_never_throttled() {
+        let (m, t0) = manager_with(&producer_quota(1000.0));
+        for i in 0..300u64 {
+            let t = m.record_usage(QuotaKey::ProducerByteRate, "u", "c", 50.0, at(t0, i * 100));
+            assert_eq!(t, 0, "at {i}");
+        }
+    }
+
+    #[test]
+    fn rate_falls_once_windows_pass() {
+        let (m, t0) = manager_with(&producer_quota(1000.0));
+        let s = m
+            .sensor_key(QuotaKey::ProducerByteRate, "u", "c")
+            .expect("q");
+        for i in 0..200u64 {
+            m.record(&s, 200.0, at(t0, i * 100));
+        }
+        let busy = m.observed_rate(&s, at(t0, 19_900)).expect("sensor");
+        let later = m.observed_rate(&s, at(t0, 25_000)).expect("sensor");
+        assert!(later < busy * 0.7, "{busy} -> {later}");
+        // After a whole span (11 windows) of silence the old samples are gone.
+        assert_eq!(m.record(&s, 200.0, at(t0, 31_000)), 0);
+        let rate = m.observed_rate(&s, at(t0, 31_000)).expect("sensor");
+        assert!(rate <= 20.0 + 1e-9, "rate {rate}");
+    }
+
+    #[test]
+    fn request_percentage_is_capped_at_one_window() {
+        let mut c = QuotaConfigs::new();
+        set(
+            &mut c,
+            &entity(user("u"), None),
+            QuotaKey::RequestPercentage,
+            10.0,
+        );
+        set(
+            &mut c,
+            &entity(user("u"), None),
+            QuotaKey::ProducerByteRate,
+            10.0,
+        );
+        let (m, t0) = manager_with(&c);
+        assert_eq!(request_time_percentage(10_000_000), 1.0);
+        let r = m
+            .sensor_key(QuotaKey::RequestPercentage, "u", "c")
+            .expect("q");
+        // 0.5 s of thread time = 50 units over 10 s = 5 %: within a 10 % quota.
+        assert_eq!(m.record(&r, request_time_percentage(500_000_000), t0), 0);
+        // 3.5 s in all = 35 % against 10 %: uncapped it would be 25 s.
+        let t = m.record(&r, request_time_percentage(3_000_000_000), t0);
+        assert_eq!(t, 1_000);
+        // The same ratio on a byte rate is not capped.
+        let p = m
+            .sensor_key(QuotaKey::ProducerByteRate, "u", "c")
+            .expect("q");
+        assert_eq!(m.record(&p, 350.0, t0), 25_000);
+    }
+
+    #[test]
+    fn config_changes_reach_existing_sensors() {
+        let c = producer_quota(1000.0);
+        let (m, t0) = manager_with(&c);
+        let s = m
+            .sensor_key(QuotaKey::ProducerByteRate, "u", "c")
+            .expect("q");
+        assert_eq!(m.record(&s, 20_000.0, t0), 10_000);
+        m.update(&producer_quota(100_000.0));
+        assert_eq!(m.record(&s, 1.0, at(t0, 1)), 0);
+        m.update(&producer_quota(500.0));
+        assert!(m.record(&s, 1.0, at(t0, 2)) > 10_000);
+        m.update(&QuotaConfigs::new());
+        assert_eq!(m.record(&s, 1e9, at(t0, 3)), 0);
+        assert!(m.sensor_key(QuotaKey::ProducerByteRate, "u", "c").is_none());
+    }
+
+    #[test]
+    fn unrecord_takes_usage_back() {
+        let mut c = QuotaConfigs::new();
+        set(
+            &mut c,
+            &entity(None, dflt()),
+            QuotaKey::ConsumerByteRate,
+            1000.0,
+        );
+        let (m, t0) = manager_with(&c);
+        let s = m
+            .sensor_key(QuotaKey::ConsumerByteRate, "u", "c")
+            .expect("q");
+        assert!(m.record(&s, 50_000.0, t0) > 0);
+        m.unrecord(&s, 50_000.0, t0);
+        assert_eq!(m.observed_rate(&s, t0), Some(0.0));
+        assert_eq!(m.record(&s, 100.0, at(t0, 10)), 0);
+        m.record_no_throttle(&s, 100.0, at(t0, 20));
+        // 200 bytes over the padded span of 10 s plus the 20 ms elapsed.
+        let rate = m.observed_rate(&s, at(t0, 20)).expect("sensor");
+        assert!((rate - 200.0 / 10.02).abs() < 1e-6, "rate {rate}");
+    }
+
+    #[test]
+    fn max_value_in_window_follows_the_quota() {
+        let (m, _) = manager_with(&producer_quota(1000.0));
+        assert_eq!(
+            m.max_value_in_window(QuotaKey::ProducerByteRate, "u", "c"),
+            10_000.0
+        );
+        assert_eq!(
+            m.max_value_in_window(QuotaKey::ConsumerByteRate, "u", "c"),
+            f64::MAX
+        );
+    }
+
+    #[test]
+    fn small_windows_and_one_sample_do_not_panic() {
+        let m = QuotaManager::new(QuotaManagerConfig {
+            samples: 0,
+            window: Duration::ZERO,
+            sensor_expiry: Duration::ZERO,
+        });
+        m.update(&producer_quota(1.0));
+        let t0 = Instant::now();
+        let s = m
+            .sensor_key(QuotaKey::ProducerByteRate, "u", "c")
+            .expect("q");
+        assert!(m.record(&s, 1e300, t0) > 0);
+        assert_eq!(m.record(&s, f64::NAN, t0), 0);
+        assert_eq!(m.record(&s, 0.0, at(t0, 5)), 0);
+    }
+
+    // ---- sensors: expiry and zero cost ----
+
+    #[test]
+    fn idle_sensors_expire_after_an_hour() {
+        let (m, t0) = manager_with(&producer_quota(1000.0));
+        let s = m
+            .sensor_key(QuotaKey::ProducerByteRate, "u", "c")
+            .expect("q");
+        m.record(&s, 1.0, t0);
+        assert_eq!(m.sensor_count(), 1);
+        assert_eq!(m.expire_idle(at(t0, 3_599_000)), 0);
+        assert_eq!(m.sensor_count(), 1);
+        assert_eq!(m.expire_idle(at(t0, 3_601_000)), 1);
+        assert_eq!(m.sensor_count(), 0);
+    }
+
+    #[test]
+    fn recording_sweeps_idle_sensors() {
+        let (m, t0) = manager_with(&producer_quota(1000.0));
+        // A client-level quota: one sensor per client id.
+        m.record_usage(QuotaKey::ProducerByteRate, "u", "old", 1.0, t0);
+        m.record_usage(
+            QuotaKey::ProducerByteRate,
+            "u",
+            "busy",
+            1.0,
+            at(t0, 3_000_000),
+        );
+        assert_eq!(m.sensor_count(), 2);
+        m.record_usage(
+            QuotaKey::ProducerByteRate,
+            "u",
+            "busy",
+            1.0,
+            at(t0, 3_700_000),
+        );
+        assert_eq!(m.sensor_count(), 1);
+    }
+
+    #[test]
+    fn unconfigured_manager_does_no_work() {
+        let m = QuotaManager::default();
+        let t0 = Instant::now();
+        for key in QuotaKey::ALL {
+            assert!(!m.is_enabled(key));
+            assert!(m.sensor_key(key, "u", "c").is_none());
+            for i in 0..1000 {
+                assert_eq!(m.record_usage(key, "u", "c", 1e12, at(t0, i)), 0);
+            }
+            let forged = SensorKey {
+                key,
+                user: Some("u".into()),
+                client_id: None,
+            };
+            assert_eq!(m.record(&forged, 1e12, t0), 0);
+        }
+        assert_eq!(m.sensor_count(), 0);
+        // A quota on one key leaves the others free.
+        m.update(&producer_quota(1000.0));
+        assert_eq!(
+            m.record_usage(QuotaKey::ConsumerByteRate, "u", "c", 1e12, t0),
+            0
+        );
+        assert_eq!(m.sensor_count(), 0);
+    }
+}
