@@ -10,5 +10,6 @@ pub mod credentials;
 pub mod oauth;
 pub mod plain;
 pub mod principal;
+pub mod quota;
 pub mod sasl;
 pub mod scram;
