@@ -14,6 +14,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+pub mod credentials;
 pub mod migrate;
 
 use crate::config::Config;
@@ -57,7 +58,7 @@ pub struct Broker {
     /// port is on; advertised with the broker's registration.
     pub http_advertised: std::sync::OnceLock<String>,
     /// Users and credentials of the SASL mechanisms.
-    pub credentials: Arc<crate::security::credentials::Credentials>,
+    pub credentials: Arc<credentials::Credentials>,
     /// Every Kafka listener as clients are told about it; advertised with the registration.
     pub listeners: std::sync::OnceLock<Vec<crate::metadata::ListenerEndpoint>>,
 }
@@ -184,10 +185,7 @@ impl Broker {
                 )
             })?,
         };
-        let credentials = Arc::new(crate::security::credentials::Credentials::new(
-            plain_users,
-            metadata.clone(),
-        ));
+        let credentials = Arc::new(credentials::Credentials::new(plain_users, metadata.clone()));
         Ok(Arc::new(Self {
             credentials,
             cluster_id,

@@ -169,6 +169,18 @@ pub enum MetadataRecord {
         mechanism: String,
         credential: Option<StoredScramCredential>,
     },
+    /// ACL bindings added (CreateAcls); one already present is kept once.
+    AclsCreated {
+        acls: Vec<crate::security::acl::AclBinding>,
+    },
+    /// ACL bindings removed (DeleteAcls): exactly these, as the filters matched them.
+    AclsDeleted {
+        acls: Vec<crate::security::acl::AclBinding>,
+    },
+    /// Client quotas set or removed (AlterClientQuotas).
+    ClientQuotasAltered {
+        changes: Vec<crate::security::quota::QuotaChange>,
+    },
 }
 
 /// A broker's Kafka listener as clients are told about it.
@@ -413,5 +425,13 @@ mod tests {
             credential: None,
         };
         assert_eq!(postcard::to_stdvec(&scram).unwrap()[0], 23);
+        let acls = MetadataRecord::AclsCreated { acls: Vec::new() };
+        assert_eq!(postcard::to_stdvec(&acls).unwrap()[0], 24);
+        let acls = MetadataRecord::AclsDeleted { acls: Vec::new() };
+        assert_eq!(postcard::to_stdvec(&acls).unwrap()[0], 25);
+        let quotas = MetadataRecord::ClientQuotasAltered {
+            changes: Vec::new(),
+        };
+        assert_eq!(postcard::to_stdvec(&quotas).unwrap()[0], 26);
     }
 }

@@ -67,6 +67,10 @@ pub struct MetadataState {
     pub broker_listeners: BTreeMap<i32, Vec<ListenerEndpoint>>,
     /// user → mechanism → its SCRAM credential.
     pub scram_credentials: BTreeMap<String, BTreeMap<String, StoredScramCredential>>,
+    /// Every ACL binding (CreateAcls/DeleteAcls).
+    pub acls: std::collections::BTreeSet<crate::security::acl::AclBinding>,
+    /// Client quotas by user and client id (AlterClientQuotas).
+    pub client_quotas: crate::security::quota::QuotaConfigs,
     /// The index of the last record that changed topics, partitions or brokers: the replica
     /// layer reconciles its partitions with this state when it moves. Derived.
     #[serde(skip)]
@@ -117,7 +121,8 @@ pub struct BrokerState {
     pub fenced: bool,
 }
 
-/// The snapshot layout before brokers' listeners and SCRAM credentials were kept.
+/// The snapshot layout before brokers' listeners, SCRAM credentials, ACLs and client quotas
+/// were kept.
 #[derive(Debug, Deserialize)]
 pub struct StateV8 {
     last_index: u64,
@@ -857,6 +862,19 @@ impl MetadataState {
                     }
                 }
             },
+            MetadataRecord::AclsCreated { acls } => {
+                self.acls.extend(acls.iter().cloned());
+            }
+            MetadataRecord::AclsDeleted { acls } => {
+                for acl in acls {
+                    self.acls.remove(acl);
+                }
+            }
+            MetadataRecord::ClientQuotasAltered { changes } => {
+                for change in changes {
+                    self.client_quotas.apply(change);
+                }
+            }
             MetadataRecord::BrokerConfigsSet { broker, configs } => {
                 if configs.is_empty() {
                     self.broker_configs.remove(broker);
@@ -1189,8 +1207,8 @@ mod tests {
     }
 
     #[test]
-    fn snapshots_from_before_listeners_and_scram_credentials_load_without_them() {
-        // The layout of StateV8: the current one without its last two fields.
+    fn snapshots_from_before_security_load_without_it() {
+        // The layout of StateV8: the current one without its last four fields.
         let mut state = MetadataState {
             last_index: 30,
             cluster_id: Some("c".into()),
@@ -1198,9 +1216,9 @@ mod tests {
         };
         state.broker_http.insert(1, "127.0.0.1:9644".into());
         let mut raw = postcard::to_stdvec(&state).unwrap();
-        // Both new maps are empty: one zero length byte each at the end.
-        assert_eq!(&raw[raw.len() - 2..], &[0, 0]);
-        raw.truncate(raw.len() - 2);
+        // The new collections are empty: one zero length byte each at the end.
+        assert_eq!(&raw[raw.len() - 4..], &[0, 0, 0, 0]);
+        raw.truncate(raw.len() - 4);
         let old = MetadataState::decode_snapshot(&raw).expect("decodes");
         assert_eq!(old.last_index, 30);
         assert_eq!(old.broker_http[&1], "127.0.0.1:9644");

@@ -6,7 +6,6 @@
 //! model; quotas throttle by user and client id. See docs/security.md.
 
 pub mod acl;
-pub mod credentials;
 pub mod oauth;
 pub mod plain;
 pub mod principal;

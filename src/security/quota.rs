@@ -613,6 +613,9 @@ pub struct ResolvedQuota {
 /// The quotas configured for one entity.
 pub type QuotaValues = BTreeMap<QuotaKey, f64>;
 
+/// Values of a change are finite (validated before a change is made), so equality is total.
+impl Eq for QuotaChange {}
+
 /// The stored client quotas: entity → key → value. Entities without keys are not kept.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(from = "Vec<StoredEntity>", into = "Vec<StoredEntity>")]

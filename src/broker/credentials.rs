@@ -7,9 +7,9 @@
 
 use std::sync::Arc;
 
-use super::plain::PlainUsers;
-use super::scram::{ScramCredential, ScramCredentials, ScramMechanism};
 use crate::metadata::{MetadataStore, StoredScramCredential};
+use crate::security::plain::PlainUsers;
+use crate::security::scram::{ScramCredential, ScramCredentials, ScramMechanism};
 
 pub struct Credentials {
     plain: PlainUsers,
