@@ -56,8 +56,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeGroups, 0, 5),
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::OffsetDelete, 0, 0),
-    // v0 (raw tokens after the handshake) is not served: clients since Kafka 1.0 use v1.
-    (ApiKey::SaslHandshake, 1, 1),
+    (ApiKey::SaslHandshake, 0, 1),
     (ApiKey::SaslAuthenticate, 0, 2),
 ];
 
@@ -160,6 +159,10 @@ pub async fn handle_frame(
     session: &mut Session,
     mut frame: Bytes,
 ) -> Result<Option<Response>, ProtocolError> {
+    if session.exchange.as_ref().is_some_and(|e| e.raw) {
+        // After a v0 handshake the client sends bare SASL tokens, no request header.
+        return Ok(super::sasl::raw_token(broker, session, &frame));
+    }
     let client_host = session.client_host.as_str();
     let api_key = i16::from_be_bytes([frame[0], frame[1]]);
     let version = i16::from_be_bytes([frame[2], frame[3]]);
@@ -217,7 +220,7 @@ pub async fn handle_frame(
     let result = match api {
         ApiKey::SaslHandshake => {
             let req = SaslHandshakeRequest::decode(&mut frame, version).map_err(malformed)?;
-            let resp = super::sasl::handshake(broker, session, req);
+            let resp = super::sasl::handshake(broker, session, req, version);
             encode_response(&ctx, &resp).map(Some)
         }
         ApiKey::SaslAuthenticate => {

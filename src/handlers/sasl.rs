@@ -16,6 +16,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::dispatch::Session;
 use crate::broker::Broker;
+use crate::protocol::{Chunk, Response};
 use crate::security::plain::PlainServer;
 use crate::security::sasl::{SaslServer, SaslStep};
 use crate::security::scram::{ScramMechanism, ScramServer};
@@ -25,6 +26,9 @@ pub struct Exchange {
     server: Box<dyn SaslServer>,
     /// A re-authentication (KIP-368): it must end with the principal the connection has.
     reauthenticating: bool,
+    /// Begun by a v0 SaslHandshake: the tokens come as bare frames, without request headers
+    /// (KIP-43), and a failure closes the connection without an answer.
+    pub raw: bool,
 }
 
 fn server_for(broker: &Broker, mechanism: &str) -> Option<Box<dyn SaslServer>> {
@@ -45,6 +49,7 @@ pub fn handshake(
     broker: &Broker,
     session: &mut Session,
     req: SaslHandshakeRequest,
+    version: i16,
 ) -> SaslHandshakeResponse {
     let offered = &session.listener.sasl_mechanisms;
     let mechanisms = offered
@@ -75,19 +80,35 @@ pub fn handshake(
         session.closing = true;
         return answer(ResponseError::UnsupportedSaslMechanism.code());
     };
+    if version == 0 && session.authenticated {
+        // Re-authentication needs SaslAuthenticate (KIP-368).
+        session.closing = true;
+        return answer(ResponseError::IllegalSaslState.code());
+    }
     session.exchange = Some(Exchange {
         server,
         reauthenticating: session.authenticated,
+        raw: version == 0,
     });
     session.mechanism = Some(wanted.to_string());
     answer(0)
 }
 
-pub fn authenticate(
-    broker: &Broker,
-    session: &mut Session,
-    req: SaslAuthenticateRequest,
-) -> SaslAuthenticateResponse {
+/// Where one token leaves the exchange.
+enum Outcome {
+    Continue(Vec<u8>),
+    Done {
+        response: Vec<u8>,
+        lifetime: Option<i64>,
+    },
+    Failed {
+        code: i16,
+        message: String,
+    },
+}
+
+/// Feeds one client token to the connection's exchange and applies the result to the session.
+fn step(broker: &Broker, session: &mut Session, token: &[u8]) -> Outcome {
     let failed = |session: &mut Session, code: i16, message: String| {
         session.closing = true;
         session.exchange = None;
@@ -102,9 +123,7 @@ pub fn authenticate(
             error = %message,
             "sasl authentication failed"
         );
-        SaslAuthenticateResponse::default()
-            .with_error_code(code)
-            .with_error_message(Some(StrBytes::from_string(message)))
+        Outcome::Failed { code, message }
     };
     let Some(exchange) = session.exchange.as_mut() else {
         return failed(
@@ -113,10 +132,8 @@ pub fn authenticate(
             "SaslAuthenticate before a SaslHandshake".into(),
         );
     };
-    match exchange.server.step(&req.auth_bytes) {
-        Ok(SaslStep::Continue(bytes)) => {
-            SaslAuthenticateResponse::default().with_auth_bytes(bytes.into())
-        }
+    match exchange.server.step(token) {
+        Ok(SaslStep::Continue(bytes)) => Outcome::Continue(bytes),
         Ok(SaslStep::Done {
             user,
             response,
@@ -155,10 +172,43 @@ pub fn authenticate(
                 mechanism = session.mechanism.as_deref().unwrap_or("-"),
                 "sasl authenticated"
             );
-            SaslAuthenticateResponse::default()
-                .with_auth_bytes(response.into())
-                .with_session_lifetime_ms(lifetime.unwrap_or(0))
+            Outcome::Done { response, lifetime }
         }
         Err(e) => failed(session, e.kafka_error_code(), e.to_string()),
     }
+}
+
+pub fn authenticate(
+    broker: &Broker,
+    session: &mut Session,
+    req: SaslAuthenticateRequest,
+) -> SaslAuthenticateResponse {
+    match step(broker, session, &req.auth_bytes) {
+        Outcome::Continue(bytes) => {
+            SaslAuthenticateResponse::default().with_auth_bytes(bytes.into())
+        }
+        Outcome::Done { response, lifetime } => SaslAuthenticateResponse::default()
+            .with_auth_bytes(response.into())
+            .with_session_lifetime_ms(lifetime.unwrap_or(0)),
+        Outcome::Failed { code, message } => SaslAuthenticateResponse::default()
+            .with_error_code(code)
+            .with_error_message(Some(StrBytes::from_string(message))),
+    }
+}
+
+/// A bare token of an exchange begun with a v0 SaslHandshake; the answer is the server's bare
+/// token (an empty one when the exchange ends). A failure closes the connection, as v0 has no
+/// way to say why.
+pub fn raw_token(broker: &Broker, session: &mut Session, token: &[u8]) -> Option<Response> {
+    let bytes = match step(broker, session, token) {
+        Outcome::Continue(b) => b,
+        Outcome::Done { response, .. } => response,
+        Outcome::Failed { .. } => return None,
+    };
+    let mut frame = Vec::with_capacity(4 + bytes.len());
+    frame.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&bytes);
+    Some(Response {
+        chunks: vec![Chunk::Bytes(frame.into())],
+    })
 }
