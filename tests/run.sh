@@ -9,7 +9,8 @@
 #   tests/run.sh --against-kafka [PHASE…]   same, against the reference Apache Kafka; no cargo
 #
 # Suites (tests/compat/<suite>.sh, each runnable alone with BOOTSTRAP=host:port):
-#   kcat confluent kafka-python java kafka-cli franz-go kgo search crash reliability cluster deploy fuzz
+#   kcat confluent kafka-python java kafka-cli franz-go kgo search crash reliability cluster security
+#   deploy fuzz
 #   (kgo: franz-go's own pkg/kgo tests; tests/compat/kgo-allowlist.txt skips some against chronik)
 #
 # Environment: TARGET=chronik|kafka, TEST_PORT (default 29092; Kafka's controller uses +1),
@@ -23,7 +24,7 @@ export CHRONIK_TEST_CACHE=${CHRONIK_TEST_CACHE:-$HOME/.cache/chronik-tests}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/chronik-target}
 TARGET=${TARGET:-chronik}
 TEST_PORT=${TEST_PORT:-29092}
-ALL_SUITES=(kcat confluent kafka-python java kafka-cli franz-go kgo search crash reliability cluster deploy fuzz)
+ALL_SUITES=(kcat confluent kafka-python java kafka-cli franz-go kgo search crash reliability cluster security deploy fuzz)
 
 phases=()
 suites=()
@@ -163,7 +164,7 @@ count_tests() { # suite logfile -> "passed failed"
     case $suite in
     kcat | kafka-cli | deploy | fuzz)
         grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log" | tail -1 | awk '{print $1, $3}' ;;
-    confluent | kafka-python | search | crash | reliability | cluster)
+    confluent | kafka-python | search | crash | reliability | cluster | security)
         # pytest's closing line, e.g. "=== 3 failed, 21 passed, 1 skipped in 9.1s ==="
         tail -n 5 "$log" | grep -E '(passed|failed|skipped|error)' | tail -1 | awk '{
             p = 0; f = 0
@@ -238,9 +239,11 @@ if want compat; then
     fi
     for suite in "${suites[@]}"; do
         note=
-        if [[ $suite == crash || $suite == reliability || $suite == cluster ]]; then
+        if [[ $suite == crash || $suite == reliability || $suite == cluster || $suite == security ]]; then
             if [[ $TARGET == kafka && $suite == cluster ]]; then
                 note="skipped: tests chronik's controller quorum"
+            elif [[ $TARGET == kafka && $suite == security ]]; then
+                note="skipped: starts chronik brokers with secured listeners"
             elif [[ $TARGET == kafka && $suite == reliability ]]; then
                 note="skipped: needs chronik's tiered storage and search"
             elif [[ $TARGET == kafka ]]; then

@@ -21,6 +21,8 @@ command -v nc >/dev/null || need+=(netcat-openbsd)
 command -v javac >/dev/null || need+=(openjdk-17-jdk-headless)
 command -v mvn >/dev/null || need+=(maven)
 command -v timeout >/dev/null || need+=(coreutils)
+# The security suite makes its certificates with the secure example's gen-certs.sh.
+command -v openssl >/dev/null || need+=(openssl)
 PYTHON=${PYTHON:-python3}
 if ! "$PYTHON" -c 'import venv, ensurepip' 2>/dev/null; then
     PYTHON=/usr/bin/python3
