@@ -67,8 +67,25 @@ impl Broker {
     /// The principal of a new connection before any SASL exchange: from its client
     /// certificate on an mTLS listener, else `User:ANONYMOUS`.
     pub fn principal_of(&self, conn: &crate::network::ConnectionInfo) -> Arc<str> {
-        let _ = &conn.peer_certificate;
-        crate::handlers::dispatch::ANONYMOUS.into()
+        let anonymous = || crate::handlers::dispatch::ANONYMOUS.into();
+        // On SASL_SSL the SASL exchange names the principal, as in Kafka.
+        if conn.listener.protocol.uses_sasl() {
+            return anonymous();
+        }
+        let Some(cert) = &conn.peer_certificate else {
+            return anonymous();
+        };
+        let mapped = crate::security::principal::subject_dn(cert)
+            .and_then(|dn| self.credentials.principal_mapper.principal(&dn));
+        match mapped {
+            Ok(p) => p.into(),
+            Err(e) => {
+                // Kafka refuses such a connection; here it stays anonymous, which ACLs then
+                // treat as such.
+                tracing::warn!(peer = %conn.peer, error = %e, "client certificate maps to no principal; the connection is User:ANONYMOUS");
+                anonymous()
+            }
+        }
     }
 
     /// Opens the data directory: cluster identity, topics and every partition log.
@@ -185,7 +202,27 @@ impl Broker {
                 )
             })?,
         };
-        let credentials = Arc::new(credentials::Credentials::new(plain_users, metadata.clone()));
+        let jwks = if config.sasl.oauthbearer_jwks.trim().is_empty() {
+            None
+        } else {
+            let source = credentials::JwksSource::open(&config.sasl)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+            Some(Arc::new(source))
+        };
+        let mapper =
+            crate::security::principal::PrincipalMapper::parse(&config.tls.principal_mapping_rules)
+                .map_err(|e| {
+                    io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        format!("tls.principal_mapping_rules: {e}"),
+                    )
+                })?;
+        let credentials = Arc::new(credentials::Credentials::new(
+            plain_users,
+            metadata.clone(),
+            jwks,
+            mapper,
+        ));
         Ok(Arc::new(Self {
             credentials,
             cluster_id,

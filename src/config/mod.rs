@@ -508,6 +508,19 @@ pub struct SaslConfig {
     /// Longest an authenticated session lasts before the client must re-authenticate (Kafka's
     /// `connections.max.reauth.ms`); 0: only a token's expiry limits it.
     pub max_reauth_ms: u64,
+    /// OAUTHBEARER: the JWKS (a file, or an `http://` URL) whose keys sign the tokens. Empty:
+    /// OAUTHBEARER is not offered.
+    pub oauthbearer_jwks: String,
+    /// How often a JWKS URL is fetched again (a file is read again when it changes).
+    pub oauthbearer_jwks_refresh_ms: u64,
+    /// The `iss` tokens must have; empty: not checked.
+    pub oauthbearer_issuer: String,
+    /// Tokens' `aud` must hold one of these; empty: not checked.
+    pub oauthbearer_audience: Vec<String>,
+    /// The claim that names the user.
+    pub oauthbearer_principal_claim: String,
+    /// Clock difference tolerated for `exp`, `nbf` and `iat`.
+    pub oauthbearer_clock_skew_s: u64,
 }
 
 impl Default for SaslConfig {
@@ -520,6 +533,12 @@ impl Default for SaslConfig {
             ],
             plain_users_file: String::new(),
             max_reauth_ms: 0,
+            oauthbearer_jwks: String::new(),
+            oauthbearer_jwks_refresh_ms: 3_600_000,
+            oauthbearer_issuer: String::new(),
+            oauthbearer_audience: Vec::new(),
+            oauthbearer_principal_claim: "sub".into(),
+            oauthbearer_clock_skew_s: 30,
         }
     }
 }
@@ -976,6 +995,19 @@ impl Config {
                 )));
             }
         }
+        let oauth = listeners
+            .iter()
+            .filter(|l| l.protocol.uses_sasl())
+            .any(|l| self.sasl_mechanisms(l).iter().any(|m| m == "OAUTHBEARER"));
+        if oauth && self.sasl.oauthbearer_jwks.trim().is_empty() {
+            return Err(ConfigError::Invalid(
+                "a SASL listener offers OAUTHBEARER: set sasl.oauthbearer_jwks to the JWKS \
+                 (file or http:// URL) whose keys sign the tokens"
+                    .into(),
+            ));
+        }
+        crate::security::principal::PrincipalMapper::parse(&self.tls.principal_mapping_rules)
+            .map_err(|e| ConfigError::Invalid(format!("tls.principal_mapping_rules: {e}")))?;
         for m in &self.sasl.mechanisms {
             if !SASL_MECHANISMS.contains(&m.as_str()) {
                 return Err(ConfigError::Invalid(format!(

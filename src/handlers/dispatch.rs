@@ -57,6 +57,8 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::OffsetDelete, 0, 0),
     (ApiKey::SaslHandshake, 0, 1),
+    (ApiKey::DescribeUserScramCredentials, 0, 0),
+    (ApiKey::AlterUserScramCredentials, 0, 0),
     (ApiKey::SaslAuthenticate, 0, 2),
 ];
 
@@ -348,6 +350,12 @@ async fn route(
         ApiKey::DescribeGroups => route!(DescribeGroupsRequest, super::groups::describe_groups),
         ApiKey::DeleteGroups => route!(DeleteGroupsRequest, super::groups::delete_groups),
         ApiKey::OffsetDelete => route!(OffsetDeleteRequest, super::groups::offset_delete),
+        ApiKey::DescribeUserScramCredentials => {
+            route!(DescribeUserScramCredentialsRequest, super::scram::describe)
+        }
+        ApiKey::AlterUserScramCredentials => {
+            route!(AlterUserScramCredentialsRequest, super::scram::alter)
+        }
         _ => Err(ProtocolError::UnsupportedVersion { api, version }),
     }
 }

@@ -12,6 +12,7 @@ pub mod offsets;
 pub mod produce;
 pub mod reassign;
 pub mod sasl;
+pub mod scram;
 pub mod topics;
 
 use kafka_protocol::error::ResponseError;

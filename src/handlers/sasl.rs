@@ -17,6 +17,7 @@ use kafka_protocol::protocol::StrBytes;
 use super::dispatch::Session;
 use crate::broker::Broker;
 use crate::protocol::{Chunk, Response};
+use crate::security::oauth::{OAuthBearerServer, system_now_ms};
 use crate::security::plain::PlainServer;
 use crate::security::sasl::{SaslServer, SaslStep};
 use crate::security::scram::{ScramMechanism, ScramServer};
@@ -37,7 +38,9 @@ fn server_for(broker: &Broker, mechanism: &str) -> Option<Box<dyn SaslServer>> {
         "PLAIN" => Some(Box::new(PlainServer::new(std::sync::Arc::new(
             move |user: &str, password: &str| credentials.check_password(user, password),
         )))),
-        "OAUTHBEARER" => None,
+        "OAUTHBEARER" => broker.credentials.jwks.as_ref().map(|j| {
+            Box::new(OAuthBearerServer::new(j.validator(), system_now_ms)) as Box<dyn SaslServer>
+        }),
         _ => {
             let m = ScramMechanism::from_name(mechanism)?;
             Some(Box::new(ScramServer::new(m, credentials)))

@@ -270,7 +270,10 @@ struct Pending {
     gs2_header: String,
     client_first_bare: String,
     server_first: String,
+    /// Client nonce followed by the server's.
     nonce: String,
+    /// The length of the server's part of `nonce`.
+    server_nonce_len: usize,
     credential: ScramCredential,
     /// False when the user has no credential: the exchange goes on with a fake one and fails at
     /// the end like a wrong password would.
@@ -348,6 +351,7 @@ impl ScramServer {
             gs2_header: first.gs2_header,
             client_first_bare: first.bare,
             server_first,
+            server_nonce_len: server_nonce.len(),
             nonce,
             credential,
             known,
@@ -384,7 +388,14 @@ impl ScramServer {
                     .into(),
             ));
         }
-        if nonce != p.nonce {
+        // librdkafka puts its own nonce before the combined one it was sent; Kafka accepts that
+        // (it checks only that the nonce ends with the server's part), and so does this server.
+        let client_part = p.nonce.len() - p.server_nonce_len;
+        let nonce_ok = nonce == p.nonce
+            || (nonce.len() == p.nonce.len() + client_part
+                && nonce.ends_with(p.nonce.as_str())
+                && nonce[..client_part] == p.nonce[..client_part]);
+        if !nonce_ok {
             return Err(SaslError::Malformed(
                 "Invalid SCRAM client final message: nonce mismatch".into(),
             ));
@@ -549,6 +560,8 @@ mod tests {
         first_bare: String,
         auth_message: String,
         salted: Vec<u8>,
+        /// Put this before the nonce of the final message, as librdkafka puts its own nonce.
+        nonce_prefix: String,
     }
 
     impl Client {
@@ -561,6 +574,7 @@ mod tests {
                 first_bare: format!("n={escaped},r={nonce}"),
                 auth_message: String::new(),
                 salted: Vec::new(),
+                nonce_prefix: String::new(),
             }
         }
 
@@ -586,7 +600,12 @@ mod tests {
                 .mech
                 .salt_password(&self.password, &salt, iters)
                 .expect("salt");
-            let without_proof = format!("c={},r={}", STANDARD.encode(&self.gs2), nonce);
+            let without_proof = format!(
+                "c={},r={}{}",
+                STANDARD.encode(&self.gs2),
+                self.nonce_prefix,
+                nonce
+            );
             self.auth_message = format!("{},{},{}", self.first_bare, sf, without_proof);
             let client_key = self.mech.mac(&self.salted, b"Client Key");
             let stored = self.mech.hash(&client_key);
@@ -744,6 +763,17 @@ mod tests {
         let tampered = fin.replacen(",r=cnonce", ",r=cnonceX", 1);
         let err = server.step(tampered.as_bytes()).unwrap_err();
         assert!(err.to_string().contains("nonce"), "{err}");
+
+        // librdkafka's form: its nonce again before the combined one. Accepted (as Kafka does),
+        // with its own nonce only; the proof covers the message as sent.
+        for (prefix, ok) in [("cnonce", true), ("other!", false), ("cnoncecnonce", false)] {
+            let mut server = ScramServer::new(mech, creds.clone());
+            let mut client = Client::new(mech, "alice", "alice-secret", "cnonce");
+            client.nonce_prefix = prefix.into();
+            let sf = cont(server.step(&client.first()));
+            let result = server.step(&client.fin(&sf));
+            assert_eq!(result.is_ok(), ok, "prefix {prefix}: {result:?}");
+        }
 
         let (mut server, fin) = start();
         let tampered = fin.replacen("c=biws", "c=eSws", 1); // "y,,"
