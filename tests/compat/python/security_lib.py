@@ -41,9 +41,10 @@ def toml_str(s):
 
 class SecureBroker:
     """A broker with the listeners given as dicts (name, protocol, and optionally client_auth,
-    sasl_mechanisms); each gets a free port. `extra` is appended to chronik.toml as is."""
+    sasl_mechanisms); each gets a free port. `sasl` holds more `[sasl]` lines; `extra` is
+    appended to chronik.toml as is (other tables)."""
 
-    def __init__(self, workdir, certs, listeners, extra="", http=False):
+    def __init__(self, workdir, certs, listeners, extra="", http=False, sasl=""):
         self.work = Path(workdir)
         self.work.mkdir(parents=True, exist_ok=True)
         self.certs = Path(certs)
@@ -54,6 +55,7 @@ class SecureBroker:
             self.listeners.append(spec)
         self.http_port = free_port() if http else None
         self.extra = extra
+        self.sasl = sasl
         self.proc = None
         self.log_path = self.work / "chronik.log"
         self.config_path = self.work / "chronik.toml"
@@ -83,7 +85,8 @@ class SecureBroker:
                   f"client_ca_file = {toml_str(self.certs / 'ca.pem')}",
                   "reload_check_ms = 200", "",
                   "[sasl]",
-                  f"plain_users_file = {toml_str(self.certs / 'plain-users.txt')}", ""]
+                  f"plain_users_file = {toml_str(self.certs / 'plain-users.txt')}",
+                  self.sasl, ""]
         self.config_path.write_text("\n".join(lines) + "\n" + self.extra + "\n")
 
     def start(self, timeout=60):
