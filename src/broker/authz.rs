@@ -1,0 +1,58 @@
+//! The broker's authorizer: the cluster's ACLs (from the metadata state) with the
+//! `[authorization]` settings, rebuilt only when ACL records were applied since it was built.
+//!
+//! Every request reads it, so a check of the current authorizer is two atomic loads and a
+//! read lock to clone an `Arc`; the rebuild (a copy of the ACLs into the authorizer's index)
+//! happens on the first request after a change.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use crate::config::AuthorizationConfig;
+use crate::metadata::MetadataStore;
+use crate::security::acl::{Authorizer, acl_generation};
+
+pub struct AclCache {
+    config: AuthorizationConfig,
+    metadata: Arc<MetadataStore>,
+    /// The ACL generation `current` was built at (0: never built).
+    built_at: AtomicU64,
+    /// The authorizer and the generation it was built at.
+    current: RwLock<(u64, Arc<Authorizer>)>,
+}
+
+impl AclCache {
+    pub fn new(config: AuthorizationConfig, metadata: Arc<MetadataStore>) -> Self {
+        Self {
+            config,
+            metadata,
+            built_at: AtomicU64::new(0),
+            current: RwLock::new((0, Arc::new(Authorizer::new()))),
+        }
+    }
+
+    /// The authorizer with the ACLs applied so far.
+    pub fn current(&self) -> Arc<Authorizer> {
+        let generation = acl_generation();
+        if self.built_at.load(Ordering::Acquire) != generation {
+            let acls = self.metadata.read(|s| s.acls.clone());
+            let rebuilt = Arc::new(Authorizer::with_acls(
+                acls,
+                self.config.super_users.clone(),
+                self.config.allow_everyone_if_no_acl_found,
+            ));
+            let mut slot = self.current.write().unwrap_or_else(|e| e.into_inner());
+            // A racing rebuild may have stored a newer one already: keep the newest.
+            if slot.0 < generation {
+                *slot = (generation, rebuilt);
+                self.built_at.store(generation, Ordering::Release);
+            }
+            return slot.1.clone();
+        }
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .1
+            .clone()
+    }
+}
