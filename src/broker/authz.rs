@@ -56,3 +56,63 @@ impl AclCache {
             .clone()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metadata::MetadataRecord;
+    use crate::security::acl::{
+        AclBinding, AclOperation, AclPermission, PatternType, ResourceType,
+    };
+
+    /// The cache sees ACLs as soon as the record that made them is applied, and forgets them
+    /// when they are deleted.
+    #[tokio::test]
+    async fn follows_acl_records() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (store, _) = MetadataStore::open(dir.path(), 1000).expect("open");
+        let store = Arc::new(store);
+        let cache = AclCache::new(
+            AuthorizationConfig {
+                enabled: true,
+                super_users: vec!["User:admin".into()],
+                allow_everyone_if_no_acl_found: false,
+            },
+            store.clone(),
+        );
+        let check = |c: &AclCache, who: &str| {
+            c.current().authorize(
+                who,
+                "10.0.0.1",
+                AclOperation::Read,
+                ResourceType::Topic,
+                "t",
+            )
+        };
+        assert!(!check(&cache, "User:alice"));
+        assert!(check(&cache, "User:admin"));
+        let acl = AclBinding::new(
+            ResourceType::Topic,
+            "t",
+            PatternType::Literal,
+            "User:alice",
+            "*",
+            AclOperation::Read,
+            AclPermission::Allow,
+        );
+        store
+            .append(vec![MetadataRecord::AclsCreated {
+                acls: vec![acl.clone()],
+            }])
+            .await
+            .expect("append");
+        assert!(check(&cache, "User:alice"));
+        assert!(!check(&cache, "User:bob"));
+        store
+            .append(vec![MetadataRecord::AclsDeleted { acls: vec![acl] }])
+            .await
+            .expect("append");
+        assert!(!check(&cache, "User:alice"));
+        store.close();
+    }
+}
