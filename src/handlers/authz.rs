@@ -488,8 +488,14 @@ pub async fn elect_leaders(
                     )
             })
             .collect();
+        // v0 has no top-level error code.
+        let top = if ctx.version >= 1 {
+            code(CLUSTER_DENIED)
+        } else {
+            0
+        };
         return ElectLeadersResponse::default()
-            .with_error_code(code(CLUSTER_DENIED))
+            .with_error_code(top)
             .with_replica_election_results(results);
     }
     super::cluster::elect_leaders(broker, ctx, req).await
@@ -781,9 +787,10 @@ pub async fn find_coordinator(
     };
     if ctx.version < 4 {
         if let Some(e) = denial(req.key.as_str()) {
+            // v0 has no error message.
             return FindCoordinatorResponse::default()
                 .with_error_code(code(e))
-                .with_error_message(msg(DENIED))
+                .with_error_message(if ctx.version >= 1 { msg(DENIED) } else { None })
                 .with_node_id(BrokerId(-1))
                 .with_host(s(""))
                 .with_port(-1);
@@ -942,8 +949,10 @@ pub async fn offset_fetch(
     if ctx.version < 8 {
         let group = req.group_id.0.to_string();
         if !a.group(Op::Describe, &group) {
-            let mut resp = OffsetFetchResponse::default().with_error_code(code(GROUP_DENIED));
-            if ctx.version < 2 {
+            let mut resp = OffsetFetchResponse::default();
+            if ctx.version >= 2 {
+                resp.error_code = code(GROUP_DENIED);
+            } else {
                 // v0-1 have no top-level error: each requested partition carries it.
                 resp.topics = req
                     .topics
@@ -1095,10 +1104,11 @@ pub async fn describe_groups(
             g.authorized_operations = a.operations(Res::Group, g.group_id.0.as_str());
         }
     }
+    let message = if ctx.version >= 6 { msg(DENIED) } else { None };
     resp.groups.extend(refused.into_iter().map(|g| {
         describe_groups_response::DescribedGroup::default()
             .with_error_code(code(GROUP_DENIED))
-            .with_error_message(msg(DENIED))
+            .with_error_message(message.clone())
             .with_group_id(g)
             .with_authorized_operations(i32::MIN)
     }));
