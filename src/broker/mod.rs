@@ -14,6 +14,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+pub mod authz;
 pub mod credentials;
 pub mod migrate;
 
@@ -61,6 +62,9 @@ pub struct Broker {
     pub credentials: Arc<credentials::Credentials>,
     /// Every Kafka listener as clients are told about it; advertised with the registration.
     pub listeners: std::sync::OnceLock<Vec<crate::metadata::ListenerEndpoint>>,
+    /// The ACLs every request is checked against; `None` when `[authorization] enabled =
+    /// false` (everything is allowed).
+    pub acls: Option<authz::AclCache>,
 }
 
 impl Broker {
@@ -223,7 +227,12 @@ impl Broker {
             jwks,
             mapper,
         ));
+        let acls = config
+            .authorization
+            .enabled
+            .then(|| authz::AclCache::new(config.authorization.clone(), metadata.clone()));
         Ok(Arc::new(Self {
+            acls,
             credentials,
             cluster_id,
             node_id: config.node_id,

@@ -42,6 +42,7 @@ pub struct Config {
     pub cluster: ClusterConfig,
     pub tls: TlsConfig,
     pub sasl: SaslConfig,
+    pub authorization: AuthorizationConfig,
 }
 
 /// The controller quorum (`[cluster]`). With no voters (the default) the node keeps its metadata
@@ -543,6 +544,19 @@ impl Default for SaslConfig {
     }
 }
 
+/// ACL authorization (`[authorization]`), Kafka's `authorizer.class.name`, `super.users` and
+/// `allow.everyone.if.no.acl.found`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthorizationConfig {
+    /// Checks every request against the cluster's ACLs; off: everything is allowed.
+    pub enabled: bool,
+    /// Principals (`User:name`) allowed everything.
+    pub super_users: Vec<String>,
+    /// Whether a resource that no ACL names is open to everyone (else only to super users).
+    pub allow_everyone_if_no_acl_found: bool,
+}
+
 /// Broker-wide defaults for topic configurations (Kafka's `log.*` settings).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -592,6 +606,7 @@ impl Default for Config {
             cluster: ClusterConfig::default(),
             tls: TlsConfig::default(),
             sasl: SaslConfig::default(),
+            authorization: AuthorizationConfig::default(),
         }
     }
 }
@@ -1028,6 +1043,16 @@ impl Config {
                  over a PLAINTEXT listener so far (keep it on a private network)",
                 inter.name,
                 inter.protocol.name()
+            )));
+        }
+        if let Some(bad) = self
+            .authorization
+            .super_users
+            .iter()
+            .find(|p| !crate::security::acl::is_valid_principal(p))
+        {
+            return Err(ConfigError::Invalid(format!(
+                "authorization.super_users: {bad:?} is not a principal of the form User:name"
             )));
         }
         if !matches!(self.tls.min_version.as_str(), "1.2" | "1.3") {

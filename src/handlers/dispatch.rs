@@ -56,6 +56,9 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeGroups, 0, 5),
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::OffsetDelete, 0, 0),
+    (ApiKey::DescribeAcls, 0, 3),
+    (ApiKey::CreateAcls, 0, 3),
+    (ApiKey::DeleteAcls, 0, 3),
     (ApiKey::SaslHandshake, 0, 1),
     (ApiKey::DescribeUserScramCredentials, 0, 0),
     (ApiKey::AlterUserScramCredentials, 0, 0),
@@ -77,6 +80,8 @@ pub const ANONYMOUS: &str = "User:ANONYMOUS";
 pub struct Session {
     /// `/ip` of the client, as Kafka reports it in group descriptions.
     pub client_host: String,
+    /// The peer's address as ACL hosts name it (computed once per connection).
+    pub acl_host: Arc<str>,
     pub listener: Arc<ListenerContext>,
     /// `User:name`; `User:ANONYMOUS` until a SASL listener's connection authenticates.
     pub principal: Arc<str>,
@@ -96,6 +101,7 @@ impl Session {
     pub fn new(conn: &ConnectionInfo, principal: Arc<str>) -> Self {
         Self {
             client_host: format!("/{}", conn.peer.ip()),
+            acl_host: crate::security::acl::java_host_address(conn.peer.ip()).into(),
             authenticated: !conn.listener.protocol.uses_sasl(),
             listener: conn.listener.clone(),
             principal,
@@ -194,6 +200,7 @@ pub async fn handle_frame(
                 client_host: client_host.to_string(),
                 listener: session.listener.name.clone(),
                 principal: session.principal.clone(),
+                acl_host: session.acl_host.clone(),
             },
             &resp,
         )
@@ -217,6 +224,7 @@ pub async fn handle_frame(
         client_host: client_host.to_string(),
         listener: session.listener.name.clone(),
         principal: session.principal.clone(),
+        acl_host: session.acl_host.clone(),
     };
     let started = std::time::Instant::now();
     let result = match api {
@@ -283,78 +291,93 @@ async fn route(
             ApiVersionsRequest::decode(&mut frame, version).map_err(malformed)?;
             encode_response(ctx, &api_versions(0)).map(Some)
         }
-        ApiKey::Metadata => route!(MetadataRequest, super::metadata::handle),
+        ApiKey::Metadata => route!(MetadataRequest, super::authz::metadata),
         ApiKey::DescribeCluster => {
-            route!(DescribeClusterRequest, super::metadata::describe_cluster)
+            route!(DescribeClusterRequest, super::authz::describe_cluster)
         }
         ApiKey::DescribeQuorum => {
-            route!(DescribeQuorumRequest, super::metadata::describe_quorum)
+            route!(DescribeQuorumRequest, super::authz::describe_quorum)
         }
-        ApiKey::ElectLeaders => route!(ElectLeadersRequest, super::cluster::elect_leaders),
+        ApiKey::ElectLeaders => route!(ElectLeadersRequest, super::authz::elect_leaders),
         ApiKey::AlterPartitionReassignments => {
-            route!(AlterPartitionReassignmentsRequest, super::reassign::alter)
+            route!(
+                AlterPartitionReassignmentsRequest,
+                super::authz::alter_partition_reassignments
+            )
         }
         ApiKey::DescribeLogDirs => {
-            route!(DescribeLogDirsRequest, super::metadata::describe_log_dirs)
+            route!(DescribeLogDirsRequest, super::authz::describe_log_dirs)
         }
         ApiKey::ListPartitionReassignments => {
-            route!(ListPartitionReassignmentsRequest, super::reassign::list)
+            route!(
+                ListPartitionReassignmentsRequest,
+                super::authz::list_partition_reassignments
+            )
         }
         ApiKey::Produce => {
             let req = ProduceRequest::decode(&mut frame, version).map_err(malformed)?;
             let acks = req.acks;
-            let resp = super::produce::handle(b, ctx, req).await;
+            let resp = super::authz::produce(b, ctx, req).await;
             if acks == 0 {
                 return Ok(None);
             }
             encode_response(ctx, &resp).map(Some)
         }
         ApiKey::InitProducerId => {
-            route!(InitProducerIdRequest, super::produce::init_producer_id)
+            route!(InitProducerIdRequest, super::authz::init_producer_id)
         }
         ApiKey::Fetch => {
             let req = FetchRequest::decode(&mut frame, version).map_err(malformed)?;
             super::fetch::handle(b, ctx, req).await.map(Some)
         }
-        ApiKey::ListOffsets => route!(ListOffsetsRequest, super::offsets::list_offsets),
+        ApiKey::ListOffsets => route!(ListOffsetsRequest, super::authz::list_offsets),
         ApiKey::OffsetForLeaderEpoch => {
             route!(
                 OffsetForLeaderEpochRequest,
-                super::offsets::offset_for_leader_epoch
+                super::authz::offset_for_leader_epoch
             )
         }
-        ApiKey::DeleteRecords => route!(DeleteRecordsRequest, super::offsets::delete_records),
-        ApiKey::CreateTopics => route!(CreateTopicsRequest, super::topics::create_topics),
-        ApiKey::DeleteTopics => route!(DeleteTopicsRequest, super::topics::delete_topics),
+        ApiKey::DeleteRecords => route!(DeleteRecordsRequest, super::authz::delete_records),
+        ApiKey::CreateTopics => route!(CreateTopicsRequest, super::authz::create_topics),
+        ApiKey::DeleteTopics => route!(DeleteTopicsRequest, super::authz::delete_topics),
         ApiKey::CreatePartitions => {
-            route!(CreatePartitionsRequest, super::topics::create_partitions)
+            route!(CreatePartitionsRequest, super::authz::create_partitions)
         }
-        ApiKey::DescribeConfigs => route!(DescribeConfigsRequest, super::configs::describe),
-        ApiKey::AlterConfigs => route!(AlterConfigsRequest, super::configs::alter),
+        ApiKey::DescribeConfigs => route!(DescribeConfigsRequest, super::authz::describe_configs),
+        ApiKey::AlterConfigs => route!(AlterConfigsRequest, super::authz::alter_configs),
         ApiKey::IncrementalAlterConfigs => {
             route!(
                 IncrementalAlterConfigsRequest,
-                super::configs::incremental_alter
+                super::authz::incremental_alter_configs
             )
         }
         ApiKey::FindCoordinator => {
-            route!(FindCoordinatorRequest, super::groups::find_coordinator)
+            route!(FindCoordinatorRequest, super::authz::find_coordinator)
         }
-        ApiKey::JoinGroup => route!(JoinGroupRequest, super::groups::join_group),
-        ApiKey::SyncGroup => route!(SyncGroupRequest, super::groups::sync_group),
-        ApiKey::Heartbeat => route!(HeartbeatRequest, super::groups::heartbeat),
-        ApiKey::LeaveGroup => route!(LeaveGroupRequest, super::groups::leave_group),
-        ApiKey::OffsetCommit => route!(OffsetCommitRequest, super::groups::offset_commit),
-        ApiKey::OffsetFetch => route!(OffsetFetchRequest, super::groups::offset_fetch),
-        ApiKey::ListGroups => route!(ListGroupsRequest, super::groups::list_groups),
-        ApiKey::DescribeGroups => route!(DescribeGroupsRequest, super::groups::describe_groups),
-        ApiKey::DeleteGroups => route!(DeleteGroupsRequest, super::groups::delete_groups),
-        ApiKey::OffsetDelete => route!(OffsetDeleteRequest, super::groups::offset_delete),
+        ApiKey::JoinGroup => route!(JoinGroupRequest, super::authz::join_group),
+        ApiKey::SyncGroup => route!(SyncGroupRequest, super::authz::sync_group),
+        ApiKey::Heartbeat => route!(HeartbeatRequest, super::authz::heartbeat),
+        ApiKey::LeaveGroup => route!(LeaveGroupRequest, super::authz::leave_group),
+        ApiKey::OffsetCommit => route!(OffsetCommitRequest, super::authz::offset_commit),
+        ApiKey::OffsetFetch => route!(OffsetFetchRequest, super::authz::offset_fetch),
+        ApiKey::ListGroups => route!(ListGroupsRequest, super::authz::list_groups),
+        ApiKey::DescribeGroups => route!(DescribeGroupsRequest, super::authz::describe_groups),
+        ApiKey::DeleteGroups => route!(DeleteGroupsRequest, super::authz::delete_groups),
+        ApiKey::OffsetDelete => route!(OffsetDeleteRequest, super::authz::offset_delete),
+        ApiKey::CreateAcls => route!(CreateAclsRequest, super::acls::create_acls),
+        ApiKey::DescribeAcls => route!(DescribeAclsRequest, super::acls::describe_acls),
+        ApiKey::DeleteAcls => route!(DeleteAclsRequest, super::acls::delete_acls),
         ApiKey::DescribeUserScramCredentials => {
-            route!(DescribeUserScramCredentialsRequest, super::scram::describe)
+            route!(
+                DescribeUserScramCredentialsRequest,
+                super::authz::describe_user_scram_credentials
+            )
         }
         ApiKey::AlterUserScramCredentials => {
-            route!(AlterUserScramCredentialsRequest, super::scram::alter)
+            route!(
+                AlterUserScramCredentialsRequest,
+                super::authz::alter_user_scram_credentials
+            )
         }
         _ => Err(ProtocolError::UnsupportedVersion { api, version }),
     }

@@ -68,6 +68,11 @@ pub async fn handle(
         req.replica_id.0
     };
     let now_ms = crate::util::now_ms();
+    // Authorization: a follower needs CLUSTER_ACTION on the cluster, a consumer READ on each
+    // topic; refused partitions get TOPIC_AUTHORIZATION_FAILED (as Kafka answers both).
+    let authz = super::authz::Authz::of(broker, ctx);
+    let unchecked = !authz.on()
+        || (replica_id >= 0 && authz.cluster(crate::security::acl::AclOperation::ClusterAction));
     let mut topics: Vec<TopicOut> = Vec::with_capacity(req.topics.len());
     let mut wanted: Vec<Wanted> = Vec::new();
     let mut endpoints: Vec<NodeOut> = Vec::new();
@@ -78,6 +83,18 @@ pub async fn handle(
         } else {
             broker.replicas.topic(ft.topic.0.as_str())
         };
+        let denied = !unchecked
+            && (replica_id >= 0
+                || match &topic {
+                    Some(t) => !authz.topic(crate::security::acl::AclOperation::Read, &t.name),
+                    None => {
+                        !by_id
+                            && !authz.topic(
+                                crate::security::acl::AclOperation::Read,
+                                ft.topic.0.as_str(),
+                            )
+                    }
+                });
         let slot = topics.len();
         topics.push(TopicOut {
             name: ft.topic.0.to_string(),
@@ -93,7 +110,9 @@ pub async fn handle(
                     t.partition_count(),
                 )
             });
+            let elsewhere = elsewhere && !denied;
             let error = match (&topic, &partition) {
+                _ if denied => Some(code(ResponseError::TopicAuthorizationFailed)),
                 _ if elsewhere => Some(code(ResponseError::NotLeaderOrFollower)),
                 (None, _) if by_id => Some(code(ResponseError::UnknownTopicId)),
                 (None, _) | (_, None) => Some(code(ResponseError::UnknownTopicOrPartition)),

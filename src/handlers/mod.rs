@@ -2,6 +2,8 @@
 //! decoded response; it reports every per-topic and per-partition failure with the Kafka error
 //! code a client expects and never fails the whole request for one bad partition.
 
+pub mod acls;
+pub mod authz;
 pub mod cluster;
 pub mod configs;
 pub mod dispatch;

@@ -410,6 +410,7 @@ impl MetadataState {
     /// Rebuilds the derived index of remote segments (after a snapshot is read).
     pub fn reindex(&mut self) {
         self.topology_version = TopologyVersion(self.last_index);
+        crate::security::acl::note_acls_changed();
         self.remote_index = self
             .remote_segments
             .values()
@@ -864,11 +865,13 @@ impl MetadataState {
             },
             MetadataRecord::AclsCreated { acls } => {
                 self.acls.extend(acls.iter().cloned());
+                crate::security::acl::note_acls_changed();
             }
             MetadataRecord::AclsDeleted { acls } => {
                 for acl in acls {
                     self.acls.remove(acl);
                 }
+                crate::security::acl::note_acls_changed();
             }
             MetadataRecord::ClientQuotasAltered { changes } => {
                 for change in changes {

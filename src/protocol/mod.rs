@@ -82,6 +82,8 @@ pub struct RequestContext {
     pub listener: std::sync::Arc<str>,
     /// Who sent it: `User:name`, `User:ANONYMOUS` on listeners without authentication.
     pub principal: std::sync::Arc<str>,
+    /// The client's address as ACL hosts are written (`10.0.0.1`, `0:0:0:0:0:0:0:1`).
+    pub acl_host: std::sync::Arc<str>,
 }
 
 /// Encodes a response with its header into one frame.

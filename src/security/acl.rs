@@ -204,6 +204,21 @@ pub fn java_host_address(ip: IpAddr) -> String {
     }
 }
 
+/// Bumped whenever some metadata state of this process changes its ACLs (or is replaced by a
+/// snapshot): authorizers built from that state compare it with the value they were built at
+/// and rebuild when it moved. A hint only: a change elsewhere in the process costs a rebuild.
+static ACL_GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// Notes that ACLs of some metadata state changed (see [`acl_generation`]).
+pub fn note_acls_changed() {
+    ACL_GENERATION.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+}
+
+/// The current ACL generation: any change of ACLs applied after it was read gives a larger one.
+pub fn acl_generation() -> u64 {
+    ACL_GENERATION.load(std::sync::atomic::Ordering::Acquire)
+}
+
 /// One ACL: a resource pattern and an access control entry.
 #[derive(
     Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
