@@ -80,10 +80,11 @@ pub fn to_stored(c: ScramCredential) -> StoredScramCredential {
 }
 
 /// The keys OAUTHBEARER tokens are checked against (`[sasl] oauthbearer_jwks`: a JWKS file, or
-/// an `http://` URL), read again when the file changes or, for a URL, every
+/// an `https://` or `http://` URL), read again when the file changes or, for a URL, every
 /// `oauthbearer_jwks_refresh_ms` (in the background: an authentication never waits for it).
 pub struct JwksSource {
     location: String,
+    tls: crate::config::TlsConfig,
     template: JwtValidator,
     refresh: Duration,
     state: Mutex<JwksState>,
@@ -104,7 +105,10 @@ use crate::security::oauth::{Jwks, JwtValidator};
 impl JwksSource {
     /// Reads the keys once. A file that cannot be read or parsed is an error; a URL that cannot
     /// be fetched yet starts with no keys (every token fails) and is tried again.
-    pub fn open(config: &crate::config::SaslConfig) -> Result<Self, String> {
+    pub fn open(
+        config: &crate::config::SaslConfig,
+        tls: &crate::config::TlsConfig,
+    ) -> Result<Self, String> {
         let location = config.oauthbearer_jwks.trim().to_string();
         let mut template =
             JwtValidator::new(Jwks::from_json(r#"{"keys":[]}"#).map_err(|e| e.to_string())?);
@@ -122,6 +126,7 @@ impl JwksSource {
                 refreshing: false,
             }),
             location,
+            tls: tls.clone(),
             template,
         };
         match source.load() {
@@ -148,14 +153,15 @@ impl JwksSource {
 
     fn load(&self) -> Result<(Arc<JwtValidator>, Option<SystemTime>), String> {
         let (text, stamp) = if self.is_url() {
-            let agent: ureq::Agent = ureq::Agent::config_builder()
-                .timeout_global(Some(Duration::from_secs(10)))
-                .build()
-                .into();
-            let text = agent
+            let agent = crate::network::tls::http_agent(&self.tls, Duration::from_secs(10));
+            let mut resp = agent
                 .get(&self.location)
                 .call()
-                .map_err(|e| format!("GET {}: {e}", self.location))?
+                .map_err(|e| format!("GET {}: {e}", self.location))?;
+            if !resp.status().is_success() {
+                return Err(format!("GET {}: {}", self.location, resp.status()));
+            }
+            let text = resp
                 .body_mut()
                 .read_to_string()
                 .map_err(|e| format!("GET {}: {e}", self.location))?;

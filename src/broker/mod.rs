@@ -209,7 +209,7 @@ impl Broker {
         let jwks = if config.sasl.oauthbearer_jwks.trim().is_empty() {
             None
         } else {
-            let source = credentials::JwksSource::open(&config.sasl)
+            let source = credentials::JwksSource::open(&config.sasl, &config.tls)
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
             Some(Arc::new(source))
         };

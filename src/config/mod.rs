@@ -261,6 +261,13 @@ pub struct HttpConfig {
     pub listen: String,
     /// `/ready` fails when the data directory's file system has less free space than this.
     pub ready_min_free_bytes: u64,
+    /// Serve HTTPS with `[tls]`'s certificate.
+    pub tls: bool,
+    /// `none`, or `required`: every request but those of `open_paths` authenticates with HTTP
+    /// basic (a PLAIN or SCRAM user's name and password) or a bearer JWT (OAUTHBEARER's keys).
+    pub auth: String,
+    /// Paths answered without authentication when `auth` is `required`.
+    pub open_paths: Vec<String>,
 }
 
 impl Default for HttpConfig {
@@ -268,6 +275,9 @@ impl Default for HttpConfig {
         Self {
             listen: "127.0.0.1:9644".into(),
             ready_min_free_bytes: 256 << 20,
+            tls: false,
+            auth: "none".into(),
+            open_paths: vec!["/health".into(), "/ready".into(), "/metrics".into()],
         }
     }
 }
@@ -474,6 +484,9 @@ pub struct TlsConfig {
     pub key_file: String,
     /// CA certificates that sign client certificates, for listeners with `client_auth`.
     pub client_ca_file: String,
+    /// CA certificates the broker trusts for its own HTTPS requests (other brokers' admin ports
+    /// in a cluster with `http.tls`, a JWKS URL); empty: the public Web PKI roots.
+    pub ca_file: String,
     /// How a client certificate's subject becomes a principal name (Kafka's
     /// `ssl.principal.mapping.rules`): `RULE:regex/replacement/[LU]` entries and `DEFAULT`.
     pub principal_mapping_rules: String,
@@ -489,6 +502,7 @@ impl Default for TlsConfig {
             cert_file: String::new(),
             key_file: String::new(),
             client_ca_file: String::new(),
+            ca_file: String::new(),
             principal_mapping_rules: "DEFAULT".into(),
             min_version: "1.2".into(),
             reload_check_ms: 1000,
@@ -509,7 +523,7 @@ pub struct SaslConfig {
     /// Longest an authenticated session lasts before the client must re-authenticate (Kafka's
     /// `connections.max.reauth.ms`); 0: only a token's expiry limits it.
     pub max_reauth_ms: u64,
-    /// OAUTHBEARER: the JWKS (a file, or an `http://` URL) whose keys sign the tokens. Empty:
+    /// OAUTHBEARER: the JWKS (a file, or an `https://`/`http://` URL) whose keys sign the tokens. Empty:
     /// OAUTHBEARER is not offered.
     pub oauthbearer_jwks: String,
     /// How often a JWKS URL is fetched again (a file is read again when it changes).
@@ -1017,7 +1031,7 @@ impl Config {
         if oauth && self.sasl.oauthbearer_jwks.trim().is_empty() {
             return Err(ConfigError::Invalid(
                 "a SASL listener offers OAUTHBEARER: set sasl.oauthbearer_jwks to the JWKS \
-                 (file or http:// URL) whose keys sign the tokens"
+                 (a file or a URL) whose keys sign the tokens"
                     .into(),
             ));
         }
@@ -1030,6 +1044,19 @@ impl Config {
                     SASL_MECHANISMS.join(", ")
                 )));
             }
+        }
+        if self.http.tls
+            && (self.tls.cert_file.trim().is_empty() || self.tls.key_file.trim().is_empty())
+        {
+            return Err(ConfigError::Invalid(
+                "http.tls is on: set tls.cert_file and tls.key_file".into(),
+            ));
+        }
+        if !matches!(self.http.auth.as_str(), "none" | "required") {
+            return Err(ConfigError::Invalid(format!(
+                "http.auth {:?}: use \"none\" or \"required\"",
+                self.http.auth
+            )));
         }
         let inter = self.inter_broker_listener();
         let Some(inter) = listeners.iter().find(|l| l.name == inter) else {

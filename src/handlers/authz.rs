@@ -1175,21 +1175,6 @@ pub async fn offset_delete(
     resp
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn supported_operations_bits() {
-        // Kafka sets bit `code` of each operation: READ(3) DESCRIBE(8) DELETE(6) for groups.
-        let bits = supported_operations(Res::Group)
-            .iter()
-            .fold(0i32, |b, op| b | (1 << op.code()));
-        assert_eq!(bits, (1 << 3) | (1 << 8) | (1 << 6));
-        assert!(!supported_operations(Res::Topic).contains(&Op::All));
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // SCRAM users: describing them needs DESCRIBE on the cluster, changing them ALTER (as Kafka).
 
@@ -1239,4 +1224,19 @@ pub async fn alter_user_scram_credentials(
         );
     }
     super::scram::alter(broker, ctx, req).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn supported_operations_bits() {
+        // Kafka sets bit `code` of each operation: READ(3) DESCRIBE(8) DELETE(6) for groups.
+        let bits = supported_operations(Res::Group)
+            .iter()
+            .fold(0i32, |b, op| b | (1 << op.code()));
+        assert_eq!(bits, (1 << 3) | (1 << 8) | (1 << 6));
+        assert!(!supported_operations(Res::Topic).contains(&Op::All));
+    }
 }

@@ -104,9 +104,20 @@ fn plan(
     plan
 }
 
+/// How this broker reaches its peers' admin ports: over HTTPS when its own port is, with the
+/// asking client's credentials (the peer checks them again).
+#[derive(Clone)]
+pub struct PeerAccess {
+    pub https: bool,
+    pub authorization: Option<String>,
+    pub tls: crate::config::TlsConfig,
+}
+
 /// Asks `addr` for the best `limit` hits of `partitions`. Blocking.
+#[allow(clippy::too_many_arguments)]
 fn ask(
     addr: &str,
+    access: &PeerAccess,
     topic: &str,
     body: &Value,
     partitions: &[i32],
@@ -120,18 +131,17 @@ fn ask(
         obj.insert("from".into(), 0.into());
         obj.insert("size".into(), limit.into());
     }
-    let url = format!("http://{addr}/topics/{topic}/_search");
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(timeout))
-        .build()
-        .into();
-    let mut resp = agent
+    let scheme = if access.https { "https" } else { "http" };
+    let url = format!("{scheme}://{addr}/topics/{topic}/_search");
+    let agent = crate::network::tls::http_agent(&access.tls, timeout);
+    let mut request = agent
         .post(&url)
         .header("content-type", "application/json")
-        .header(SCOPE_HEADER, "local")
-        .send(body.to_string())
-        .map_err(|e| e.to_string())?;
+        .header(SCOPE_HEADER, "local");
+    if let Some(a) = &access.authorization {
+        request = request.header("authorization", a);
+    }
+    let mut resp = request.send(body.to_string()).map_err(|e| e.to_string())?;
     let status = resp.status();
     let text = resp
         .body_mut()
@@ -184,6 +194,7 @@ pub async fn search(
     topic_name: String,
     body: Value,
     local_only: bool,
+    access: PeerAccess,
 ) -> Result<Value, SearchError> {
     let (search, topic) = super::searchable_topic(&broker, &topic_name)?;
     let req = Arc::new(search.parse(&body)?);
@@ -202,8 +213,9 @@ pub async fn search(
         .map(|(leader, (addr, partitions))| {
             let (body, topic, sort) = (body.clone(), topic_name.clone(), req.sort);
             let parts = partitions.clone();
+            let access = access.clone();
             let task = tokio::task::spawn_blocking(move || {
-                ask(&addr, &topic, &body, &parts, limit, sort, timeout)
+                ask(&addr, &access, &topic, &body, &parts, limit, sort, timeout)
             });
             (leader, partitions, task)
         })

@@ -3,6 +3,7 @@
 //! replayed, object store reachable when a topic is tiered). Each readiness check is named in the
 //! JSON body so an operator sees which one failed.
 
+mod auth;
 mod cluster_search;
 mod metrics;
 
@@ -41,14 +42,41 @@ pub async fn serve(listener: TcpListener, broker: Arc<Broker>, mut stop: watch::
         .route("/metrics", get(metrics))
         .route("/topics/{topic}/_search", get(search_get).post(search_post))
         .route("/topics/{topic}/_search/status", get(search_status))
-        .with_state(broker);
+        .layer(axum::middleware::from_fn_with_state(
+            broker.clone(),
+            auth::authenticate,
+        ))
+        .with_state(broker.clone())
+        .into_make_service_with_connect_info::<auth::PeerAddr>();
     let shutdown = async move {
         let _ = stop.changed().await;
     };
-    if let Err(e) = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-    {
+    let served = if broker.config.http.tls {
+        let source = match crate::network::tls::TlsSource::with_alpn(
+            &broker.config.tls,
+            crate::config::ClientAuth::None,
+            vec![b"http/1.1".to_vec()],
+        ) {
+            Ok(s) => Arc::new(s),
+            Err(e) => {
+                tracing::error!(error = %e, "admin http: cannot set TLS up; the port stays closed");
+                return;
+            }
+        };
+        let tls = match crate::network::tls::TlsListener::new(listener, source) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(error = %e, "admin http: cannot listen");
+                return;
+            }
+        };
+        axum::serve(tls, app).with_graceful_shutdown(shutdown).await
+    } else {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+    };
+    if let Err(e) = served {
         tracing::warn!(error = %e, "admin http server stopped");
     }
 }
@@ -104,11 +132,20 @@ fn searchable_topic(
 
 async fn run_search(
     broker: Arc<Broker>,
+    caller: auth::Caller,
     topic: String,
     body: serde_json::Value,
     local_only: bool,
 ) -> Reply {
-    match cluster_search::search(broker, topic, body, local_only).await {
+    if let Err(denied) = caller.may_read(&broker, &topic) {
+        return denied;
+    }
+    let access = cluster_search::PeerAccess {
+        https: broker.config.http.tls,
+        authorization: caller.authorization.clone(),
+        tls: broker.config.tls.clone(),
+    };
+    match cluster_search::search(broker, topic, body, local_only, access).await {
         Ok(v) => (StatusCode::OK, Json(v)),
         Err(e) => search_error(e),
     }
@@ -116,6 +153,7 @@ async fn run_search(
 
 async fn search_post(
     State(broker): State<Arc<Broker>>,
+    axum::Extension(caller): axum::Extension<auth::Caller>,
     Path(topic): Path<String>,
     headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
@@ -138,11 +176,12 @@ async fn search_post(
             }
         }
     };
-    run_search(broker, topic, body, local_only).await
+    run_search(broker, caller, topic, body, local_only).await
 }
 
 async fn search_get(
     State(broker): State<Arc<Broker>>,
+    axum::Extension(caller): axum::Extension<auth::Caller>,
     Path(topic): Path<String>,
     Query(params): Query<std::collections::HashMap<String, String>>,
 ) -> Reply {
@@ -183,10 +222,29 @@ async fn search_get(
             }
         }
     }
-    run_search(broker, topic, serde_json::Value::Object(body), false).await
+    run_search(
+        broker,
+        caller,
+        topic,
+        serde_json::Value::Object(body),
+        false,
+    )
+    .await
 }
 
-async fn search_status(State(broker): State<Arc<Broker>>, Path(topic): Path<String>) -> Reply {
+async fn search_status(
+    State(broker): State<Arc<Broker>>,
+    axum::Extension(caller): axum::Extension<auth::Caller>,
+    Path(topic): Path<String>,
+) -> Reply {
+    // The indexing state of a topic is what Kafka would call describing it.
+    if let Err(denied) = caller.may(
+        &broker,
+        crate::security::acl::AclOperation::Describe,
+        &topic,
+    ) {
+        return denied;
+    }
     let Some(search) = broker.search.clone() else {
         return search_error(SearchError::Unavailable(
             "[search] enabled is false on this broker".into(),

@@ -176,3 +176,113 @@ fn build(
     config.alpn_protocols = alpn.to_vec();
     Ok(Arc::new(config))
 }
+
+/// An HTTP(S) client for the broker's own outgoing requests (peers' search ports, JWKS URLs):
+/// TLS through the same rustls provider, trusting `[tls] ca_file` when it is set, else the
+/// public Web PKI roots.
+pub fn http_agent(files: &TlsConfig, timeout: Duration) -> ureq::Agent {
+    let roots = if files.ca_file.trim().is_empty() {
+        ureq::tls::RootCerts::WebPki
+    } else {
+        match read_certificates(&files.ca_file) {
+            Ok(certs) => {
+                let certs: Vec<ureq::tls::Certificate<'static>> = certs
+                    .iter()
+                    .map(|c| ureq::tls::Certificate::from_der(c.as_ref()).to_owned())
+                    .collect();
+                ureq::tls::RootCerts::new_with_certs(&certs)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "tls.ca_file cannot be read; HTTPS requests trust no certificate");
+                ureq::tls::RootCerts::new_with_certs(&[])
+            }
+        }
+    };
+    let tls = ureq::tls::TlsConfig::builder()
+        .provider(ureq::tls::TlsProvider::Rustls)
+        .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+        .root_certs(roots)
+        .build();
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(timeout))
+        .tls_config(tls)
+        .build()
+        .into()
+}
+
+/// A TLS listener for the admin HTTP port: accepts TCP connections and completes their
+/// handshakes concurrently, so a slow or silent client never holds up the others.
+pub struct TlsListener {
+    handshakes: tokio::sync::mpsc::Receiver<(
+        tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+        std::net::SocketAddr,
+    )>,
+    local: std::net::SocketAddr,
+    _acceptor: tokio::task::JoinHandle<()>,
+}
+
+impl TlsListener {
+    pub fn new(listener: tokio::net::TcpListener, source: Arc<TlsSource>) -> std::io::Result<Self> {
+        let local = listener.local_addr()?;
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        let acceptor = tokio::spawn(async move {
+            loop {
+                let (stream, peer) = match listener.accept().await {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "admin http: accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                if tx.is_closed() {
+                    return;
+                }
+                let tx = tx.clone();
+                let acceptor = source.acceptor();
+                tokio::spawn(async move {
+                    match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream))
+                        .await
+                    {
+                        Ok(Ok(tls)) => {
+                            let _ = tx.send((tls, peer)).await;
+                        }
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "admin http: tls handshake failed")
+                        }
+                        Err(_) => tracing::debug!(%peer, "admin http: tls handshake timed out"),
+                    }
+                });
+            }
+        });
+        Ok(Self {
+            handshakes: rx,
+            local,
+            _acceptor: acceptor,
+        })
+    }
+}
+
+impl Drop for TlsListener {
+    fn drop(&mut self) {
+        self._acceptor.abort();
+    }
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.handshakes.recv().await {
+            Some(accepted) => accepted,
+            // The acceptor task ended (only when the runtime stops): wait forever.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(self.local)
+    }
+}
