@@ -102,21 +102,32 @@ def scram_user(broker, tmp_path_factory):
     """alice, with a SCRAM-SHA-256 credential of 8192 iterations and a SCRAM-SHA-512 one of the
     default count, made with ConfigCommand."""
     admin = admin_client(broker, tmp_path_factory.mktemp("admin"))
-    admin.run(CONFIG, "--alter", "--entity-type", "users", "--entity-name", SCRAM_USER, "--add-config",
-              f"SCRAM-SHA-256=[iterations=8192,password={SCRAM_PASSWORD}],SCRAM-SHA-512=[password={SCRAM_PASSWORD}]")
+    r = admin.run(CONFIG, "--alter", "--entity-type", "users", "--entity-name", SCRAM_USER, "--add-config",
+                  f"SCRAM-SHA-256=[iterations=8192,password={SCRAM_PASSWORD}],SCRAM-SHA-512=[password={SCRAM_PASSWORD}]")
+    assert f"Completed updating config for user {SCRAM_USER}" in r.stdout, r.stdout
     return admin
 
 
+def config_describe(admin, *args):
+    """ConfigCommand --describe; on failure, the assertion names the tool's error lines."""
+    r = admin.run(CONFIG, "--describe", *args, check=False)
+    errors = [l for l in (r.stdout + r.stderr).splitlines()
+              if "Exception" in l or l.startswith("Error while executing")]
+    assert r.returncode == 0, f"ConfigCommand --describe {' '.join(args)} exited {r.returncode}: {errors[:3]}"
+    return r.stdout
+
+
 def test_config_command_creates_and_describes_scram_users(broker, scram_user):
-    out = scram_user.run(CONFIG, "--describe", "--entity-type", "users", "--entity-name", SCRAM_USER).stdout
+    # ConfigCommand describes a user's client quotas (DescribeClientQuotas) before its SCRAM
+    # credentials (DescribeUserScramCredentials), with --entity-name or without.
+    out = config_describe(scram_user, "--entity-type", "users", "--entity-name", SCRAM_USER)
     assert f"SCRAM credential configs for user-principal '{SCRAM_USER}' are " in out, out
-    # ConfigCommand prints "SCRAM-SHA-256=iterations=8192, SCRAM-SHA-512=iterations=4096".
+    # As in "SCRAM-SHA-256=iterations=8192, SCRAM-SHA-512=iterations=4096" (4096 is the default).
     found = dict(re.findall(r"(SCRAM-SHA-(?:256|512))=iterations=(\d+)", out))
     assert found == {"SCRAM-SHA-256": "8192", "SCRAM-SHA-512": "4096"}, out
     # All users at once: alice is among them.
-    everyone = scram_user.run(CONFIG, "--describe", "--entity-type", "users", check=False)
-    assert everyone.returncode == 0, f"describe of all users failed:\n{everyone.stdout}\n{everyone.stderr}"
-    assert f"user-principal '{SCRAM_USER}'" in everyone.stdout, everyone.stdout
+    everyone = config_describe(scram_user, "--entity-type", "users")
+    assert f"user-principal '{SCRAM_USER}'" in everyone, everyone
 
 
 MECHANISMS = ["SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN", "OAUTHBEARER", "MTLS"]
