@@ -6,6 +6,8 @@ Environment (set by tests/compat/security.sh):
   CHRONIK_BIN_PATH         the broker binary (required)
   CHRONIK_TOOLS_CLASSPATH  file holding the classpath of Kafka's CLI tools and Java client
 """
+import base64
+import json
 import os
 import re
 import shutil
@@ -163,7 +165,8 @@ def confluent_conf(broker, listener, mechanism=None, user=None, password=None, c
     return conf
 
 
-def java_properties(broker, listener, mechanism=None, user=None, password=None, cert=None):
+def java_properties(broker, listener, mechanism=None, user=None, password=None, cert=None,
+                    token_file=None):
     """The same settings as Kafka's Java client and CLI tools take them (`--command-config`)."""
     spec = next(l for l in broker.listeners if l["name"] == listener)
     protocol = spec["protocol"]
@@ -181,7 +184,16 @@ def java_properties(broker, listener, mechanism=None, user=None, password=None, 
             bundle.write_text(key + (base / "client.pem").read_text())
         props["ssl.keystore.type"] = "PEM"
         props["ssl.keystore.location"] = str(bundle)
-    if mechanism:
+    if mechanism == "OAUTHBEARER":
+        # `token_file`: Kafka's own login handler reads the JWT from a file:// "token endpoint";
+        # the JVM must allow that URL (oauth_jvm_args).
+        props["sasl.mechanism"] = mechanism
+        props["sasl.login.callback.handler.class"] = \
+            "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginCallbackHandler"
+        props["sasl.oauthbearer.token.endpoint.url"] = Path(token_file).resolve().as_uri()
+        props["sasl.jaas.config"] = \
+            "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required ;"
+    elif mechanism:
         props["sasl.mechanism"] = mechanism
         module = ("org.apache.kafka.common.security.plain.PlainLoginModule" if mechanism == "PLAIN"
                   else "org.apache.kafka.common.security.scram.ScramLoginModule")
@@ -189,17 +201,64 @@ def java_properties(broker, listener, mechanism=None, user=None, password=None, 
     return props
 
 
+def oauth_jvm_args(token_file):
+    """Kafka 4 reads OAuth URLs and files only when the JVM allows them by name."""
+    path = Path(token_file).resolve()
+    return (f"-Dorg.apache.kafka.sasl.oauthbearer.allowed.urls={path.as_uri()}",
+            f"-Dorg.apache.kafka.sasl.oauthbearer.allowed.files={path}")
+
+
 def write_properties(path, props):
     Path(path).write_text("".join(f"{k}={v}\n" for k, v in props.items()))
     return str(path)
 
 
-def kafka_tool(main_class, *args, timeout=120, check=True):
-    """Runs one of Kafka's CLI tools (by main class) on the classpath the suite prepared."""
+def kafka_tool(main_class, *args, timeout=120, check=True, jvm_args=(), input=None):
+    """Runs one of Kafka's CLI tools (by main class) on the classpath the suite prepared;
+    `jvm_args` go before the class (system properties), `input` is its standard input."""
     cp = Path(os.environ["CHRONIK_TOOLS_CLASSPATH"]).read_text().strip()
     java = shutil.which("java") or "java"
-    r = subprocess.run([java, "-cp", cp, main_class, *args], capture_output=True, text=True,
-                       timeout=timeout)
+    r = subprocess.run([java, *jvm_args, "-cp", cp, main_class, *args], capture_output=True, text=True,
+                       timeout=timeout, input=input, stdin=None if input is not None else subprocess.DEVNULL)
     if check and r.returncode != 0:
         raise AssertionError(f"{main_class} {' '.join(args)} exited {r.returncode}:\n{r.stdout}\n{r.stderr}")
     return r
+
+
+# --- OAUTHBEARER ------------------------------------------------------------------------------
+
+def b64url(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+class Issuer:
+    """An RSA key made with openssl, its JWKS, and RS256 tokens signed with it."""
+
+    def __init__(self, workdir, kid="k1"):
+        self.key = workdir / f"{kid}.pem"
+        subprocess.run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048",
+                        "-out", str(self.key)], check=True, capture_output=True)
+        modulus = subprocess.run(["openssl", "rsa", "-in", str(self.key), "-noout", "-modulus"],
+                                 check=True, capture_output=True, text=True).stdout.strip().split("=", 1)[1]
+        self.kid = kid
+        self.jwk = {"kty": "RSA", "kid": kid, "alg": "RS256", "use": "sig",
+                    "n": b64url(bytes.fromhex(modulus)), "e": b64url((65537).to_bytes(3, "big"))}
+
+    def token(self, sub, lifetime_s=300, iss="https://issuer.example", aud="chronik", **extra):
+        now = int(time.time())
+        header = {"alg": "RS256", "typ": "JWT", "kid": self.kid}
+        claims = {"sub": sub, "iss": iss, "aud": aud, "iat": now, "exp": now + lifetime_s, **extra}
+        signing_input = f"{b64url(json.dumps(header).encode())}.{b64url(json.dumps(claims).encode())}"
+        sig = subprocess.run(["openssl", "dgst", "-sha256", "-sign", str(self.key)],
+                             input=signing_input.encode(), check=True, capture_output=True).stdout
+        return f"{signing_input}.{b64url(sig)}", now + lifetime_s
+
+
+def oauth_sasl_settings(workdir, issuer, audience="chronik", iss="https://issuer.example"):
+    """`[sasl]` lines that make the broker trust `issuer`'s key (a JWKS file in `workdir`)."""
+    jwks = Path(workdir) / "jwks.json"
+    jwks.write_text(json.dumps({"keys": [issuer.jwk]}))
+    return "\n".join([f"oauthbearer_jwks = {toml_str(jwks)}",
+                      f"oauthbearer_issuer = {toml_str(iss)}",
+                      f"oauthbearer_audience = [{toml_str(audience)}]",
+                      "oauthbearer_clock_skew_s = 0"])

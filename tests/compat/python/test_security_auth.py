@@ -4,7 +4,6 @@ password, an expired token, an unknown client certificate, a plaintext hello on 
 certificates replaced on disk while clients keep producing.
 
 One broker serves the module; a second one is started for the OAUTHBEARER settings."""
-import base64
 import json
 import shutil
 import socket
@@ -19,7 +18,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import (AdminClient, NewTopic, ScramCredentialInfo, ScramMechanism,
                                    UserScramCredentialDeletion, UserScramCredentialUpsertion)
 
-from security_lib import SecureBroker, confluent_conf, make_certs
+from security_lib import Issuer, SecureBroker, confluent_conf, make_certs
 
 LISTENERS = [
     {"name": "SASL_SSL", "protocol": "SASL_SSL"},
@@ -317,33 +316,6 @@ def test_certificates_replaced_on_disk_are_used_without_a_restart_or_a_dropped_c
 
 
 # --- OAUTHBEARER ------------------------------------------------------------------------------
-
-def b64url(data):
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-class Issuer:
-    """An RSA key made with openssl, its JWKS, and RS256 tokens signed with it."""
-
-    def __init__(self, workdir, kid="k1"):
-        self.key = workdir / f"{kid}.pem"
-        subprocess.run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048",
-                        "-out", str(self.key)], check=True, capture_output=True)
-        modulus = subprocess.run(["openssl", "rsa", "-in", str(self.key), "-noout", "-modulus"],
-                                 check=True, capture_output=True, text=True).stdout.strip().split("=", 1)[1]
-        self.kid = kid
-        self.jwk = {"kty": "RSA", "kid": kid, "alg": "RS256", "use": "sig",
-                    "n": b64url(bytes.fromhex(modulus)), "e": b64url((65537).to_bytes(3, "big"))}
-
-    def token(self, sub, lifetime_s=300, iss="https://issuer.example", aud="chronik", **extra):
-        now = int(time.time())
-        header = {"alg": "RS256", "typ": "JWT", "kid": self.kid}
-        claims = {"sub": sub, "iss": iss, "aud": aud, "iat": now, "exp": now + lifetime_s, **extra}
-        signing_input = f"{b64url(json.dumps(header).encode())}.{b64url(json.dumps(claims).encode())}"
-        sig = subprocess.run(["openssl", "dgst", "-sha256", "-sign", str(self.key)],
-                             input=signing_input.encode(), check=True, capture_output=True).stdout
-        return f"{signing_input}.{b64url(sig)}", now + lifetime_s
-
 
 @pytest.fixture(scope="module")
 def oauth_broker(tmp_path_factory, certs):
