@@ -5,6 +5,7 @@
 #   client.pem, client.key   a client certificate (CN=client,OU=apps,O=Chronik Example), for mTLS
 #   admin.password           a random password for the PLAIN super user `admin`
 #   plain-users.txt          PLAIN's static users (`admin:<password>`), read by the broker
+#   admin.properties         client settings of `admin` for Kafka's CLI tools (--command-config)
 #   chronik.toml             the example's configuration, run from OUTDIR
 # Existing files are kept (run it again to add what is missing); delete OUTDIR to start over.
 # usage: gen-certs.sh OUTDIR
@@ -47,7 +48,14 @@ if [[ ! -f admin.password ]]; then
     openssl rand -base64 24 | tr -d '/+=\n' >admin.password
 fi
 printf 'admin:%s\n' "$(cat admin.password)" >plain-users.txt
+cat >admin.properties <<EOF
+security.protocol=SASL_SSL
+ssl.truststore.type=PEM
+ssl.truststore.location=$(pwd)/ca.pem
+sasl.mechanism=PLAIN
+sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required username="admin" password="$(cat admin.password)";
+EOF
 [[ -f chronik.toml ]] || cp "$here/chronik.toml" chronik.toml
 # The certificates are public; keys and passwords stay readable by their owner only.
 chmod 644 ca.pem broker.pem client.pem chronik.toml
-echo "made $out: ca.pem broker.pem/.key client.pem/.key admin.password plain-users.txt chronik.toml"
+echo "made $out: ca.pem broker.pem/.key client.pem/.key admin.password plain-users.txt admin.properties chronik.toml"

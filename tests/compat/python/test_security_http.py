@@ -15,7 +15,7 @@ from confluent_kafka.admin import (AclBinding, AclOperation, AclPermissionType, 
                                    ScramMechanism, UserScramCredentialUpsertion)
 
 from security_lib import SecureBroker, confluent_conf, make_certs
-from test_security_auth import Issuer
+from security_lib import Issuer
 
 TOPIC = "app-logs"
 RECORDS = 200
