@@ -61,6 +61,8 @@ pub struct Broker {
     pub credentials: Arc<credentials::Credentials>,
     /// Every Kafka listener as clients are told about it; advertised with the registration.
     pub listeners: std::sync::OnceLock<Vec<crate::metadata::ListenerEndpoint>>,
+    /// Client quotas as the metadata sets them, and the usage they limit.
+    pub quotas: crate::security::quota::QuotaManager,
 }
 
 impl Broker {
@@ -186,7 +188,15 @@ impl Broker {
             })?,
         };
         let credentials = Arc::new(credentials::Credentials::new(plain_users, metadata.clone()));
+        let quotas =
+            crate::security::quota::QuotaManager::new(crate::security::quota::QuotaManagerConfig {
+                samples: config.quota.window_num,
+                window: std::time::Duration::from_millis(config.quota.window_size_ms),
+                ..Default::default()
+            });
+        metadata.read(|s| quotas.sync(&s.client_quotas));
         Ok(Arc::new(Self {
+            quotas,
             credentials,
             cluster_id,
             node_id: config.node_id,
