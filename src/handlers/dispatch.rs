@@ -340,8 +340,14 @@ async fn route(
             } else {
                 req.replica_id.0
             };
-            if replica_id >= 0 {
-                // A follower's replication: no client quota applies.
+            // (With no quota configured at all, nothing needs telling apart.)
+            let follower = replica_id >= 0
+                && (quota.idle()
+                    || replica_id != b.node_id
+                        && b.replicas.is_clustered()
+                        && b.metadata.read(|s| s.brokers.contains_key(&replica_id)));
+            if follower {
+                // A follower's replication (a broker of the cluster): no client quota applies.
                 quota.exempt();
                 return super::fetch::handle(b, ctx, req).await.map(Some);
             }

@@ -236,9 +236,9 @@ pub async fn describe(
     DescribeClientQuotasResponse::default().with_entries(Some(entries))
 }
 
-/// When a client was last throttled (ms since the epoch); the metric falls back to 0 a window
+/// When the latest throttle ends (ms since the epoch); the metric falls back to 0 a window
 /// after.
-static LAST_THROTTLE_MS: AtomicI64 = AtomicI64::new(0);
+static LAST_THROTTLE_END_MS: AtomicI64 = AtomicI64::new(0);
 
 /// Brings the broker's quota manager up to date with the metadata (called after an alteration
 /// and periodically, so changes another broker made arrive too).
@@ -249,9 +249,9 @@ pub fn refresh(broker: &Broker) {
     {
         tracing::debug!("client quotas reloaded from the metadata");
     }
-    let last = LAST_THROTTLE_MS.load(Ordering::Relaxed);
-    if last != 0 && crate::util::now_ms() - last > broker.quotas.window_ms() as i64 {
-        LAST_THROTTLE_MS.store(0, Ordering::Relaxed);
+    let end = LAST_THROTTLE_END_MS.load(Ordering::Relaxed);
+    if end != 0 && crate::util::now_ms() - end > broker.quotas.window_ms() as i64 {
+        LAST_THROTTLE_END_MS.store(0, Ordering::Relaxed);
         crate::metrics::get().throttle_ms.set(0);
     }
 }
@@ -293,6 +293,14 @@ impl<'a> RequestQuota<'a> {
             request_bytes,
             throttle_ms: 0,
         }
+    }
+
+    /// Whether no quota of any kind is configured.
+    pub fn idle(&self) -> bool {
+        !self.timed
+            && !self.quotas.is_enabled(QuotaKey::ProducerByteRate)
+            && !self.quotas.is_enabled(QuotaKey::ConsumerByteRate)
+            && !self.quotas.is_enabled(QuotaKey::RequestPercentage)
     }
 
     /// Takes this request out of every quota (a follower's fetch).
@@ -388,7 +396,7 @@ impl<'a> RequestQuota<'a> {
     pub fn finish(mut self) -> u64 {
         let t = self.response_throttle_ms();
         if t > 0 {
-            LAST_THROTTLE_MS.store(crate::util::now_ms(), Ordering::Relaxed);
+            LAST_THROTTLE_END_MS.store(crate::util::now_ms() + i64::from(t), Ordering::Relaxed);
             crate::metrics::get().throttle_ms.set(i64::from(t));
         }
         self.throttle_ms
