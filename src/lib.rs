@@ -690,12 +690,15 @@ async fn housekeeping(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
     let mut retention = tokio::time::interval(retention_every);
     let mut flush = tokio::time::interval(Duration::from_millis(100));
     let mut groups = tokio::time::interval(Duration::from_millis(100));
+    // Quota changes made through another broker arrive with the metadata.
+    let mut quotas = tokio::time::interval(Duration::from_millis(200));
     let mut offsets = tokio::time::interval(Duration::from_secs(60));
     let mut disk_space = tokio::time::interval(replica::disk_space::POLL_INTERVAL);
     loop {
         tokio::select! {
             _ = disk_space.tick() => broker.disk_space.poll(),
             _ = groups.tick() => broker.groups.tick(),
+            _ = quotas.tick() => handlers::quotas::refresh(&broker),
             _ = offsets.tick() => {
                 let b = &broker;
                 b.groups

@@ -146,7 +146,7 @@ impl Metrics {
             .expect("valid metric"),
             throttle_ms: IntGauge::new(
                 "chronik_kafka_throttle_time_ms",
-                "Throttle time given to clients (no quotas yet: 0).",
+                "The latest throttle time a client quota gave (ms); 0 a quota window after the last.",
             )
             .expect("valid metric"),
             under_replicated: IntGauge::new(

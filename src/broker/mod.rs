@@ -65,6 +65,8 @@ pub struct Broker {
     /// The ACLs every request is checked against; `None` when `[authorization] enabled =
     /// false` (everything is allowed).
     pub acls: Option<authz::AclCache>,
+    /// Client quotas as the metadata sets them, and the usage they limit.
+    pub quotas: crate::security::quota::QuotaManager,
 }
 
 impl Broker {
@@ -231,8 +233,17 @@ impl Broker {
             .authorization
             .enabled
             .then(|| authz::AclCache::new(config.authorization.clone(), metadata.clone()));
+        let quotas =
+            crate::security::quota::QuotaManager::new(crate::security::quota::QuotaManagerConfig {
+                samples: config.quota.window_num,
+                window: std::time::Duration::from_millis(config.quota.window_size_ms),
+                ..Default::default()
+            });
+        metadata.read(|s| quotas.sync(&s.client_quotas));
+
         Ok(Arc::new(Self {
             acls,
+            quotas,
             credentials,
             cluster_id,
             node_id: config.node_id,

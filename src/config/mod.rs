@@ -43,6 +43,7 @@ pub struct Config {
     pub tls: TlsConfig,
     pub sasl: SaslConfig,
     pub authorization: AuthorizationConfig,
+    pub quota: QuotaSettings,
 }
 
 /// The controller quorum (`[cluster]`). With no voters (the default) the node keeps its metadata
@@ -571,6 +572,26 @@ pub struct AuthorizationConfig {
     pub allow_everyone_if_no_acl_found: bool,
 }
 
+/// How client quotas measure rates (`[quota]`; the quotas themselves are set with
+/// AlterClientQuotas).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct QuotaSettings {
+    /// Samples a rate is measured over (Kafka's `quota.window.num`).
+    pub window_num: u32,
+    /// Length of one sample (Kafka's `quota.window.size.seconds`, in ms).
+    pub window_size_ms: u64,
+}
+
+impl Default for QuotaSettings {
+    fn default() -> Self {
+        Self {
+            window_num: 11,
+            window_size_ms: 1000,
+        }
+    }
+}
+
 /// Broker-wide defaults for topic configurations (Kafka's `log.*` settings).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -621,6 +642,7 @@ impl Default for Config {
             tls: TlsConfig::default(),
             sasl: SaslConfig::default(),
             authorization: AuthorizationConfig::default(),
+            quota: QuotaSettings::default(),
         }
     }
 }
@@ -728,6 +750,11 @@ impl Config {
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.quota.window_num == 0 || self.quota.window_size_ms == 0 {
+            return Err(ConfigError::Invalid(
+                "quota.window_num and quota.window_size_ms must be above 0".into(),
+            ));
+        }
         let voters = self.cluster.voter_map()?;
         self.cluster.broker_address_map()?;
         if let Some(r) = self

@@ -1226,6 +1226,55 @@ pub async fn alter_user_scram_credentials(
     super::scram::alter(broker, ctx, req).await
 }
 
+// ---------------------------------------------------------------------------------------------
+// Client quotas: describing them needs DESCRIBE_CONFIGS on the cluster, changing them
+// ALTER_CONFIGS (as Kafka).
+
+pub async fn describe_client_quotas(
+    broker: &Arc<Broker>,
+    ctx: &RequestContext,
+    req: DescribeClientQuotasRequest,
+) -> DescribeClientQuotasResponse {
+    let a = Authz::of(broker, ctx);
+    if a.on() && !a.cluster(Op::DescribeConfigs) {
+        return DescribeClientQuotasResponse::default()
+            .with_error_code(code(CLUSTER_DENIED))
+            .with_error_message(msg(DENIED));
+    }
+    super::quotas::describe(broker, ctx, req).await
+}
+
+pub async fn alter_client_quotas(
+    broker: &Arc<Broker>,
+    ctx: &RequestContext,
+    req: AlterClientQuotasRequest,
+) -> AlterClientQuotasResponse {
+    let a = Authz::of(broker, ctx);
+    if a.on() && !a.cluster(Op::AlterConfigs) {
+        return AlterClientQuotasResponse::default().with_entries(
+            req.entries
+                .into_iter()
+                .map(|e| {
+                    alter_client_quotas_response::EntryData::default()
+                        .with_entity(
+                            e.entity
+                                .into_iter()
+                                .map(|c| {
+                                    alter_client_quotas_response::EntityData::default()
+                                        .with_entity_type(c.entity_type)
+                                        .with_entity_name(c.entity_name)
+                                })
+                                .collect(),
+                        )
+                        .with_error_code(code(CLUSTER_DENIED))
+                        .with_error_message(msg(DENIED))
+                })
+                .collect(),
+        );
+    }
+    super::quotas::alter(broker, ctx, req).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

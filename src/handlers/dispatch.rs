@@ -63,6 +63,8 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeUserScramCredentials, 0, 0),
     (ApiKey::AlterUserScramCredentials, 0, 0),
     (ApiKey::SaslAuthenticate, 0, 2),
+    (ApiKey::DescribeClientQuotas, 0, 1),
+    (ApiKey::AlterClientQuotas, 0, 1),
 ];
 
 pub fn supported_range(api: ApiKey) -> Option<(i16, i16)> {
@@ -95,6 +97,9 @@ pub struct Session {
     pub expires: Option<Instant>,
     /// The connection is closed after the response just written.
     pub closing: bool,
+    /// A quota throttled the client: nothing more is read from the connection for this long
+    /// (ms) after the response just written (KIP-219).
+    pub throttle_ms: u64,
 }
 
 impl Session {
@@ -109,6 +114,7 @@ impl Session {
             exchange: None,
             expires: None,
             closing: false,
+            throttle_ms: 0,
         }
     }
 }
@@ -133,6 +139,10 @@ impl Service for Dispatcher {
 
     fn closing(&self, session: &Session) -> bool {
         session.closing
+    }
+
+    fn take_throttle(&self, session: &mut Session) -> u64 {
+        std::mem::take(&mut session.throttle_ms)
     }
 
     fn call<'a>(
@@ -214,6 +224,7 @@ pub async fn handle_frame(
         version,
         reason: e.to_string(),
     };
+    let request_bytes = frame.len();
     let header = RequestHeader::decode(&mut frame, api.request_header_version(version))
         .map_err(malformed)?;
     let ctx = RequestContext {
@@ -227,6 +238,7 @@ pub async fn handle_frame(
         acl_host: session.acl_host.clone(),
     };
     let started = std::time::Instant::now();
+    let mut quota = super::quotas::RequestQuota::new(&broker.quotas, &ctx, request_bytes);
     let result = match api {
         ApiKey::SaslHandshake => {
             let req = SaslHandshakeRequest::decode(&mut frame, version).map_err(malformed)?;
@@ -238,8 +250,9 @@ pub async fn handle_frame(
             let resp = super::sasl::authenticate(broker, session, req);
             encode_response(&ctx, &resp).map(Some)
         }
-        _ => route(broker, &ctx, frame).await,
+        _ => route(broker, &ctx, frame, &mut quota).await,
     };
+    session.throttle_ms = quota.finish();
     let elapsed = started.elapsed();
     // Long polls wait on purpose; any other request this slow is worth a line that names it.
     if api != ApiKey::Fetch
@@ -271,6 +284,7 @@ async fn route(
     broker: &Arc<Broker>,
     ctx: &RequestContext,
     mut frame: Bytes,
+    quota: &mut super::quotas::RequestQuota<'_>,
 ) -> Result<Option<Response>, ProtocolError> {
     let (api, version) = (ctx.api, ctx.version);
     let malformed = |e: anyhow::Error| ProtocolError::Malformed {
@@ -282,7 +296,8 @@ async fn route(
     macro_rules! route {
         ($req:ty, $handler:path) => {{
             let req = <$req>::decode(&mut frame, version).map_err(malformed)?;
-            let resp = $handler(b, ctx, req).await;
+            let mut resp = quota.run($handler(b, ctx, req)).await;
+            resp.throttle_time_ms = quota.response_throttle_ms();
             encode_response(ctx, &resp).map(Some)
         }};
     }
@@ -296,7 +311,10 @@ async fn route(
             route!(DescribeClusterRequest, super::authz::describe_cluster)
         }
         ApiKey::DescribeQuorum => {
-            route!(DescribeQuorumRequest, super::authz::describe_quorum)
+            // The one response without a throttle field: a throttle only mutes the connection.
+            let req = DescribeQuorumRequest::decode(&mut frame, version).map_err(malformed)?;
+            let resp = quota.run(super::authz::describe_quorum(b, ctx, req)).await;
+            encode_response(ctx, &resp).map(Some)
         }
         ApiKey::ElectLeaders => route!(ElectLeadersRequest, super::authz::elect_leaders),
         ApiKey::AlterPartitionReassignments => {
@@ -317,8 +335,11 @@ async fn route(
         ApiKey::Produce => {
             let req = ProduceRequest::decode(&mut frame, version).map_err(malformed)?;
             let acks = req.acks;
-            let resp = super::authz::produce(b, ctx, req).await;
+            let mut resp = quota.run(super::authz::produce(b, ctx, req)).await;
+            quota.record_produce();
+            resp.throttle_time_ms = quota.response_throttle_ms();
             if acks == 0 {
+                // No response: a throttle only mutes the connection.
                 return Ok(None);
             }
             encode_response(ctx, &resp).map(Some)
@@ -327,8 +348,46 @@ async fn route(
             route!(InitProducerIdRequest, super::authz::init_producer_id)
         }
         ApiKey::Fetch => {
-            let req = FetchRequest::decode(&mut frame, version).map_err(malformed)?;
-            super::fetch::handle(b, ctx, req).await.map(Some)
+            let mut req = FetchRequest::decode(&mut frame, version).map_err(malformed)?;
+            let replica_id = if version >= 15 {
+                req.replica_state.replica_id.0
+            } else {
+                req.replica_id.0
+            };
+            // (With no quota configured at all, nothing needs telling apart.)
+            let follower = replica_id >= 0
+                && (quota.idle()
+                    || replica_id != b.node_id
+                        && b.replicas.is_clustered()
+                        && b.metadata.read(|s| s.brokers.contains_key(&replica_id)));
+            if follower {
+                // A follower's replication (a broker of the cluster): no client quota applies.
+                quota.exempt();
+                return super::fetch::handle(b, ctx, req).await.map(Some);
+            }
+            if let Some(cap) = quota.fetch_bytes_cap() {
+                // Kafka bounds a fetch by what the quota allows in its windows.
+                req.max_bytes = req.max_bytes.min(cap);
+                req.min_bytes = req.min_bytes.min(req.max_bytes);
+            }
+            let resp = quota.run(super::fetch::handle(b, ctx, req)).await?;
+            let size = resp.len();
+            quota.record_fetch(size);
+            let throttle_ms = quota.response_throttle_ms();
+            if throttle_ms == 0 {
+                return Ok(Some(resp));
+            }
+            // Throttled: no records this time (and their bytes are not counted), as Kafka does.
+            quota.unrecord_fetch(size);
+            let out = crate::protocol::fetch_encoder::FetchOut {
+                throttle_time_ms: throttle_ms,
+                ..Default::default()
+            };
+            Ok(Some(crate::protocol::fetch_encoder::encode(
+                ctx.correlation_id,
+                version,
+                &out,
+            )))
         }
         ApiKey::ListOffsets => route!(ListOffsetsRequest, super::authz::list_offsets),
         ApiKey::OffsetForLeaderEpoch => {
@@ -378,6 +437,15 @@ async fn route(
                 AlterUserScramCredentialsRequest,
                 super::authz::alter_user_scram_credentials
             )
+        }
+        ApiKey::DescribeClientQuotas => {
+            route!(
+                DescribeClientQuotasRequest,
+                super::authz::describe_client_quotas
+            )
+        }
+        ApiKey::AlterClientQuotas => {
+            route!(AlterClientQuotasRequest, super::authz::alter_client_quotas)
         }
         _ => Err(ProtocolError::UnsupportedVersion { api, version }),
     }

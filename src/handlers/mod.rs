@@ -12,6 +12,7 @@ pub mod groups;
 pub mod metadata;
 pub mod offsets;
 pub mod produce;
+pub mod quotas;
 pub mod reassign;
 pub mod sasl;
 pub mod scram;

@@ -67,6 +67,12 @@ pub trait Service: Send + Sync + 'static {
         false
     }
 
+    /// How long (ms) to read nothing more from the connection after the response just written
+    /// (a client over its quota, KIP-219); resets it. 0: read on.
+    fn take_throttle(&self, _session: &mut Self::Session) -> u64 {
+        0
+    }
+
     /// Answers one request frame (size prefix removed). `Ok(None)`: no response is sent.
     /// `Err`: the connection is closed.
     fn call<'a>(
@@ -336,6 +342,14 @@ async fn serve_connection<S: Service>(
         }
         if service.closing(&session) {
             return Ok(());
+        }
+        let mute = service.take_throttle(&mut session);
+        if mute > 0 {
+            // Muted: the client's next request waits in the socket until its throttle is over.
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(mute)) => {}
+                _ = shutdown.changed() => return Ok(()),
+            }
         }
     }
 }

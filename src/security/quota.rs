@@ -1048,6 +1048,8 @@ pub struct QuotaManager {
     hasher: RandomState,
     shards: Box<[Mutex<HashMap<SensorKey, Sensor>>]>,
     next_sweep_ms: AtomicU64,
+    /// The configuration last given to [`QuotaManager::sync`].
+    synced: Mutex<QuotaConfigs>,
 }
 
 impl Default for QuotaManager {
@@ -1075,7 +1077,25 @@ impl QuotaManager {
                 .map(|_| Mutex::new(HashMap::new()))
                 .collect(),
             next_sweep_ms: AtomicU64::new(SWEEP_INTERVAL_MS),
+            synced: Mutex::new(QuotaConfigs::new()),
         }
+    }
+
+    /// Takes `configs` (the metadata's current quotas) when they differ from those of the last
+    /// call; true when the manager changed. Cheap when nothing changed.
+    pub fn sync(&self, configs: &QuotaConfigs) -> bool {
+        let mut synced = lock(&self.synced);
+        if *synced == *configs {
+            return false;
+        }
+        self.update(configs);
+        *synced = configs.clone();
+        true
+    }
+
+    /// The length of one quota window.
+    pub fn window_ms(&self) -> u64 {
+        self.cfg.window_ms
     }
 
     /// Replaces the quota configuration (call after every change). Existing sensors keep
@@ -2100,6 +2120,18 @@ mod tests {
             at(t0, 3_700_000),
         );
         assert_eq!(m.sensor_count(), 1);
+    }
+
+    #[test]
+    fn sync_updates_only_on_change() {
+        let m = QuotaManager::default();
+        assert!(!m.sync(&QuotaConfigs::new()));
+        let c = producer_quota(1000.0);
+        assert!(m.sync(&c));
+        assert!(m.is_enabled(QuotaKey::ProducerByteRate));
+        assert!(!m.sync(&c.clone()));
+        assert!(m.sync(&QuotaConfigs::new()));
+        assert!(!m.is_enabled(QuotaKey::ProducerByteRate));
     }
 
     #[test]
