@@ -73,7 +73,7 @@ impl Broker {
     /// The principal of a new connection before any SASL exchange: from its client
     /// certificate on an mTLS listener, else `User:ANONYMOUS`.
     pub fn principal_of(&self, conn: &crate::network::ConnectionInfo) -> Arc<str> {
-        let anonymous = || crate::handlers::dispatch::ANONYMOUS.into();
+        let anonymous = || crate::security::ANONYMOUS.into();
         // On SASL_SSL the SASL exchange names the principal, as in Kafka.
         if conn.listener.protocol.uses_sasl() {
             return anonymous();

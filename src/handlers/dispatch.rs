@@ -74,9 +74,6 @@ pub fn supported_range(api: ApiKey) -> Option<(i16, i16)> {
         .map(|&(_, lo, hi)| (lo, hi))
 }
 
-/// The principal of connections that did not authenticate.
-pub const ANONYMOUS: &str = "User:ANONYMOUS";
-
 /// What the broker knows of one connection across its requests: its peer, its listener, who
 /// it is, and where its SASL exchange stands.
 pub struct Session {

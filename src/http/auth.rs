@@ -157,12 +157,12 @@ pub async fn authenticate(
                     if required {
                         return unauthorized(&reason);
                     }
-                    crate::handlers::dispatch::ANONYMOUS.into()
+                    crate::security::ANONYMOUS.into()
                 }
             }
         }
         None if required => return unauthorized("credentials required (Basic or Bearer)"),
-        _ => crate::handlers::dispatch::ANONYMOUS.into(),
+        _ => crate::security::ANONYMOUS.into(),
     };
     req.extensions_mut().insert(Caller {
         principal,

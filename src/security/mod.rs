@@ -5,6 +5,9 @@
 //! on an mTLS listener, or `User:ANONYMOUS`. The authorizer decides each request with Kafka's ACL
 //! model; quotas throttle by user and client id. See docs/security.md.
 
+/// The principal of connections that did not authenticate.
+pub const ANONYMOUS: &str = "User:ANONYMOUS";
+
 pub mod acl;
 pub mod oauth;
 pub mod plain;
