@@ -18,8 +18,9 @@ use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::Decodable;
 
+pub use super::session::Session;
 use crate::broker::Broker;
-use crate::network::{ConnectionInfo, ListenerContext, Service};
+use crate::network::{ConnectionInfo, Service};
 use crate::protocol::{ProtocolError, RequestContext, Response, encode_response};
 
 /// The APIs this broker serves and the versions it advertises. Nothing is listed that does not
@@ -72,48 +73,6 @@ pub fn supported_range(api: ApiKey) -> Option<(i16, i16)> {
         .iter()
         .find(|(k, _, _)| *k == api)
         .map(|&(_, lo, hi)| (lo, hi))
-}
-
-/// What the broker knows of one connection across its requests: its peer, its listener, who
-/// it is, and where its SASL exchange stands.
-pub struct Session {
-    /// `/ip` of the client, as Kafka reports it in group descriptions.
-    pub client_host: String,
-    /// The peer's address as ACL hosts name it (computed once per connection).
-    pub acl_host: Arc<str>,
-    pub listener: Arc<ListenerContext>,
-    /// `User:name`; `User:ANONYMOUS` until a SASL listener's connection authenticates.
-    pub principal: Arc<str>,
-    /// Whether requests beyond ApiVersions and the SASL exchange are served (always, on
-    /// listeners without SASL).
-    pub authenticated: bool,
-    /// The mechanism the connection chose (kept for re-authentication).
-    pub mechanism: Option<String>,
-    pub exchange: Option<super::sasl::Exchange>,
-    /// When the authenticated session ends unless the client re-authenticates.
-    pub expires: Option<Instant>,
-    /// The connection is closed after the response just written.
-    pub closing: bool,
-    /// A quota throttled the client: nothing more is read from the connection for this long
-    /// (ms) after the response just written (KIP-219).
-    pub throttle_ms: u64,
-}
-
-impl Session {
-    pub fn new(conn: &ConnectionInfo, principal: Arc<str>) -> Self {
-        Self {
-            client_host: format!("/{}", conn.peer.ip()),
-            acl_host: crate::security::acl::java_host_address(conn.peer.ip()).into(),
-            authenticated: !conn.listener.protocol.uses_sasl(),
-            listener: conn.listener.clone(),
-            principal,
-            mechanism: None,
-            exchange: None,
-            expires: None,
-            closing: false,
-            throttle_ms: 0,
-        }
-    }
 }
 
 /// The broker's requests as the network layer sees them: frames in, response frames out.

@@ -16,6 +16,7 @@ pub mod quotas;
 pub mod reassign;
 pub mod sasl;
 pub mod scram;
+pub mod session;
 pub mod topics;
 
 use kafka_protocol::error::ResponseError;

@@ -14,23 +14,13 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
-use super::dispatch::Session;
+use super::session::{Exchange, Session};
 use crate::broker::Broker;
 use crate::protocol::{Chunk, Response};
 use crate::security::oauth::{OAuthBearerServer, system_now_ms};
 use crate::security::plain::PlainServer;
 use crate::security::sasl::{SaslServer, SaslStep};
 use crate::security::scram::{ScramMechanism, ScramServer};
-
-/// A SASL exchange in progress on a connection.
-pub struct Exchange {
-    server: Box<dyn SaslServer>,
-    /// A re-authentication (KIP-368): it must end with the principal the connection has.
-    reauthenticating: bool,
-    /// Begun by a v0 SaslHandshake: the tokens come as bare frames, without request headers
-    /// (KIP-43), and a failure closes the connection without an answer.
-    pub raw: bool,
-}
 
 fn server_for(broker: &Broker, mechanism: &str) -> Option<Box<dyn SaslServer>> {
     let credentials = broker.credentials.clone();
