@@ -165,8 +165,9 @@ count_tests() { # suite logfile -> "passed failed"
     kcat | kafka-cli | deploy | fuzz)
         grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log" | tail -1 | awk '{print $1, $3}' ;;
     confluent | kafka-python | search | crash | reliability | cluster | security)
-        # pytest's closing line, e.g. "=== 3 failed, 21 passed, 1 skipped in 9.1s ==="
-        tail -n 5 "$log" | grep -E '(passed|failed|skipped|error)' | tail -1 | awk '{
+        # pytest's closing line, e.g. "=== 3 failed, 21 passed, 1 skipped in 9.1s ===" (clients
+        # may still log a few lines after it as they shut down)
+        grep -E '^=+ .*(passed|failed|skipped|error).* in [0-9.]+s' "$log" | tail -1 | awk '{
             p = 0; f = 0
             for (i = 1; i <= NF; i++) {
                 if ($(i) ~ /^passed/) p = $(i - 1)

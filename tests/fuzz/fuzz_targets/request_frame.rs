@@ -73,7 +73,12 @@ fn harness() -> &'static Harness {
 fuzz_target!(|data: &[u8]| {
     let h = harness();
     let mut buf = BytesMut::from(data);
-    let mut session = Session::new(SocketAddr::from(([127, 0, 0, 1], 40000)));
+    let conn = chronik::network::ConnectionInfo {
+        peer: SocketAddr::from(([127, 0, 0, 1], 40000)),
+        listener: std::sync::Arc::new(chronik::network::ListenerContext::plaintext("PLAINTEXT")),
+        peer_certificate: None,
+    };
+    let mut session = Session::new(&conn, chronik::security::ANONYMOUS.into());
     // A connection carries at most a few requests per input: enough to create, write and read.
     for _ in 0..8 {
         let frame: Bytes = match chronik::network::frame::parse_frame(&mut buf, MAX_FRAME) {
