@@ -50,6 +50,22 @@ fn listener_address(
         .unwrap_or_else(|| (fallback.0.to_string(), fallback.1))
 }
 
+/// Broker `id` of the cluster's metadata as clients of `listener` are told about it.
+fn registered_endpoint(
+    s: &crate::metadata::MetadataState,
+    id: i32,
+    b: &crate::metadata::BrokerState,
+    listener: &str,
+) -> Endpoint {
+    let (host, port) = listener_address(s.broker_listeners.get(&id), listener, (&b.host, b.port));
+    Endpoint {
+        id,
+        host,
+        port,
+        rack: b.rack.clone(),
+    }
+}
+
 /// Every live broker, this one first when it is live, with the address of `listener` (the
 /// listener the asking client came in on).
 pub fn live_brokers(broker: &Broker, listener: &str) -> Vec<Endpoint> {
@@ -70,16 +86,7 @@ pub fn live_brokers(broker: &Broker, listener: &str) -> Vec<Endpoint> {
     broker.metadata.read(|s| {
         placement::live_brokers(s)
             .into_iter()
-            .map(|(id, b)| {
-                let (host, port) =
-                    listener_address(s.broker_listeners.get(&id), listener, (&b.host, b.port));
-                Endpoint {
-                    id,
-                    host,
-                    port,
-                    rack: b.rack.clone(),
-                }
-            })
+            .map(|(id, b)| registered_endpoint(s, id, b, listener))
             .collect()
     })
 }
@@ -92,16 +99,9 @@ pub fn endpoint(broker: &Broker, id: i32, listener: &str) -> Option<Endpoint> {
             .find(|e| e.id == id);
     }
     broker.metadata.read(|s| {
-        s.brokers.get(&id).map(|b| {
-            let (host, port) =
-                listener_address(s.broker_listeners.get(&id), listener, (&b.host, b.port));
-            Endpoint {
-                id,
-                host,
-                port,
-                rack: b.rack.clone(),
-            }
-        })
+        s.brokers
+            .get(&id)
+            .map(|b| registered_endpoint(s, id, b, listener))
     })
 }
 
