@@ -21,19 +21,7 @@ async fn call_as<R: Request>(c: &mut Client, client_id: &str, req: &R, version: 
 where
     R::Response: Decodable + HeaderVersion,
 {
-    let header = RequestHeader::default()
-        .with_request_api_key(R::KEY)
-        .with_request_api_version(version)
-        .with_correlation_id(7)
-        .with_client_id(Some(s(client_id)));
-    let mut body = BytesMut::new();
-    header
-        .encode(&mut body, R::header_version(version))
-        .expect("header");
-    req.encode(&mut body, version).expect("body");
-    let mut framed = Vec::with_capacity(body.len() + 4);
-    framed.put_i32(body.len() as i32);
-    framed.extend_from_slice(&body);
+    let framed = c.encode_as(req, version, client_id);
     c.send_raw(&framed).await;
     let mut frame = c.read_frame().await.expect("response");
     ResponseHeader::decode(&mut frame, R::Response::header_version(version)).expect("header");

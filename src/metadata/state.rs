@@ -407,6 +407,14 @@ impl MetadataState {
 }
 
 impl MetadataState {
+    /// Whether `incarnation` is broker `id`'s latest registration (records proposed with an
+    /// earlier start are ignored).
+    fn is_current_start(&self, id: i32, incarnation: &Uuid) -> bool {
+        self.brokers
+            .get(&id)
+            .is_some_and(|b| b.incarnation == *incarnation)
+    }
+
     /// Rebuilds the derived index of remote segments (after a snapshot is read).
     pub fn reindex(&mut self) {
         self.topology_version = TopologyVersion(self.last_index);
@@ -822,11 +830,7 @@ impl MetadataState {
             } => {
                 // Only for the registration it was proposed with: a late one of an earlier
                 // start does not replace what a newer start advertised.
-                if self
-                    .brokers
-                    .get(id)
-                    .is_some_and(|b| b.incarnation == *incarnation)
-                {
+                if self.is_current_start(*id, incarnation) {
                     self.broker_http.insert(*id, http.clone());
                 }
             }
@@ -835,11 +839,7 @@ impl MetadataState {
                 incarnation,
                 listeners,
             } => {
-                if self
-                    .brokers
-                    .get(id)
-                    .is_some_and(|b| b.incarnation == *incarnation)
-                {
+                if self.is_current_start(*id, incarnation) {
                     self.broker_listeners.insert(*id, listeners.clone());
                 }
             }

@@ -159,13 +159,18 @@ impl Client {
     }
 
     pub fn encode<R: Request>(&mut self, req: &R, version: i16) -> Vec<u8> {
+        self.encode_as(req, version, "wire-test")
+    }
+
+    /// A request frame whose header names `client_id`.
+    pub fn encode_as<R: Request>(&mut self, req: &R, version: i16, client_id: &str) -> Vec<u8> {
         let correlation_id = self.next_correlation;
         self.next_correlation += 1;
         let header = RequestHeader::default()
             .with_request_api_key(R::KEY)
             .with_request_api_version(version)
             .with_correlation_id(correlation_id)
-            .with_client_id(Some(StrBytes::from_static_str("wire-test")));
+            .with_client_id(Some(StrBytes::from_string(client_id.to_string())));
         let mut body = BytesMut::new();
         header
             .encode(&mut body, R::header_version(version))
